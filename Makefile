@@ -1,0 +1,35 @@
+# PulseDB — one entry point for humans and CI.
+#
+#   make demo   run the agent-swarm demo on a temporary database
+#   make test   fmt check, clippy, the whole test suite, docs
+#   make bench  criterion benches and the pulsedb-bench workload
+
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/pulsedb-target
+CARGO ?= cargo
+APT_PACKAGES := cmake g++ libopenblas-dev pkg-config
+
+.PHONY: deps demo test bench bench-smoke crash-soak
+
+# Installs the system packages the FAISS build needs, only when missing.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	fi
+	@command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
+
+demo: deps
+	$(CARGO) run --release --example agent_swarm
+
+test: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --all-features -- -D warnings
+	$(CARGO) test --all-features
+	$(CARGO) bench --no-run
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
+
+bench: deps
+	$(CARGO) bench
+	$(CARGO) run --release --bin pulsedb-bench

@@ -1,0 +1,559 @@
+//! The collective actor: owns one collective's vector indexes (experiences,
+//! insights), their slot ↔ id maps and the in-memory filter columns.
+//!
+//! Writes pass through it on their way to the storage actor and come back
+//! as `Committed` batches, which it applies to its indexes in commit order
+//! *before* answering the callers (read-your-writes for search). Searches
+//! take a read lock on the index inside a blocking task, so any number run
+//! in parallel; only index updates are exclusive.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use super::blocking;
+use super::storage::{PendingWrite, StorageMsg};
+use crate::collective::CollectiveId;
+use crate::error::{Error, Result};
+use crate::experience::{Experience, ExperienceId};
+use crate::index::{FaissIndex, IndexConfig, IndexError, Slot, Snapshot, VectorIndex};
+use crate::insight::InsightId;
+use crate::search::columns::Columns;
+use crate::search::SearchFilter;
+use crate::storage::{Applied, Committed, RedbStorage, StorageEngine, WriteOp};
+
+pub(crate) struct CollectiveActor;
+
+pub(crate) struct CollectiveArgs {
+    pub(crate) id: CollectiveId,
+    pub(crate) storage: Arc<RedbStorage>,
+    pub(crate) storage_actor: ActorRef<StorageMsg>,
+    pub(crate) index: IndexConfig,
+    pub(crate) dimension: usize,
+    /// Where snapshots live (`None` for in-memory databases).
+    pub(crate) snapshot_dir: Option<PathBuf>,
+}
+
+/// A vector index and the id stored under each of its slots.
+pub(crate) struct Shared<Id> {
+    index: FaissIndex,
+    ids: Vec<Option<Id>>,
+}
+
+impl<Id: Copy> Shared<Id> {
+    fn new(index: FaissIndex) -> Self {
+        Shared {
+            index,
+            ids: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, items: &[(Slot, Id, &[f32])]) -> Result<(), IndexError> {
+        let vectors: Vec<(Slot, &[f32])> = items.iter().map(|(s, _, v)| (*s, *v)).collect();
+        self.index.add(&vectors)?;
+        for (slot, id, _) in items {
+            let i = *slot as usize;
+            if self.ids.len() <= i {
+                self.ids.resize(i + 1, None);
+            }
+            self.ids[i] = Some(*id);
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, slot: Slot) {
+        self.index.remove(slot);
+        if let Some(cell) = self.ids.get_mut(slot as usize) {
+            *cell = None;
+        }
+    }
+
+    fn compact_if_needed(&mut self) -> Result<(), IndexError> {
+        if self.index.needs_compaction() {
+            self.index.compact()?;
+        }
+        Ok(())
+    }
+
+    fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        eligible: Option<&crate::index::SlotSet>,
+    ) -> Result<Vec<(Id, f32)>> {
+        let hits = self.index.search(query, k, eligible)?;
+        Ok(hits
+            .into_iter()
+            .filter_map(|h| {
+                let id = self.ids.get(h.slot as usize).copied().flatten()?;
+                Some((id, h.similarity))
+            })
+            .collect())
+    }
+}
+
+type SharedIndex<Id> = Arc<RwLock<Shared<Id>>>;
+
+pub(crate) struct CollectiveState {
+    id: CollectiveId,
+    storage: Arc<RedbStorage>,
+    storage_actor: ActorRef<StorageMsg>,
+    columns: Columns,
+    experiences: SharedIndex<ExperienceId>,
+    insight_slots: HashMap<InsightId, Slot>,
+    next_insight_slot: Slot,
+    insights: SharedIndex<InsightId>,
+    snapshot_dir: Option<PathBuf>,
+    snapshots: bool,
+}
+
+/// A committed write and the caller waiting for it.
+pub(crate) type CommittedWrite = (Result<Committed>, RpcReplyPort<Result<Committed>>);
+
+pub(crate) enum CollectiveMsg {
+    /// Forward a write to the storage actor; the answer comes back as `Committed`.
+    Write {
+        op: WriteOp,
+        reply: RpcReplyPort<Result<Committed>>,
+    },
+    /// Writes the storage actor committed, in commit order.
+    Committed(Vec<CommittedWrite>),
+    /// The `k` experiences most similar to `query` that pass `filter`.
+    Search {
+        query: Vec<f32>,
+        k: usize,
+        filter: SearchFilter,
+        reply: RpcReplyPort<Result<Vec<(Experience, f32)>>>,
+    },
+    /// The `k` insights nearest `query`.
+    SearchInsights {
+        query: Vec<f32>,
+        k: usize,
+        reply: RpcReplyPort<Result<Vec<(InsightId, f32)>>>,
+    },
+    /// Write index snapshots covering everything committed so far.
+    Snapshot(RpcReplyPort<Result<()>>),
+    /// Fail on purpose (supervision tests only).
+    #[cfg(feature = "fault-injection")]
+    InjectFault,
+}
+
+impl Actor for CollectiveActor {
+    type Msg = CollectiveMsg;
+    type State = CollectiveState;
+    type Arguments = CollectiveArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<CollectiveMsg>,
+        args: CollectiveArgs,
+    ) -> std::result::Result<CollectiveState, ActorProcessingErr> {
+        let started = std::time::Instant::now();
+        let id = args.id;
+        let storage = args.storage.clone();
+        let index_config = args.index.clone();
+        let dimension = args.dimension;
+        let dir = args.snapshot_dir.clone();
+        let loaded = blocking(move || load(id, &storage, &index_config, dimension, dir.as_deref()))
+            .await?;
+        tracing::debug!(
+            collective = %args.id,
+            experiences = loaded.columns.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "collective index ready"
+        );
+        Ok(CollectiveState {
+            id: args.id,
+            storage: args.storage,
+            storage_actor: args.storage_actor,
+            columns: loaded.columns,
+            experiences: Arc::new(RwLock::new(loaded.experiences)),
+            insight_slots: loaded.insight_slots,
+            next_insight_slot: loaded.next_insight_slot,
+            insights: Arc::new(RwLock::new(loaded.insights)),
+            snapshot_dir: args.snapshot_dir,
+            snapshots: args.index.snapshots,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<CollectiveMsg>,
+        msg: CollectiveMsg,
+        state: &mut CollectiveState,
+    ) -> std::result::Result<(), ActorProcessingErr> {
+        match msg {
+            CollectiveMsg::Write { op, reply } => {
+                let write = PendingWrite {
+                    op,
+                    via: Some(myself),
+                    reply,
+                };
+                if let Err(ractor::MessagingErr::SendErr(StorageMsg::Write(w))) =
+                    state.storage_actor.send_message(StorageMsg::Write(write))
+                {
+                    let _ = w.reply.send(Err(Error::Closed));
+                }
+            }
+            CollectiveMsg::Committed(batch) => apply_committed(state, batch).await?,
+            CollectiveMsg::Search {
+                query,
+                k,
+                filter,
+                reply,
+            } => {
+                // Building the bitmap reads the columns, which only this actor
+                // touches; the FAISS search and the record fetch run on the
+                // blocking pool so searches proceed in parallel.
+                let eligible = state.columns.eligible(&filter);
+                let shared = state.experiences.clone();
+                let storage = state.storage.clone();
+                tokio::spawn(async move {
+                    let result = blocking(move || {
+                        let hits = read(&shared)?.search(&query, k, eligible.as_ref())?;
+                        let ids: Vec<ExperienceId> = hits.iter().map(|(id, _)| *id).collect();
+                        let records = storage.get_experiences(&ids)?;
+                        let mut by_id: HashMap<ExperienceId, Experience> =
+                            records.into_iter().map(|e| (e.id, e)).collect();
+                        Ok(hits
+                            .into_iter()
+                            .filter_map(|(id, sim)| Some((by_id.remove(&id)?, sim)))
+                            .collect())
+                    })
+                    .await;
+                    let _ = reply.send(result);
+                });
+            }
+            CollectiveMsg::SearchInsights { query, k, reply } => {
+                let shared = state.insights.clone();
+                tokio::spawn(async move {
+                    let result = blocking(move || read(&shared)?.search(&query, k, None)).await;
+                    let _ = reply.send(result);
+                });
+            }
+            CollectiveMsg::Snapshot(reply) => {
+                let _ = reply.send(write_snapshots(state).await);
+            }
+            #[cfg(feature = "fault-injection")]
+            CollectiveMsg::InjectFault => {
+                return Err(format!("fault injected into collective {}", state.id).into());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read<Id>(shared: &RwLock<Shared<Id>>) -> Result<std::sync::RwLockReadGuard<'_, Shared<Id>>> {
+    shared.read().map_err(|_| poisoned())
+}
+
+fn write<Id>(shared: &RwLock<Shared<Id>>) -> Result<std::sync::RwLockWriteGuard<'_, Shared<Id>>> {
+    shared.write().map_err(|_| poisoned())
+}
+
+fn poisoned() -> Error {
+    Error::Index(IndexError::Faiss(
+        "index lock poisoned by a panic during an update".into(),
+    ))
+}
+
+/// Applies committed writes to the indexes, then answers their callers.
+///
+/// An index failure here is a fault: the callers still get their (durable)
+/// results, and the actor fails so that its supervisor rebuilds the index
+/// from redb.
+async fn apply_committed(
+    state: &mut CollectiveState,
+    batch: Vec<CommittedWrite>,
+) -> Result<()> {
+    let mut added: Vec<(Slot, ExperienceId, Vec<f32>)> = Vec::new();
+    let mut removed: Vec<Slot> = Vec::new();
+    let mut insights_added: Vec<(Slot, InsightId, Vec<f32>)> = Vec::new();
+    let mut insights_removed: Vec<Slot> = Vec::new();
+    for (result, _) in &batch {
+        let Ok(committed) = result else { continue };
+        match &committed.applied {
+            Applied::ExperiencesRecorded(exps) => {
+                for e in exps {
+                    let slot = state.columns.next_slot();
+                    state.columns.insert(slot, e);
+                    added.push((slot, e.id, e.embedding.clone()));
+                }
+            }
+            Applied::ExperienceChanged(e) => state.columns.update(e),
+            Applied::ExperienceDeleted { id, .. } => {
+                if let Some(slot) = state.columns.remove(id) {
+                    removed.push(slot);
+                }
+            }
+            Applied::InsightStored(i) => {
+                let slot = state.next_insight_slot;
+                state.next_insight_slot += 1;
+                state.insight_slots.insert(i.id, slot);
+                insights_added.push((slot, i.id, i.embedding.clone()));
+            }
+            Applied::InsightDeleted { id, .. } => {
+                if let Some(slot) = state.insight_slots.remove(id) {
+                    insights_removed.push(slot);
+                }
+            }
+            _ => {}
+        }
+    }
+    let outcome = if added.is_empty()
+        && removed.is_empty()
+        && insights_added.is_empty()
+        && insights_removed.is_empty()
+    {
+        Ok(())
+    } else {
+        let experiences = state.experiences.clone();
+        let insights = state.insights.clone();
+        blocking(move || {
+            update_index(&experiences, &added, &removed)?;
+            update_index(&insights, &insights_added, &insights_removed)
+        })
+        .await
+    };
+    for (result, reply) in batch {
+        let _ = reply.send(result);
+    }
+    if let Err(e) = &outcome {
+        tracing::error!(collective = %state.id, error = %e, "index update failed; rebuilding");
+    }
+    outcome
+}
+
+fn update_index<Id: Copy>(
+    shared: &RwLock<Shared<Id>>,
+    added: &[(Slot, Id, Vec<f32>)],
+    removed: &[Slot],
+) -> Result<()> {
+    if added.is_empty() && removed.is_empty() {
+        return Ok(());
+    }
+    let mut guard = write(shared)?;
+    if !added.is_empty() {
+        let items: Vec<(Slot, Id, &[f32])> = added
+            .iter()
+            .map(|(s, id, v)| (*s, *id, v.as_slice()))
+            .collect();
+        guard.add(&items)?;
+    }
+    for slot in removed {
+        guard.remove(*slot);
+    }
+    guard.compact_if_needed()?;
+    Ok(())
+}
+
+async fn write_snapshots(state: &CollectiveState) -> Result<()> {
+    let Some(dir) = state.snapshot_dir.clone() else {
+        return Ok(());
+    };
+    if !state.snapshots {
+        return Ok(());
+    }
+    let id = state.id;
+    let storage = state.storage.clone();
+    let experiences = state.experiences.clone();
+    let insights = state.insights.clone();
+    let exp_extra = encode_slots(&state.columns.slot_ids());
+    let mut insight_slots: Vec<(Slot, [u8; 16])> = state
+        .insight_slots
+        .iter()
+        .map(|(id, s)| (*s, *id.as_bytes()))
+        .collect();
+    insight_slots.sort_unstable();
+    let ins_extra = encode_slot_bytes(&insight_slots);
+    blocking(move || {
+        std::fs::create_dir_all(&dir)?;
+        let sequence = storage.current_sequence()?;
+        read(&experiences)?.index.save_snapshot(
+            &snapshot_path(&dir, id, "experiences"),
+            sequence,
+            &exp_extra,
+        )?;
+        read(&insights)?.index.save_snapshot(
+            &snapshot_path(&dir, id, "insights"),
+            sequence,
+            &ins_extra,
+        )?;
+        Ok(())
+    })
+    .await
+}
+
+pub(crate) fn snapshot_path(dir: &std::path::Path, id: CollectiveId, kind: &str) -> PathBuf {
+    dir.join(format!("{id}.{kind}.idx"))
+}
+
+fn encode_slots(pairs: &[(Slot, ExperienceId)]) -> Vec<u8> {
+    let bytes: Vec<(Slot, [u8; 16])> = pairs.iter().map(|(s, id)| (*s, *id.as_bytes())).collect();
+    encode_slot_bytes(&bytes)
+}
+
+fn encode_slot_bytes(pairs: &[(Slot, [u8; 16])]) -> Vec<u8> {
+    postcard::to_allocvec(pairs).unwrap_or_default()
+}
+
+fn decode_slot_bytes(bytes: &[u8]) -> Option<Vec<(Slot, [u8; 16])>> {
+    postcard::from_bytes(bytes).ok()
+}
+
+struct Loaded {
+    columns: Columns,
+    experiences: Shared<ExperienceId>,
+    insight_slots: HashMap<InsightId, Slot>,
+    next_insight_slot: Slot,
+    insights: Shared<InsightId>,
+}
+
+/// Builds the collective's indexes: from a snapshot reconciled with redb
+/// when one is usable, from redb alone otherwise.
+///
+/// Reconciliation is exact because embeddings never change: every slot of
+/// the snapshot whose id is no longer stored is removed, every stored id the
+/// snapshot lacks is added. The result holds exactly redb's records.
+fn load(
+    id: CollectiveId,
+    storage: &RedbStorage,
+    config: &IndexConfig,
+    dimension: usize,
+    dir: Option<&std::path::Path>,
+) -> Result<Loaded> {
+    let current = storage.current_sequence()?;
+    let mut stored: Vec<Experience> = Vec::new();
+    storage.scan_experiences(id, false, &mut |e| stored.push(e))?;
+
+    let snapshot = |kind: &str| -> Option<(FaissIndex, Vec<(Slot, [u8; 16])>)> {
+        let path = snapshot_path(dir?, id, kind);
+        let snap = Snapshot::load(&path, config, dimension)?;
+        if snap.sequence > current {
+            tracing::warn!(path = %path.display(), snapshot = snap.sequence, current,
+                "index snapshot is ahead of the change log; rebuilding");
+            return None;
+        }
+        let Some(slots) = decode_slot_bytes(&snap.extra) else {
+            tracing::warn!(path = %path.display(), "index snapshot slot map unreadable; rebuilding");
+            return None;
+        };
+        Some((snap.index, slots))
+    };
+
+    // Experiences.
+    let mut columns = Columns::default();
+    let mut experiences = match snapshot("experiences") {
+        Some((index, slots)) => {
+            let mut shared = Shared::new(index);
+            let stored_ids: HashMap<ExperienceId, usize> =
+                stored.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
+            let mut max_slot = None;
+            for (slot, raw) in &slots {
+                let eid = ExperienceId::from_bytes(*raw);
+                max_slot = max_slot.max(Some(*slot));
+                match stored_ids.get(&eid) {
+                    Some(i) if shared.index.contains(*slot) => {
+                        columns.insert(*slot, &stored[*i]);
+                        let s = *slot as usize;
+                        if shared.ids.len() <= s {
+                            shared.ids.resize(s + 1, None);
+                        }
+                        shared.ids[s] = Some(eid);
+                    }
+                    _ => {
+                        shared.index.remove(*slot);
+                    }
+                }
+            }
+            // Slots past the snapshot's are free for the records it lacks.
+            if let Some(max) = max_slot {
+                columns.reserve_through(max);
+            }
+            shared
+        }
+        None => Shared::new(FaissIndex::new(dimension, config)?),
+    };
+    let missing: Vec<&Experience> = stored
+        .iter()
+        .filter(|e| columns.slot_of(&e.id).is_none())
+        .collect();
+    for chunk in missing.chunks(4096) {
+        let ids: Vec<ExperienceId> = chunk.iter().map(|e| e.id).collect();
+        let mut vectors = Vec::with_capacity(chunk.len());
+        for (e, eid) in chunk.iter().zip(&ids) {
+            let v = storage.get_embedding(*eid)?.ok_or_else(|| {
+                crate::storage::StorageError::Corrupt(format!("experience {eid} has no embedding"))
+            })?;
+            let slot = columns.next_slot();
+            columns.insert(slot, e);
+            vectors.push((slot, *eid, v));
+        }
+        let items: Vec<(Slot, ExperienceId, &[f32])> = vectors
+            .iter()
+            .map(|(s, id, v)| (*s, *id, v.as_slice()))
+            .collect();
+        experiences.add(&items)?;
+    }
+    experiences.compact_if_needed()?;
+
+    // Insights.
+    let mut stored_insights = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = storage.list_insight_ids(id, 1000, offset)?;
+        if page.is_empty() {
+            break;
+        }
+        offset += page.len();
+        stored_insights.extend(page);
+    }
+    let mut insight_slots = HashMap::new();
+    let mut next_insight_slot: Slot = 0;
+    let mut insights = match snapshot("insights") {
+        Some((index, slots)) => {
+            let mut shared = Shared::new(index);
+            let known: std::collections::HashSet<InsightId> =
+                stored_insights.iter().copied().collect();
+            for (slot, raw) in &slots {
+                let iid = InsightId::from_bytes(*raw);
+                next_insight_slot = next_insight_slot.max(slot + 1);
+                if known.contains(&iid) && shared.index.contains(*slot) {
+                    insight_slots.insert(iid, *slot);
+                    let s = *slot as usize;
+                    if shared.ids.len() <= s {
+                        shared.ids.resize(s + 1, None);
+                    }
+                    shared.ids[s] = Some(iid);
+                } else {
+                    shared.index.remove(*slot);
+                }
+            }
+            shared
+        }
+        None => Shared::new(FaissIndex::new(dimension, config)?),
+    };
+    for iid in stored_insights {
+        if insight_slots.contains_key(&iid) {
+            continue;
+        }
+        let Some(insight) = storage.get_insight(iid)? else {
+            continue;
+        };
+        let slot = next_insight_slot;
+        next_insight_slot += 1;
+        insights.add(&[(slot, iid, insight.embedding.as_slice())])?;
+        insight_slots.insert(iid, slot);
+    }
+    insights.compact_if_needed()?;
+
+    Ok(Loaded {
+        columns,
+        experiences,
+        insight_slots,
+        next_insight_slot,
+        insights,
+    })
+}

@@ -1,0 +1,213 @@
+//! The storage actor: the only redb writer.
+//!
+//! Group commit: writes queue up while a commit is in progress; when it
+//! finishes, everything queued (up to `max_batch_ops`) is applied in one
+//! transaction with one commit. Each write keeps its own fate. After a
+//! commit the actor publishes the watch events, then hands each collective
+//! actor its committed writes (so the index is updated before the caller is
+//! answered) and answers the other callers directly.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use super::blocking;
+use super::collective::CollectiveMsg;
+use crate::config::Durability;
+use crate::error::{Error, Result};
+use crate::storage::{Committed, RedbStorage, StorageEngine, WriteOp};
+use crate::watch::WatchHub;
+
+pub(crate) struct StorageActor;
+
+pub(crate) struct StorageArgs {
+    pub(crate) storage: Arc<RedbStorage>,
+    pub(crate) watch: Arc<WatchHub>,
+    pub(crate) max_batch_ops: usize,
+    pub(crate) durability: Durability,
+    pub(crate) flush_interval: std::time::Duration,
+}
+
+pub(crate) struct StorageState {
+    storage: Arc<RedbStorage>,
+    watch: Arc<WatchHub>,
+    max_batch_ops: usize,
+    pending: Vec<PendingWrite>,
+    committing: bool,
+    flushing: bool,
+    /// Replies waiting for the current commit (and everything before it) to finish.
+    barriers: Vec<RpcReplyPort<()>>,
+}
+
+/// A queued write and where its result goes.
+pub(crate) struct PendingWrite {
+    pub(crate) op: WriteOp,
+    /// The collective actor that must apply the result to its index before
+    /// the caller is answered.
+    pub(crate) via: Option<ActorRef<CollectiveMsg>>,
+    pub(crate) reply: RpcReplyPort<Result<Committed>>,
+}
+
+pub(crate) enum StorageMsg {
+    /// Queue a write for the next group commit.
+    Write(PendingWrite),
+    /// A commit finished (sent by the actor to itself).
+    CommitDone {
+        writes: Vec<PendingWrite>,
+        results: Result<Vec<Result<Committed>>>,
+    },
+    /// Answer once every write queued before this message has committed.
+    Barrier(RpcReplyPort<()>),
+    /// Make non-durable commits durable (`Durability::Eventual`).
+    Flush,
+    /// A flush finished.
+    FlushDone,
+}
+
+impl Actor for StorageActor {
+    type Msg = StorageMsg;
+    type State = StorageState;
+    type Arguments = StorageArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<StorageMsg>,
+        args: StorageArgs,
+    ) -> std::result::Result<StorageState, ActorProcessingErr> {
+        if args.durability == Durability::Eventual {
+            myself.send_interval(args.flush_interval, || StorageMsg::Flush);
+        }
+        Ok(StorageState {
+            storage: args.storage,
+            watch: args.watch,
+            max_batch_ops: args.max_batch_ops,
+            pending: Vec::new(),
+            committing: false,
+            flushing: false,
+            barriers: Vec::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<StorageMsg>,
+        msg: StorageMsg,
+        state: &mut StorageState,
+    ) -> std::result::Result<(), ActorProcessingErr> {
+        match msg {
+            StorageMsg::Write(write) => {
+                state.pending.push(write);
+                if !state.committing {
+                    start_commit(&myself, state);
+                }
+            }
+            StorageMsg::CommitDone { writes, results } => {
+                state.committing = false;
+                finish_commit(state, writes, results);
+                if !state.pending.is_empty() {
+                    start_commit(&myself, state);
+                } else {
+                    for barrier in state.barriers.drain(..) {
+                        let _ = barrier.send(());
+                    }
+                }
+            }
+            StorageMsg::Barrier(reply) => {
+                if state.committing || !state.pending.is_empty() {
+                    state.barriers.push(reply);
+                } else {
+                    let _ = reply.send(());
+                }
+            }
+            StorageMsg::Flush => {
+                if !state.flushing {
+                    state.flushing = true;
+                    let storage = state.storage.clone();
+                    let me = myself.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = blocking(move || storage.flush()).await {
+                            tracing::warn!(error = %e, "periodic durable commit failed");
+                        }
+                        let _ = me.send_message(StorageMsg::FlushDone);
+                    });
+                }
+            }
+            StorageMsg::FlushDone => state.flushing = false,
+        }
+        Ok(())
+    }
+}
+
+/// Takes up to `max_batch_ops` queued writes and commits them on the blocking pool.
+fn start_commit(myself: &ActorRef<StorageMsg>, state: &mut StorageState) {
+    let take = state.pending.len().min(state.max_batch_ops);
+    let mut writes: Vec<PendingWrite> = state.pending.drain(..take).collect();
+    let ops: Vec<WriteOp> = writes.iter_mut().map(|w| w.op.clone()).collect();
+    state.committing = true;
+    let storage = state.storage.clone();
+    let me = myself.clone();
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let n = ops.len();
+        let results = blocking(move || storage.apply(ops)).await;
+        tracing::trace!(ops = n, elapsed_us = started.elapsed().as_micros() as u64, "group commit");
+        // If the actor is gone, the replies are dropped and callers get an
+        // error rather than a hang.
+        let _ = me.send_message(StorageMsg::CommitDone { writes, results });
+    });
+}
+
+fn finish_commit(
+    state: &mut StorageState,
+    writes: Vec<PendingWrite>,
+    results: Result<Vec<Result<Committed>>>,
+) {
+    let results = match results {
+        Ok(r) if r.len() == writes.len() => r,
+        Ok(_) => {
+            let e = Error::Storage(crate::storage::StorageError::Corrupt(
+                "batch result count mismatch".into(),
+            ));
+            writes.iter().map(|_| Err(e.duplicate())).collect()
+        }
+        Err(fault) => {
+            tracing::error!(error = %fault, ops = writes.len(), "group commit failed");
+            writes.iter().map(|_| Err(fault.duplicate())).collect()
+        }
+    };
+    let events: Vec<_> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .flat_map(|c| c.events.iter().cloned())
+        .collect();
+    state.watch.publish(&events);
+
+    let mut per_collective: HashMap<ractor::ActorId, (ActorRef<CollectiveMsg>, Vec<_>)> =
+        HashMap::new();
+    for (write, result) in writes.into_iter().zip(results) {
+        match write.via {
+            Some(actor) if result.is_ok() => {
+                per_collective
+                    .entry(actor.get_id())
+                    .or_insert_with(|| (actor.clone(), Vec::new()))
+                    .1
+                    .push((result, write.reply));
+            }
+            _ => {
+                let _ = write.reply.send(result);
+            }
+        }
+    }
+    for (_, (actor, batch)) in per_collective {
+        if let Err(ractor::MessagingErr::SendErr(CollectiveMsg::Committed(batch))) =
+            actor.send_message(CollectiveMsg::Committed(batch))
+        {
+            // The collective actor is gone; its index is rebuilt from redb on
+            // restart, so the writes are still good. Answer directly.
+            for (result, reply) in batch {
+                let _ = reply.send(result);
+            }
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Watch streams and the change log on [`PulseHandle`].
+
+use super::engine::{Access, Admission};
+use super::PulseHandle;
+use crate::collective::CollectiveId;
+use crate::error::{NotFoundError, Result};
+use crate::storage::StorageEngine;
+use crate::validate;
+use crate::watch::{WatchEvent, WatchFilter, WatchStream};
+
+/// Most events one `poll_changes` call returns.
+pub const MAX_POLL_EVENTS: usize = 1000;
+
+impl PulseHandle {
+    /// A live stream of a collective's experience events.
+    ///
+    /// # Errors
+    /// `NotFound(Collective)`, `Closed`, or a storage fault.
+    pub async fn watch_experiences(&self, c: CollectiveId) -> Result<WatchStream> {
+        self.watch_experiences_filtered(c, WatchFilter::default())
+            .await
+    }
+
+    /// A live stream of the events passing `filter`.
+    ///
+    /// # Errors
+    /// `NotFound(Collective)`, `Closed`, or a storage fault.
+    pub async fn watch_experiences_filtered(
+        &self,
+        c: CollectiveId,
+        filter: WatchFilter,
+    ) -> Result<WatchStream> {
+        let e = &self.engine;
+        e.run("watch_experiences", Some(c), Access::Read, Admission::Wait, async {
+            if e.read(move |s| s.get_collective(c)).await?.is_none() {
+                return Err(NotFoundError::Collective(c).into());
+            }
+            Ok(e.watch.subscribe(c, filter, e.config.watch.buffer_size))
+        })
+        .await
+    }
+
+    /// The last change-log sequence (0 on a new database).
+    ///
+    /// # Errors
+    /// `Closed` or a storage fault.
+    pub async fn get_current_sequence(&self) -> Result<u64> {
+        let e = &self.engine;
+        e.run("get_current_sequence", None, Access::Read, Admission::Wait, async {
+            e.read(|s| s.current_sequence()).await
+        })
+        .await
+    }
+
+    /// Experience events after `since_seq` (at most 1 000) and the position
+    /// to poll from next, which also covers the other entries scanned. With
+    /// nothing new, the position given is returned.
+    ///
+    /// # Errors
+    /// `Closed` or a storage fault.
+    pub async fn poll_changes(&self, since_seq: u64) -> Result<(Vec<WatchEvent>, u64)> {
+        let e = &self.engine;
+        e.run("poll_changes", None, Access::Read, Admission::Wait, async {
+            e.read(move |s| s.poll_events(since_seq, MAX_POLL_EVENTS))
+                .await
+        })
+        .await
+    }
+
+    /// As [`PulseHandle::poll_changes`], returning at most `limit` events.
+    ///
+    /// # Errors
+    /// `Validation` (`limit` in 1 ..= 1000), `Closed` or a storage fault.
+    pub async fn poll_changes_batch(
+        &self,
+        since_seq: u64,
+        limit: usize,
+    ) -> Result<(Vec<WatchEvent>, u64)> {
+        let e = &self.engine;
+        e.run("poll_changes_batch", None, Access::Read, Admission::Wait, async {
+            validate::result_count("limit", limit)?;
+            e.read(move |s| s.poll_events(since_seq, limit)).await
+        })
+        .await
+    }
+}

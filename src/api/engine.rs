@@ -1,0 +1,240 @@
+//! The plumbing behind [`PulseHandle`](super::PulseHandle): admission (the
+//! in-flight bound and the closed flag), actor resolution with a per-handle
+//! cache, and the three ways a call reaches the engine — a collective actor,
+//! the storage actor, or a read transaction on the blocking pool.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use ractor::{ActorRef, MessagingErr, RpcReplyPort};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
+
+use super::Embedder;
+use crate::actors::collective::CollectiveMsg;
+use crate::actors::router::RouterMsg;
+use crate::actors::storage::{PendingWrite, StorageMsg};
+use crate::actors::{blocking, call_failed};
+use crate::collective::CollectiveId;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::id::InstanceId;
+use crate::metadata::DatabaseMetadata;
+use crate::storage::{Committed, RedbStorage, WriteOp};
+use crate::watch::WatchHub;
+
+/// Whether a call waits for an in-flight slot or gives up at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    Wait,
+    Try,
+}
+
+/// Whether a call mutates the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    Read,
+    Write,
+}
+
+pub(crate) struct Engine {
+    pub(crate) config: Config,
+    pub(crate) metadata: DatabaseMetadata,
+    pub(crate) instance_id: InstanceId,
+    pub(crate) embedder: Option<Arc<dyn Embedder>>,
+    pub(crate) watch: Arc<WatchHub>,
+    /// `None` once closed: dropping the last reference closes the file.
+    pub(crate) storage: RwLock<Option<Arc<RedbStorage>>>,
+    pub(crate) router: ActorRef<RouterMsg>,
+    pub(crate) storage_actor: ActorRef<StorageMsg>,
+    /// One permit per request in flight; `close` takes them all.
+    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) closed: AtomicBool,
+    pub(crate) close_lock: tokio::sync::Mutex<()>,
+    actors: RwLock<HashMap<CollectiveId, ActorRef<CollectiveMsg>>>,
+}
+
+impl Engine {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        config: Config,
+        metadata: DatabaseMetadata,
+        instance_id: InstanceId,
+        embedder: Option<Arc<dyn Embedder>>,
+        watch: Arc<WatchHub>,
+        storage: Arc<RedbStorage>,
+        router: ActorRef<RouterMsg>,
+        storage_actor: ActorRef<StorageMsg>,
+    ) -> Engine {
+        let permits = Arc::new(Semaphore::new(config.max_in_flight));
+        Engine {
+            config,
+            metadata,
+            instance_id,
+            embedder,
+            watch,
+            storage: RwLock::new(Some(storage)),
+            router,
+            storage_actor,
+            permits,
+            closed: AtomicBool::new(false),
+            close_lock: tokio::sync::Mutex::new(()),
+            actors: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Runs one public operation: a tracing span, admission, then `body`.
+    pub(crate) async fn run<T, F>(
+        &self,
+        op: &'static str,
+        collective: Option<CollectiveId>,
+        access: Access,
+        admission: Admission,
+        body: F,
+    ) -> Result<T>
+    where
+        F: Future<Output = Result<T>>,
+    {
+        let span = match collective {
+            Some(c) => tracing::debug_span!("pulsedb", op, collective = %c),
+            None => tracing::debug_span!("pulsedb", op),
+        };
+        async move {
+            let _permit = self.admit(access, admission).await?;
+            body.await
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn admit(&self, access: Access, admission: Admission) -> Result<OwnedSemaphorePermit> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let permit = match admission {
+            Admission::Wait => self
+                .permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| Error::Closed)?,
+            Admission::Try => match self.permits.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(tokio::sync::TryAcquireError::NoPermits) => return Err(Error::Overloaded),
+                Err(tokio::sync::TryAcquireError::Closed) => return Err(Error::Closed),
+            },
+        };
+        // `close` sets the flag before taking every permit, so a call that
+        // got a permit after that sees the flag here.
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        if access == Access::Write && self.config.read_only {
+            return Err(Error::ReadOnly);
+        }
+        Ok(permit)
+    }
+
+    pub(crate) fn storage(&self) -> Result<Arc<RedbStorage>> {
+        self.storage
+            .read()
+            .map_err(|_| Error::Closed)?
+            .clone()
+            .ok_or(Error::Closed)
+    }
+
+    /// Runs a storage read on the blocking pool.
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&RedbStorage) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let storage = self.storage()?;
+        blocking(move || f(&storage)).await
+    }
+
+    /// The actor of a collective (cached), or `NotFound(Collective)`.
+    pub(crate) async fn collective(&self, id: CollectiveId) -> Result<ActorRef<CollectiveMsg>> {
+        if let Some(actor) = self.actors.read().ok().and_then(|m| m.get(&id).cloned()) {
+            return Ok(actor);
+        }
+        let actor = self
+            .router
+            .call(|reply| RouterMsg::Resolve(id, reply), None)
+            .await
+            .map_err(call_failed("router"))?;
+        let actor = match actor {
+            ractor::rpc::CallResult::Success(r) => r?,
+            _ => return Err(Error::ActorUnavailable { actor: "router" }),
+        };
+        if let Ok(mut map) = self.actors.write() {
+            map.insert(id, actor.clone());
+        }
+        Ok(actor)
+    }
+
+    pub(crate) fn forget_collective(&self, id: CollectiveId) {
+        if let Ok(mut map) = self.actors.write() {
+            map.remove(&id);
+        }
+    }
+
+    /// Sends a request to a collective actor and waits for the answer.
+    ///
+    /// A message that could not be delivered (the actor had stopped) is
+    /// re-sent once to the actor the router resolves now; a request whose
+    /// actor stopped while handling it fails with `ActorUnavailable`.
+    pub(crate) async fn ask<T: Send + 'static>(
+        &self,
+        id: CollectiveId,
+        make: impl FnOnce(RpcReplyPort<T>) -> CollectiveMsg,
+    ) -> Result<T> {
+        let (tx, rx) = ractor::concurrency::oneshot();
+        let mut msg = make(RpcReplyPort::from(tx));
+        for _ in 0..2 {
+            let actor = self.collective(id).await?;
+            match actor.send_message(msg) {
+                Ok(()) => {
+                    return rx.await.map_err(|_| {
+                        self.forget_collective(id);
+                        Error::ActorUnavailable {
+                            actor: "collective",
+                        }
+                    })
+                }
+                Err(MessagingErr::SendErr(back)) => {
+                    self.forget_collective(id);
+                    msg = back;
+                }
+                Err(_) => break,
+            }
+        }
+        self.forget_collective(id);
+        Err(Error::ActorUnavailable {
+            actor: "collective",
+        })
+    }
+
+    /// A write that a collective actor must apply to its index.
+    pub(crate) async fn write_indexed(&self, id: CollectiveId, op: WriteOp) -> Result<Committed> {
+        self.ask(id, |reply| CollectiveMsg::Write { op, reply })
+            .await?
+    }
+
+    /// A write no index depends on, straight to the storage actor.
+    pub(crate) async fn write_direct(&self, op: WriteOp) -> Result<Committed> {
+        let (tx, rx) = ractor::concurrency::oneshot();
+        let write = PendingWrite {
+            op,
+            via: None,
+            reply: RpcReplyPort::from(tx),
+        };
+        self.storage_actor
+            .send_message(StorageMsg::Write(write))
+            .map_err(|_| Error::Closed)?;
+        rx.await
+            .map_err(|_| Error::ActorUnavailable { actor: "storage" })?
+    }
+}

@@ -1,0 +1,402 @@
+//! [`PulseHandle`]: the public, async face of the engine. Each method
+//! validates its input on the caller's task, is admitted under the in-flight
+//! bound, sends the work to the right actor (or opens a read transaction on
+//! the blocking pool) and maps the answer. No business logic lives here.
+
+mod engine;
+mod experiences;
+mod knowledge;
+mod changes;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use ractor::Actor;
+
+use self::engine::{Access, Admission, Engine};
+use crate::actors::router::{RouterActor, RouterArgs, RouterMsg};
+use crate::actors::storage::{StorageActor, StorageArgs, StorageMsg};
+use crate::actors::{blocking, call_failed};
+use crate::collective::{
+    validate_collective_name, validate_owner_id, Collective, CollectiveId, CollectiveStats,
+};
+use crate::config::Config;
+use crate::error::{Error, Result, ValidationError};
+use crate::id::{InstanceId, Timestamp};
+use crate::metadata::DatabaseMetadata;
+use crate::storage::{Applied, Location, OpenOptions, RedbStorage, StorageEngine, WriteOp};
+use crate::watch::WatchHub;
+
+/// Turns text into embeddings, for records and insights given without one.
+pub trait Embedder: Send + Sync {
+    /// One embedding per text, in order, each of [`Embedder::dimension`] components.
+    ///
+    /// # Errors
+    /// Whatever the model reports; the calling operation then fails and
+    /// writes nothing.
+    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
+    /// Components per embedding.
+    fn dimension(&self) -> usize;
+    /// Identifies the model; stored in the database and checked on reopen.
+    fn model_id(&self) -> &str;
+}
+
+/// A handle to an open PulseDB database. Cheap to clone; clones share one
+/// engine. Every method is async and safe to call from many tasks at once.
+#[derive(Clone)]
+pub struct PulseHandle {
+    engine: Arc<Engine>,
+}
+
+impl std::fmt::Debug for PulseHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PulseHandle")
+            .field("instance_id", &self.engine.instance_id)
+            .field("metadata", &self.engine.metadata)
+            .field("closed", &self.engine.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl PulseHandle {
+    /// Creates or opens the database file at `path`.
+    ///
+    /// Index snapshots live in a directory beside it (`<file>.idx`).
+    ///
+    /// # Errors
+    /// `Validation` for a bad config (naming the field) or another stored
+    /// dimension (`DimensionMismatch`), `DatabaseLocked` when the file is
+    /// open elsewhere, `SchemaTooNew`, or a storage fault. Nothing is
+    /// changed on error.
+    pub async fn open(path: impl AsRef<Path>, config: Config) -> Result<PulseHandle> {
+        Self::start(Location::File(path.as_ref().to_path_buf()), config, None).await
+    }
+
+    /// The same engine on an in-memory backend; nothing persists.
+    ///
+    /// # Errors
+    /// `Validation` for a bad config.
+    pub async fn open_in_memory(config: Config) -> Result<PulseHandle> {
+        Self::start(Location::Memory, config, None).await
+    }
+
+    /// Like [`PulseHandle::open`], embedding records and insights given
+    /// without an embedding with `embedder`.
+    ///
+    /// # Errors
+    /// As `open`; also `Validation(DimensionMismatch)` when the embedder's
+    /// dimension differs from the config's and `EmbedderMismatch` when the
+    /// database was created with another model id.
+    pub async fn open_with_embedder(
+        path: impl AsRef<Path>,
+        config: Config,
+        embedder: Arc<dyn Embedder>,
+    ) -> Result<PulseHandle> {
+        Self::start(
+            Location::File(path.as_ref().to_path_buf()),
+            config,
+            Some(embedder),
+        )
+        .await
+    }
+
+    async fn start(
+        location: Location,
+        config: Config,
+        embedder: Option<Arc<dyn Embedder>>,
+    ) -> Result<PulseHandle> {
+        config.validate()?;
+        let dimension = config.embedding_dimension.size();
+        if let Some(e) = &embedder {
+            if e.dimension() != dimension {
+                return Err(ValidationError::DimensionMismatch {
+                    expected: dimension,
+                    got: e.dimension(),
+                }
+                .into());
+            }
+        }
+        let snapshot_dir = match &location {
+            Location::File(path) => Some(snapshot_dir(path)),
+            Location::Memory => None,
+        };
+        let options = OpenOptions {
+            location,
+            dimension,
+            durability: config.durability,
+            read_only: config.read_only,
+            embedder_model: embedder.as_ref().map(|e| e.model_id().to_string()),
+        };
+        let storage = Arc::new(blocking(move || RedbStorage::open(&options)).await?);
+        let watch = Arc::new(WatchHub::default());
+        let (storage_actor, _) = Actor::spawn(
+            None,
+            StorageActor,
+            StorageArgs {
+                storage: storage.clone(),
+                watch: watch.clone(),
+                max_batch_ops: config.max_batch_ops,
+                durability: config.durability,
+                flush_interval: config.eventual_flush_interval,
+            },
+        )
+        .await
+        .map_err(|_| Error::ActorUnavailable { actor: "storage" })?;
+        let router = Actor::spawn(
+            None,
+            RouterActor,
+            RouterArgs {
+                storage: storage.clone(),
+                storage_actor: storage_actor.clone(),
+                index: config.index.clone(),
+                dimension,
+                snapshot_dir,
+            },
+        )
+        .await;
+        let router = match router {
+            Ok((router, _)) => router,
+            Err(_) => {
+                storage_actor.stop(None);
+                return Err(Error::ActorUnavailable { actor: "router" });
+            }
+        };
+        let metadata = storage.metadata();
+        let instance_id = storage.instance_id();
+        Ok(PulseHandle {
+            engine: Arc::new(Engine::new(
+                config,
+                metadata,
+                instance_id,
+                embedder,
+                watch,
+                storage,
+                router,
+                storage_actor,
+            )),
+        })
+    }
+
+    /// Stops intake, waits for every request in flight, snapshots the
+    /// indexes and closes the file. A second `close` returns `Ok(())`;
+    /// afterwards every other async call returns `Error::Closed` and watch
+    /// streams end.
+    ///
+    /// # Errors
+    /// A failed snapshot or final flush; the database is closed regardless
+    /// and every acknowledged write is durable.
+    pub async fn close(&self) -> Result<()> {
+        let e = &self.engine;
+        let _serial = e.close_lock.lock().await;
+        if e.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        // Every admitted call holds a permit: taking them all waits for the
+        // calls in flight to finish.
+        let all = u32::try_from(e.config.max_in_flight).unwrap_or(u32::MAX);
+        let held = e.permits.acquire_many(all).await;
+        e.permits.close();
+        drop(held);
+
+        let mut outcome = Ok(());
+        let _ = e
+            .storage_actor
+            .call(StorageMsg::Barrier, None)
+            .await;
+        match e.router.call(RouterMsg::Shutdown, None).await {
+            Ok(ractor::rpc::CallResult::Success(Err(err))) => outcome = Err(err),
+            Ok(ractor::rpc::CallResult::Success(Ok(()))) => {}
+            _ => outcome = Err(Error::ActorUnavailable { actor: "router" }),
+        }
+        let _ = e.router.stop_and_wait(None, None).await;
+        let _ = e.storage_actor.drain_and_wait(None).await;
+        e.watch.close_all();
+
+        let storage = e.storage.write().ok().and_then(|mut s| s.take());
+        if let Some(storage) = storage {
+            let flushed = blocking(move || {
+                let result = storage.flush();
+                // Wait for the last borrowers (finished actor tasks) so the
+                // file lock is released when `close` returns.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                while Arc::strong_count(&storage) > 1 && std::time::Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                drop(storage);
+                result
+            })
+            .await;
+            if outcome.is_ok() {
+                outcome = flushed;
+            }
+        }
+        outcome
+    }
+
+    /// The configuration this handle was opened with.
+    pub fn config(&self) -> &Config {
+        &self.engine.config
+    }
+
+    /// Facts about the database file.
+    pub fn metadata(&self) -> DatabaseMetadata {
+        self.engine.metadata.clone()
+    }
+
+    /// The persistent id of this database file.
+    pub fn instance_id(&self) -> InstanceId {
+        self.engine.instance_id
+    }
+
+    // --- collectives -----------------------------------------------------
+
+    /// Creates a collective.
+    ///
+    /// # Errors
+    /// `Validation` for a bad name (empty, only whitespace, > 255 bytes),
+    /// `ReadOnly`, `Closed`, or a storage fault; nothing is written on error.
+    pub async fn create_collective(&self, name: &str) -> Result<CollectiveId> {
+        self.create_collective_inner(name, None).await
+    }
+
+    /// Creates a collective with an owner.
+    ///
+    /// # Errors
+    /// As [`PulseHandle::create_collective`], and `Validation` for an owner
+    /// id outside 1 ..= 255 bytes.
+    pub async fn create_collective_with_owner(
+        &self,
+        name: &str,
+        owner_id: &str,
+    ) -> Result<CollectiveId> {
+        self.create_collective_inner(name, Some(owner_id)).await
+    }
+
+    async fn create_collective_inner(&self, name: &str, owner: Option<&str>) -> Result<CollectiveId> {
+        let e = &self.engine;
+        e.run("create_collective", None, Access::Write, Admission::Wait, async {
+            validate_collective_name(name)?;
+            if let Some(owner) = owner {
+                validate_owner_id(owner)?;
+            }
+            let now = Timestamp::now();
+            let collective = Collective {
+                id: CollectiveId::new(),
+                name: name.to_string(),
+                owner_id: owner.map(str::to_string),
+                embedding_dimension: u16::try_from(e.metadata.embedding_dimension)
+                    .unwrap_or(u16::MAX),
+                created_at: now,
+                updated_at: now,
+            };
+            let id = collective.id;
+            e.write_direct(WriteOp::CreateCollective(collective)).await?;
+            Ok(id)
+        })
+        .await
+    }
+
+    /// One collective, or `None`.
+    ///
+    /// # Errors
+    /// `Closed` or a storage fault.
+    pub async fn get_collective(&self, id: CollectiveId) -> Result<Option<Collective>> {
+        let e = &self.engine;
+        e.run("get_collective", Some(id), Access::Read, Admission::Wait, async {
+            e.read(move |s| s.get_collective(id)).await
+        })
+        .await
+    }
+
+    /// Every collective, oldest first.
+    ///
+    /// # Errors
+    /// `Closed` or a storage fault.
+    pub async fn list_collectives(&self) -> Result<Vec<Collective>> {
+        let e = &self.engine;
+        e.run("list_collectives", None, Access::Read, Admission::Wait, async {
+            e.read(|s| s.list_collectives()).await
+        })
+        .await
+    }
+
+    /// Collectives of one owner, oldest first.
+    ///
+    /// # Errors
+    /// `Closed` or a storage fault.
+    pub async fn list_collectives_by_owner(&self, owner_id: &str) -> Result<Vec<Collective>> {
+        let e = &self.engine;
+        let owner = owner_id.to_string();
+        e.run("list_collectives_by_owner", None, Access::Read, Admission::Wait, async {
+            let all = e.read(|s| s.list_collectives()).await?;
+            Ok(all
+                .into_iter()
+                .filter(|c| c.owner_id.as_deref() == Some(owner.as_str()))
+                .collect())
+        })
+        .await
+    }
+
+    /// Figures computed from the stored data.
+    ///
+    /// # Errors
+    /// `NotFound(Collective)`, `Closed` or a storage fault.
+    pub async fn get_collective_stats(&self, id: CollectiveId) -> Result<CollectiveStats> {
+        let e = &self.engine;
+        e.run("get_collective_stats", Some(id), Access::Read, Admission::Wait, async {
+            e.read(move |s| s.collective_stats(id)).await
+        })
+        .await
+    }
+
+    /// Deletes a collective with its experiences, embeddings, relations,
+    /// insights and activities in one transaction (one change-log entry),
+    /// removes its index files and ends its watch streams.
+    ///
+    /// # Errors
+    /// `NotFound(Collective)`, `ReadOnly`, `Closed` or a storage fault;
+    /// nothing is deleted on error.
+    pub async fn delete_collective(&self, id: CollectiveId) -> Result<()> {
+        let e = &self.engine;
+        e.run("delete_collective", Some(id), Access::Write, Admission::Wait, async {
+            let committed = e.write_direct(WriteOp::DeleteCollective(id)).await?;
+            debug_assert!(matches!(committed.applied, Applied::CollectiveDeleted(_)));
+            e.forget_collective(id);
+            e.router
+                .call(|reply| RouterMsg::Forget(id, reply), None)
+                .await
+                .map_err(call_failed("router"))?;
+            e.watch.close_collective(id);
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl Drop for Engine {
+    /// Dropping the last handle without `close` stops the actors. Every
+    /// acknowledged write is already committed; with `Durability::Eventual`
+    /// the pending commits are made durable here.
+    fn drop(&mut self) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        self.router.stop_children(None);
+        self.router.stop(None);
+        self.storage_actor.stop(None);
+        self.watch.close_all();
+        if let Some(storage) = self.storage.get_mut().ok().and_then(|s| s.take()) {
+            if let Err(e) = storage.flush() {
+                tracing::warn!(error = %e, "final durable commit failed on drop");
+            }
+        }
+    }
+}
+
+/// Directory of a database file's index snapshots.
+fn snapshot_dir(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".idx");
+    path.with_file_name(name)
+}

@@ -1,0 +1,222 @@
+//! Engine configuration. Every field has a default and does something;
+//! [`Config::validate`] runs in `open` and names the bad field.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, ValidationError};
+use crate::search::RecallWeights;
+pub use crate::index::IndexConfig;
+
+/// Largest `max_in_flight`.
+pub const MAX_IN_FLIGHT: usize = 1_000_000;
+
+/// Largest custom embedding dimension.
+pub const MAX_EMBEDDING_DIMENSION: usize = 4096;
+
+/// The dimension of every embedding in a database, locked at creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum EmbeddingDimension {
+    /// 384 components (MiniLM-class models).
+    #[default]
+    D384,
+    /// 768 components (BERT-base-class models).
+    D768,
+    /// Any dimension in `1..=4096`.
+    Custom(usize),
+}
+
+impl EmbeddingDimension {
+    /// Number of components.
+    pub fn size(&self) -> usize {
+        match self {
+            EmbeddingDimension::D384 => 384,
+            EmbeddingDimension::D768 => 768,
+            EmbeddingDimension::Custom(d) => *d,
+        }
+    }
+}
+
+/// How a commit reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum Durability {
+    /// Every acknowledged write is fsynced before the call returns.
+    #[default]
+    Immediate,
+    /// Commits skip the fsync; a durable commit follows at most
+    /// [`Config::eventual_flush_interval`] later. A crash of the machine (not
+    /// of the process) can lose writes acknowledged within that window.
+    Eventual,
+}
+
+/// Agent activity settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivityConfig {
+    /// Agents whose last heartbeat is older than this are not active.
+    pub stale_threshold: Duration,
+}
+
+impl Default for ActivityConfig {
+    fn default() -> Self {
+        ActivityConfig {
+            stale_threshold: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Watch stream settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchConfig {
+    /// Events buffered per subscriber before the newest are dropped (and
+    /// counted in `WatchStream::missed`).
+    pub buffer_size: usize,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        WatchConfig { buffer_size: 1024 }
+    }
+}
+
+/// Energy (decay) settings. See [`crate::energy`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecayConfig {
+    /// Time for an unreinforced experience's energy to halve.
+    pub half_life: Duration,
+    /// Weight of the reinforcement count in the energy formula.
+    pub freq_weight: f32,
+    /// Weights `search` and context assembly use when none are given.
+    pub default_recall_weights: Option<RecallWeights>,
+}
+
+impl Default for DecayConfig {
+    fn default() -> Self {
+        DecayConfig {
+            half_life: Duration::from_secs(30 * 24 * 3600),
+            freq_weight: 0.25,
+            default_recall_weights: None,
+        }
+    }
+}
+
+/// Everything an engine can be told at open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Config {
+    /// Dimension of every embedding; locked when the database is created.
+    pub embedding_dimension: EmbeddingDimension,
+    /// Bound on requests in flight per handle; callers wait beyond it (or get
+    /// `Error::Overloaded` from `try_` calls).
+    pub max_in_flight: usize,
+    /// Commit durability.
+    pub durability: Durability,
+    /// Refuse every mutation with `Error::ReadOnly`.
+    pub read_only: bool,
+    /// Vector index settings.
+    pub index: IndexConfig,
+    /// Agent activity settings.
+    pub activity: ActivityConfig,
+    /// Watch stream settings.
+    pub watch: WatchConfig,
+    /// Energy settings.
+    pub decay: DecayConfig,
+    /// Most write operations applied in one redb transaction.
+    pub max_batch_ops: usize,
+    /// With [`Durability::Eventual`], the longest time between durable commits.
+    pub eventual_flush_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            embedding_dimension: EmbeddingDimension::default(),
+            max_in_flight: 1024,
+            durability: Durability::default(),
+            read_only: false,
+            index: IndexConfig::default(),
+            activity: ActivityConfig::default(),
+            watch: WatchConfig::default(),
+            decay: DecayConfig::default(),
+            max_batch_ops: 4096,
+            eventual_flush_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+impl Config {
+    /// Checks every field.
+    ///
+    /// | field | rule |
+    /// |---|---|
+    /// | `embedding_dimension` | `1..=4096` |
+    /// | `max_in_flight` | `1..=1_000_000` |
+    /// | `max_batch_ops`, `watch.buffer_size` | ≥ 1 |
+    /// | `index.hnsw_m` | `2..=256` |
+    /// | `index.ef_construction`, `index.ef_search` | `1..=4096` |
+    /// | `index.tombstone_ratio`, `index.exact_scan_selectivity` | finite, `0.0..=1.0` |
+    /// | `activity.stale_threshold`, `decay.half_life`, `eventual_flush_interval` | > 0 |
+    /// | `decay.freq_weight` | finite, ≥ 0 |
+    /// | `decay.default_recall_weights` | see [`RecallWeights::validate`] |
+    ///
+    /// # Errors
+    /// `Error::Validation(InvalidField)` naming the first bad field.
+    pub fn validate(&self) -> Result<()> {
+        let dim = self.embedding_dimension.size();
+        if dim == 0 || dim > MAX_EMBEDDING_DIMENSION {
+            return Err(bad("embedding_dimension", "must be in 1..=4096"));
+        }
+        if !(1..=MAX_IN_FLIGHT).contains(&self.max_in_flight) {
+            return Err(bad("max_in_flight", "must be in 1..=1000000"));
+        }
+        if self.max_batch_ops == 0 {
+            return Err(bad("max_batch_ops", "must be at least 1"));
+        }
+        if self.watch.buffer_size == 0 {
+            return Err(bad("watch.buffer_size", "must be at least 1"));
+        }
+        let ix = &self.index;
+        if !(2..=256).contains(&ix.hnsw_m) {
+            return Err(bad("index.hnsw_m", "must be in 2..=256"));
+        }
+        if !(1..=4096).contains(&ix.ef_construction) {
+            return Err(bad("index.ef_construction", "must be in 1..=4096"));
+        }
+        if !(1..=4096).contains(&ix.ef_search) {
+            return Err(bad("index.ef_search", "must be in 1..=4096"));
+        }
+        if !unit(ix.tombstone_ratio) {
+            return Err(bad("index.tombstone_ratio", "must be finite in 0.0..=1.0"));
+        }
+        if !unit(ix.exact_scan_selectivity) {
+            return Err(bad(
+                "index.exact_scan_selectivity",
+                "must be finite in 0.0..=1.0",
+            ));
+        }
+        if self.activity.stale_threshold.is_zero() {
+            return Err(bad("activity.stale_threshold", "must be greater than zero"));
+        }
+        if self.decay.half_life.is_zero() {
+            return Err(bad("decay.half_life", "must be greater than zero"));
+        }
+        if self.eventual_flush_interval.is_zero() {
+            return Err(bad("eventual_flush_interval", "must be greater than zero"));
+        }
+        if !self.decay.freq_weight.is_finite() || self.decay.freq_weight < 0.0 {
+            return Err(bad("decay.freq_weight", "must be finite and >= 0"));
+        }
+        if let Some(w) = &self.decay.default_recall_weights {
+            w.validate("decay.default_recall_weights")?;
+        }
+        Ok(())
+    }
+}
+
+fn unit(x: f32) -> bool {
+    x.is_finite() && (0.0..=1.0).contains(&x)
+}
+
+fn bad(field: &str, reason: &str) -> crate::Error {
+    ValidationError::invalid(field, reason).into()
+}

@@ -1,0 +1,106 @@
+//! [`ExactIndex`]: brute-force cosine search, the oracle tests compare with.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::{check_vector, normalized, Hit, IndexError, Slot, SlotSet, VectorIndex};
+
+/// Brute-force index: every search scores every live (eligible) vector.
+///
+/// Keeps a normalised copy of each vector. Ties in similarity are broken by
+/// increasing slot, so answers are deterministic. Removal is immediate, so
+/// [`tombstones`](VectorIndex::tombstones) is always 0.
+#[derive(Debug, Clone)]
+pub struct ExactIndex {
+    dimension: usize,
+    vectors: HashMap<Slot, Vec<f32>>,
+}
+
+impl ExactIndex {
+    /// An empty index of `dimension`-component vectors.
+    pub fn new(dimension: usize) -> ExactIndex {
+        ExactIndex {
+            dimension,
+            vectors: HashMap::new(),
+        }
+    }
+}
+
+/// Inner product, accumulated in `f32` in component order.
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Sorts hits best first (similarity descending, then slot ascending) and
+/// keeps `k`.
+pub(crate) fn rank(mut hits: Vec<Hit>, k: usize) -> Vec<Hit> {
+    hits.sort_by(|a, b| {
+        b.similarity
+            .total_cmp(&a.similarity)
+            .then(a.slot.cmp(&b.slot))
+    });
+    hits.truncate(k);
+    hits
+}
+
+impl VectorIndex for ExactIndex {
+    fn dimension(&self) -> usize {
+        self.dimension
+    }
+
+    fn add(&mut self, items: &[(Slot, &[f32])]) -> Result<(), IndexError> {
+        let mut batch = SlotSet::default();
+        for (slot, vector) in items {
+            check_vector(vector, self.dimension)?;
+            if self.vectors.contains_key(slot) || !batch.insert(*slot) {
+                return Err(IndexError::SlotTaken(*slot));
+            }
+        }
+        for (slot, vector) in items {
+            self.vectors.insert(*slot, normalized(vector));
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, slot: Slot) -> bool {
+        self.vectors.remove(&slot).is_some()
+    }
+
+    fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        eligible: Option<&SlotSet>,
+    ) -> Result<Vec<Hit>, IndexError> {
+        check_vector(query, self.dimension)?;
+        let query = normalized(query);
+        let hits = self
+            .vectors
+            .iter()
+            .filter(|(slot, _)| eligible.is_none_or(|e| e.contains(**slot)))
+            .map(|(slot, v)| Hit {
+                slot: *slot,
+                similarity: dot(&query, v),
+            })
+            .collect();
+        Ok(rank(hits, k))
+    }
+
+    fn len(&self) -> usize {
+        self.vectors.len()
+    }
+
+    fn tombstones(&self) -> usize {
+        0
+    }
+
+    fn contains(&self, slot: Slot) -> bool {
+        self.vectors.contains_key(&slot)
+    }
+
+    /// Exact indexes are cheap to rebuild and are not persisted: this writes
+    /// nothing.
+    fn save_snapshot(&self, _path: &Path, _sequence: u64, _extra: &[u8]) -> Result<(), IndexError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,411 @@
+//! [`FaissIndex`]: the production vector index, a FAISS flat index for small
+//! collectives and an HNSW graph from [`IndexConfig::hnsw_threshold`] on.
+//!
+//! # Layout
+//!
+//! The FAISS index is always an `IndexIDMap` whose labels are the slots, over
+//! either `IndexFlat` (exact) or `IndexHNSWFlat`, with the inner-product
+//! metric on L2-normalised vectors, so FAISS's score is the cosine.
+//!
+//! Vectors are **not** duplicated on the Rust side: the only copy lives in
+//! FAISS's flat storage, and rebuilds, snapshot restores and exact scans read
+//! rows back with `reconstruct` (a `d`-float copy per row). Keeping our own
+//! copy would double the memory of the vectors (1.5 KB per 384-d vector,
+//! 150 MB per 100 000) to save a copy per row in operations that are either
+//! rare (rebuilds) or bounded by the exact-scan selectivity. What we do keep
+//! is `slot → row` (a hash map entry per live vector) and the live set (one
+//! bit per slot).
+//!
+//! # Removal
+//!
+//! HNSW cannot delete, so [`remove`](VectorIndex::remove) leaves the row in
+//! place and relabels it `-1` in the id map: no selector can admit it, so it
+//! is never returned, yet the graph still routes through it. While tombstones
+//! exist, unfiltered searches run with the live set as selector. When
+//! tombstones exceed [`IndexConfig::tombstone_ratio`] of the rows, `remove`
+//! rebuilds the index synchronously from the live vectors (in slot order;
+//! [`FaissIndex::compact`] does the same on demand).
+//!
+//! # Filtered search
+//!
+//! The caller's [`SlotSet`] is handed to FAISS as an `IDSelectorBitmap`, so
+//! the filter applies during the traversal. When the eligible live vectors
+//! are at most [`IndexConfig::exact_scan_selectivity`] of the live ones, or
+//! when the graph returns fewer than `min(k, eligible)` hits, the eligible
+//! vectors are scanned exactly instead.
+//!
+//! # Threads
+//!
+//! Each search runs with one OpenMP thread (see `ffi::OmpSingleThread`);
+//! builds use all cores.
+//!
+//! # Measurements
+//!
+//! See [`IndexConfig`] for the numbers behind the defaults.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use super::exact::{dot, rank};
+use super::ffi::{RawIndex, Selection, DEAD_LABEL};
+use super::{check_vector, normalized, Hit, IndexConfig, IndexError, Slot, SlotSet, VectorIndex};
+
+/// A cosine vector index backed by FAISS (flat, then HNSW), with tombstones
+/// and filtered search. See the [module docs](self) for the layout.
+#[derive(Debug)]
+pub struct FaissIndex {
+    dimension: usize,
+    config: IndexConfig,
+    raw: RawIndex,
+    hnsw: bool,
+    /// Live slots; also the selector of unfiltered searches with tombstones.
+    live: SlotSet,
+    /// Row in FAISS of every live slot.
+    rows: HashMap<Slot, usize>,
+}
+
+// SAFETY: `FaissIndex` owns its FAISS objects exclusively (no aliases exist
+// outside it) and FAISS objects have no thread affinity, so moving the owner
+// to another thread is sound.
+unsafe impl Send for FaissIndex {}
+
+// SAFETY: every method taking `&self` only reads the FAISS index: `search`
+// (IndexIDMap/IndexFlat/IndexHNSW `search` are `const` in FAISS and allocate
+// their per-query state — result heaps, HNSW's `VisitedTable` — per call),
+// `reconstruct` (const), `write_index` (const), and reads of the id-map
+// labels. The one piece of state a search writes is its own
+// `SearchParameters` object (IndexIDMap swaps its `sel` during the call),
+// which is created per search and never shared. Every mutation (`add`,
+// `remove`, rebuilds, efSearch changes) takes `&mut self`, so Rust's borrow
+// rules exclude it while any search runs. FAISS documents its CPU indexes as
+// safe for concurrent searches; the only shared write is the global
+// `hnsw_stats` counter FAISS updates after each HNSW search, statistics this
+// crate never reads. `tests::concurrent_search_with_writes` runs searches on
+// several threads against an index mutated under an `RwLock`.
+unsafe impl Sync for FaissIndex {}
+
+impl FaissIndex {
+    /// An empty index of `dimension`-component vectors.
+    ///
+    /// # Errors
+    /// [`IndexError::InvalidVector`] for a zero dimension,
+    /// [`IndexError::Faiss`] if FAISS cannot build the index.
+    pub fn new(dimension: usize, config: &IndexConfig) -> Result<FaissIndex, IndexError> {
+        if dimension == 0 {
+            return Err(IndexError::InvalidVector {
+                reason: "dimension 0".into(),
+            });
+        }
+        let raw = build(dimension, config, &[], &[])?;
+        Ok(FaissIndex {
+            dimension,
+            config: config.clone(),
+            hnsw: !raw.is_flat(),
+            raw,
+            live: SlotSet::default(),
+            rows: HashMap::new(),
+        })
+    }
+
+    /// Whether the HNSW graph is in use (otherwise searches are exact).
+    pub fn is_hnsw(&self) -> bool {
+        self.hnsw
+    }
+
+    /// The settings this index was built with.
+    pub fn config(&self) -> &IndexConfig {
+        &self.config
+    }
+
+    /// Whether tombstones exceed [`IndexConfig::tombstone_ratio`] of the rows.
+    pub fn needs_compaction(&self) -> bool {
+        let total = self.raw.ntotal();
+        total > 0 && self.tombstones() as f64 / total as f64 > f64::from(self.config.tombstone_ratio)
+    }
+
+    /// Rebuilds the index from the live vectors (in slot order), dropping
+    /// every tombstone. Flat below [`IndexConfig::hnsw_threshold`], HNSW from
+    /// it on. Answers are unchanged for the flat index and identical to those
+    /// of a fresh index of the live set for HNSW.
+    ///
+    /// # Errors
+    /// [`IndexError::Faiss`]; the index is then left as it was.
+    pub fn compact(&mut self) -> Result<(), IndexError> {
+        let (slots, vectors) = self.live_vectors()?;
+        let raw = build(self.dimension, &self.config, &slots, &vectors)?;
+        self.install(raw, &slots);
+        Ok(())
+    }
+
+    /// Live slots in increasing order and their vectors, concatenated.
+    fn live_vectors(&self) -> Result<(Vec<Slot>, Vec<f32>), IndexError> {
+        let slots: Vec<Slot> = self.live.iter().collect();
+        let mut vectors = vec![0f32; slots.len() * self.dimension];
+        for (slot, out) in slots.iter().zip(vectors.chunks_exact_mut(self.dimension)) {
+            let row = self.row(*slot)?;
+            self.raw.reconstruct_row(row, out)?;
+        }
+        Ok((slots, vectors))
+    }
+
+    fn row(&self, slot: Slot) -> Result<usize, IndexError> {
+        self.rows
+            .get(&slot)
+            .copied()
+            .ok_or_else(|| IndexError::Faiss(format!("live slot {slot} has no row")))
+    }
+
+    /// Replaces the FAISS index with `raw`, whose rows are `slots` in order.
+    fn install(&mut self, raw: RawIndex, slots: &[Slot]) {
+        self.hnsw = !raw.is_flat();
+        self.raw = raw;
+        self.rows = slots.iter().enumerate().map(|(row, s)| (*s, row)).collect();
+        self.live = slots.iter().copied().collect();
+    }
+
+    /// Exact scan of the live vectors in `eligible` (all when `None`).
+    fn exact_scan(
+        &self,
+        query: &[f32],
+        k: usize,
+        eligible: Option<&SlotSet>,
+    ) -> Result<Vec<Hit>, IndexError> {
+        let mut buffer = vec![0f32; self.dimension];
+        let mut hits = Vec::new();
+        let candidates: Box<dyn Iterator<Item = Slot>> = match eligible {
+            Some(e) => Box::new(e.iter().filter(|s| self.live.contains(*s))),
+            None => Box::new(self.live.iter()),
+        };
+        for slot in candidates {
+            self.raw.reconstruct_row(self.row(slot)?, &mut buffer)?;
+            hits.push(Hit {
+                slot,
+                similarity: dot(query, &buffer).clamp(-1.0, 1.0),
+            });
+        }
+        Ok(rank(hits, k))
+    }
+
+    /// Adds the snapshot contents back: rebuilds the slot map from the FAISS
+    /// id map and checks it against the stored tombstone rows.
+    pub(crate) fn from_raw(
+        raw: RawIndex,
+        config: &IndexConfig,
+        dimension: usize,
+        dead_rows: &[u64],
+    ) -> Result<FaissIndex, String> {
+        if !raw.is_id_map() {
+            return Err("not an IndexIDMap".into());
+        }
+        if raw.dimension() != dimension {
+            return Err(format!(
+                "dimension {} (expected {dimension})",
+                raw.dimension()
+            ));
+        }
+        let mut live = SlotSet::default();
+        let mut rows = HashMap::new();
+        let mut dead = Vec::new();
+        for (row, label) in raw.labels().iter().enumerate() {
+            if *label == DEAD_LABEL {
+                dead.push(row as u64);
+            } else if *label < 0 || !live.insert(*label as u64) {
+                return Err(format!("bad or repeated label {label}"));
+            } else {
+                rows.insert(*label as u64, row);
+            }
+        }
+        if dead != dead_rows {
+            return Err("tombstone list does not match the index".into());
+        }
+        let mut index = FaissIndex {
+            dimension,
+            config: config.clone(),
+            hnsw: !raw.is_flat(),
+            raw,
+            live,
+            rows,
+        };
+        if index.hnsw {
+            index
+                .raw
+                .set_parameter("efSearch", config.ef_search as f64)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(index)
+    }
+
+    /// The FAISS index serialised by `write_index`.
+    pub(crate) fn faiss_bytes(&self) -> Result<Vec<u8>, IndexError> {
+        self.raw.to_bytes()
+    }
+
+    /// Rows holding removed vectors, in increasing order.
+    pub(crate) fn dead_rows(&self) -> Vec<u64> {
+        self.raw
+            .labels()
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| **l == DEAD_LABEL)
+            .map(|(row, _)| row as u64)
+            .collect()
+    }
+}
+
+/// Builds a FAISS index holding `slots` (vectors already normalised,
+/// concatenated): flat below the HNSW threshold, HNSW from it on.
+fn build(
+    dimension: usize,
+    config: &IndexConfig,
+    slots: &[Slot],
+    vectors: &[f32],
+) -> Result<RawIndex, IndexError> {
+    let hnsw = slots.len() >= config.hnsw_threshold;
+    let description = if hnsw {
+        format!("IDMap,HNSW{},Flat", config.hnsw_m.max(2))
+    } else {
+        "IDMap,Flat".to_owned()
+    };
+    let mut raw = RawIndex::factory(dimension, &description)?;
+    if !raw.is_id_map() {
+        return Err(IndexError::Faiss(format!("{description} is not an id map")));
+    }
+    if hnsw {
+        raw.set_parameter("efConstruction", config.ef_construction.max(1) as f64)?;
+        raw.set_parameter("efSearch", config.ef_search.max(1) as f64)?;
+    }
+    if !slots.is_empty() {
+        let ids = labels(slots)?;
+        raw.add_with_ids(vectors, &ids)?;
+    }
+    Ok(raw)
+}
+
+/// Slots as FAISS labels (FAISS labels are signed; `-1` means "none").
+fn labels(slots: &[Slot]) -> Result<Vec<i64>, IndexError> {
+    slots
+        .iter()
+        .map(|s| {
+            i64::try_from(*s).map_err(|_| IndexError::InvalidVector {
+                reason: format!("slot {s} exceeds {}", i64::MAX),
+            })
+        })
+        .collect()
+}
+
+impl VectorIndex for FaissIndex {
+    fn dimension(&self) -> usize {
+        self.dimension
+    }
+
+    fn add(&mut self, items: &[(Slot, &[f32])]) -> Result<(), IndexError> {
+        let mut batch = HashSet::with_capacity(items.len());
+        for (slot, vector) in items {
+            check_vector(vector, self.dimension)?;
+            if self.live.contains(*slot) || !batch.insert(*slot) {
+                return Err(IndexError::SlotTaken(*slot));
+            }
+        }
+        let new_slots: Vec<Slot> = items.iter().map(|(s, _)| *s).collect();
+        let ids = labels(&new_slots)?;
+        let mut vectors = Vec::with_capacity(items.len() * self.dimension);
+        for (_, v) in items {
+            vectors.extend(normalized(v));
+        }
+        if !self.hnsw && self.live.len() + items.len() >= self.config.hnsw_threshold {
+            // Crossing the threshold: build the graph from everything live.
+            let (mut slots, mut all) = self.live_vectors()?;
+            slots.extend_from_slice(&new_slots);
+            all.extend_from_slice(&vectors);
+            let raw = build(self.dimension, &self.config, &slots, &all)?;
+            self.install(raw, &slots);
+            return Ok(());
+        }
+        let first_row = self.raw.ntotal();
+        self.raw.add_with_ids(&vectors, &ids)?;
+        for (i, slot) in new_slots.iter().enumerate() {
+            self.rows.insert(*slot, first_row + i);
+            self.live.insert(*slot);
+        }
+        Ok(())
+    }
+
+    /// Tombstones `slot`; when tombstones then exceed
+    /// [`IndexConfig::tombstone_ratio`], rebuilds synchronously (a FAISS
+    /// failure there is logged and the tombstoned index kept: still correct).
+    fn remove(&mut self, slot: Slot) -> bool {
+        if !self.live.remove(slot) {
+            return false;
+        }
+        if let Some(row) = self.rows.remove(&slot) {
+            if let Some(label) = self.raw.labels_mut().get_mut(row) {
+                *label = DEAD_LABEL;
+            }
+        }
+        if self.needs_compaction() {
+            if let Err(e) = self.compact() {
+                tracing::warn!(error = %e, "vector index rebuild failed; keeping tombstones");
+            }
+        }
+        true
+    }
+
+    fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        eligible: Option<&SlotSet>,
+    ) -> Result<Vec<Hit>, IndexError> {
+        check_vector(query, self.dimension)?;
+        let query = normalized(query);
+        let available = match eligible {
+            Some(e) => e.intersection_len(&self.live),
+            None => self.live.len(),
+        };
+        let wanted = k.min(available);
+        if wanted == 0 {
+            return Ok(Vec::new());
+        }
+        if self.hnsw && eligible.is_some() {
+            let fraction = available as f64 / self.live.len() as f64;
+            if fraction <= f64::from(self.config.exact_scan_selectivity) {
+                return self.exact_scan(&query, k, eligible);
+            }
+        }
+        let bitmap = match eligible {
+            Some(e) => Some(e.as_bytes()),
+            None if self.tombstones() > 0 => Some(self.live.as_bytes()),
+            None => None,
+        };
+        let selection = bitmap.map(Selection::bitmap).transpose()?;
+        let found = self.raw.search(&query, k, selection.as_ref())?;
+        drop(selection);
+        let hits: Vec<Hit> = found
+            .into_iter()
+            .map(|(similarity, label)| Hit {
+                slot: label as u64,
+                similarity: similarity.clamp(-1.0, 1.0),
+            })
+            .collect();
+        if hits.len() < wanted {
+            return self.exact_scan(&query, k, eligible);
+        }
+        Ok(hits)
+    }
+
+    fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    fn tombstones(&self) -> usize {
+        self.raw.ntotal().saturating_sub(self.live.len())
+    }
+
+    fn contains(&self, slot: Slot) -> bool {
+        self.live.contains(slot)
+    }
+
+    fn save_snapshot(&self, path: &Path, sequence: u64, extra: &[u8]) -> Result<(), IndexError> {
+        super::snapshot::write(self, path, sequence, extra)
+    }
+}

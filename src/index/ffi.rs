@@ -1,0 +1,394 @@
+//! Thin owning wrappers over the FAISS C API.
+//!
+//! The `faiss` crate's safe wrappers are not used for searching: its
+//! `SearchParametersImpl::new` forgets the `IdSelector` it is given (FAISS's
+//! `SearchParameters` does not own its selector, so the selector leaks on
+//! every search), and `IdSelector::bitmap` keeps a raw pointer to the caller's
+//! bytes with no lifetime tying them together. Here a [`Selection`] borrows
+//! the bitmap for its whole life and frees both FAISS objects on drop.
+
+use std::cell::{Cell, RefCell};
+use std::ffi::{c_int, c_void, CStr, CString};
+use std::marker::PhantomData;
+use std::ptr;
+
+use faiss_sys as sys;
+
+use super::IndexError;
+
+/// Label FAISS stores for a removed row, so no selector admits it again.
+pub(crate) const DEAD_LABEL: i64 = -1;
+
+/// Turns a FAISS C API return code into a result.
+pub(crate) fn check(code: c_int) -> Result<(), IndexError> {
+    if code == 0 {
+        return Ok(());
+    }
+    // SAFETY: `faiss_get_last_error` returns null or a pointer to a
+    // NUL-terminated thread-local string that stays valid until the next FAISS
+    // call on this thread; it is copied before any other call.
+    let message = unsafe {
+        let p = sys::faiss_get_last_error();
+        if p.is_null() {
+            format!("error code {code}")
+        } else {
+            CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    };
+    Err(IndexError::Faiss(message))
+}
+
+/// An owned FAISS index (`faiss::Index*`), freed on drop.
+#[derive(Debug)]
+pub(crate) struct RawIndex {
+    ptr: *mut sys::FaissIndex,
+}
+
+impl RawIndex {
+    /// Builds an index with `faiss::index_factory` and inner-product metric.
+    pub(crate) fn factory(dimension: usize, description: &str) -> Result<RawIndex, IndexError> {
+        let d = c_int::try_from(dimension).map_err(|_| IndexError::InvalidVector {
+            reason: format!("dimension {dimension} too large"),
+        })?;
+        let description =
+            CString::new(description).map_err(|e| IndexError::Faiss(e.to_string()))?;
+        let mut ptr = ptr::null_mut();
+        // SAFETY: `ptr` is a valid out-pointer and `description` a valid C
+        // string for the duration of the call.
+        check(unsafe {
+            sys::faiss_index_factory(
+                &mut ptr,
+                d,
+                description.as_ptr(),
+                sys::FaissMetricType_METRIC_INNER_PRODUCT,
+            )
+        })?;
+        Ok(RawIndex { ptr })
+    }
+
+    /// Sets a `ParameterSpace` parameter (`efSearch`, `efConstruction`).
+    pub(crate) fn set_parameter(&mut self, name: &str, value: f64) -> Result<(), IndexError> {
+        let name = CString::new(name).map_err(|e| IndexError::Faiss(e.to_string()))?;
+        let mut space = ptr::null_mut();
+        // SAFETY: `space` is a valid out-pointer.
+        check(unsafe { sys::faiss_ParameterSpace_new(&mut space) })?;
+        // SAFETY: `space` was just created and `self.ptr` is a live index we
+        // hold exclusively (`&mut self`); `space` is freed exactly once.
+        let code = unsafe {
+            let code =
+                sys::faiss_ParameterSpace_set_index_parameter(space, self.ptr, name.as_ptr(), value);
+            sys::faiss_ParameterSpace_free(space);
+            code
+        };
+        check(code)
+    }
+
+    /// Number of rows (live and removed).
+    pub(crate) fn ntotal(&self) -> usize {
+        // SAFETY: `self.ptr` is a live index.
+        usize::try_from(unsafe { sys::faiss_Index_ntotal(self.ptr) }).unwrap_or(0)
+    }
+
+    /// Vector dimension.
+    pub(crate) fn dimension(&self) -> usize {
+        // SAFETY: `self.ptr` is a live index.
+        usize::try_from(unsafe { sys::faiss_Index_d(self.ptr) }).unwrap_or(0)
+    }
+
+    /// Appends `ids.len()` vectors (`vectors.len() == ids.len() * d`).
+    pub(crate) fn add_with_ids(&mut self, vectors: &[f32], ids: &[i64]) -> Result<(), IndexError> {
+        if vectors.len() != ids.len() * self.dimension() {
+            return Err(IndexError::Faiss("add: length mismatch".into()));
+        }
+        let n = i64::try_from(ids.len()).map_err(|e| IndexError::Faiss(e.to_string()))?;
+        // SAFETY: the lengths were checked above, so FAISS reads `n * d`
+        // floats and `n` ids from live slices; `&mut self` excludes searches.
+        check(unsafe { sys::faiss_Index_add_with_ids(self.ptr, n, vectors.as_ptr(), ids.as_ptr()) })
+    }
+
+    /// Whether this is an `IndexIDMap`.
+    pub(crate) fn is_id_map(&self) -> bool {
+        // SAFETY: `self.ptr` is a live index; the cast only inspects it.
+        !unsafe { sys::faiss_IndexIDMap_cast(self.ptr) }.is_null()
+    }
+
+    /// Whether the index under the id map is a flat (exact) index.
+    pub(crate) fn is_flat(&self) -> bool {
+        // SAFETY: `self.ptr` is a live index; `is_id_map` was checked when it
+        // was built or loaded; the casts only inspect the objects.
+        unsafe {
+            let sub = sys::faiss_IndexIDMap_sub_index(self.ptr);
+            !sub.is_null() && !sys::faiss_IndexFlat_cast(sub).is_null()
+        }
+    }
+
+    /// The labels of the id map, one per row. Mutable through `&mut self`.
+    pub(crate) fn labels_mut(&mut self) -> &mut [i64] {
+        let mut p: *mut i64 = ptr::null_mut();
+        let mut n = 0usize;
+        // SAFETY: `self.ptr` is an `IndexIDMap` (checked at construction);
+        // the returned pointer/length describe its `id_map` vector, which
+        // stays valid and unmoved while we hold `&mut self` (nothing else can
+        // add to the index meanwhile).
+        unsafe {
+            sys::faiss_IndexIDMap_id_map(self.ptr, &mut p, &mut n);
+            if p.is_null() {
+                &mut []
+            } else {
+                std::slice::from_raw_parts_mut(p, n)
+            }
+        }
+    }
+
+    /// The labels of the id map, one per row.
+    pub(crate) fn labels(&self) -> &[i64] {
+        let mut p: *mut i64 = ptr::null_mut();
+        let mut n = 0usize;
+        // SAFETY: as for `labels_mut`; the slice borrows `self`, so no
+        // mutation can happen while it lives, and we only read through it.
+        unsafe {
+            sys::faiss_IndexIDMap_id_map(self.ptr, &mut p, &mut n);
+            if p.is_null() {
+                &[]
+            } else {
+                std::slice::from_raw_parts(p, n)
+            }
+        }
+    }
+
+    /// Copies the stored vector of `row` into `out` (`out.len() == d`).
+    pub(crate) fn reconstruct_row(&self, row: usize, out: &mut [f32]) -> Result<(), IndexError> {
+        if out.len() != self.dimension() || row >= self.ntotal() {
+            return Err(IndexError::Faiss("reconstruct: bad row or buffer".into()));
+        }
+        let key = i64::try_from(row).map_err(|e| IndexError::Faiss(e.to_string()))?;
+        // SAFETY: `self.ptr` is an `IndexIDMap`; its sub-index (flat or
+        // HNSW-flat) supports `reconstruct` by row, which is a const read;
+        // `row < ntotal` and `out` holds `d` floats, as checked above.
+        check(unsafe {
+            let sub = sys::faiss_IndexIDMap_sub_index(self.ptr);
+            sys::faiss_Index_reconstruct(sub, key, out.as_mut_ptr())
+        })
+    }
+
+    /// Searches one query; `selection` restricts the labels considered.
+    /// Returns `(similarity, label)` pairs, FAISS's `-1` padding removed.
+    pub(crate) fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        selection: Option<&Selection<'_>>,
+    ) -> Result<Vec<(f32, i64)>, IndexError> {
+        if query.len() != self.dimension() {
+            return Err(IndexError::Faiss("search: query length".into()));
+        }
+        let kk = i64::try_from(k).map_err(|e| IndexError::Faiss(e.to_string()))?;
+        let mut distances = vec![0f32; k];
+        let mut labels = vec![-1i64; k];
+        let params = selection.map_or(ptr::null(), |s| s.params.cast_const());
+        let _single = OmpSingleThread::enter();
+        // SAFETY: `query` holds `d` floats and the outputs `k` entries each
+        // (one query). `params` is null or a `SearchParameters` owned by
+        // `selection`, whose selector points into bytes `selection` borrows,
+        // so both outlive the call. The params object is used by this call
+        // only (IndexIDMap temporarily swaps its `sel` field during search,
+        // so params must never be shared between concurrent searches).
+        // Search is a const operation on the index (see `FaissIndex`'s Sync).
+        check(unsafe {
+            sys::faiss_Index_search_with_params(
+                self.ptr,
+                1,
+                query.as_ptr(),
+                kk,
+                params,
+                distances.as_mut_ptr(),
+                labels.as_mut_ptr(),
+            )
+        })?;
+        Ok(distances
+            .into_iter()
+            .zip(labels)
+            .filter(|(_, label)| *label >= 0)
+            .collect())
+    }
+
+    /// Serialises the index with `faiss::write_index`.
+    pub(crate) fn to_bytes(&self) -> Result<Vec<u8>, IndexError> {
+        WRITE_BUFFER.with(|b| b.borrow_mut().clear());
+        let mut writer = ptr::null_mut();
+        // SAFETY: valid out-pointer; `write_callback` is a plain function.
+        check(unsafe { sys::faiss_CustomIOWriter_new(&mut writer, Some(write_callback)) })?;
+        // SAFETY: `writer` is live until freed right after the call; the
+        // callback appends to this thread's buffer, and FAISS calls it
+        // synchronously on this thread. The index is only read.
+        let code = unsafe {
+            let code = sys::faiss_write_index_custom(self.ptr, writer.cast(), 0);
+            sys::faiss_CustomIOWriter_free(writer);
+            code
+        };
+        let bytes = WRITE_BUFFER.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        check(code)?;
+        Ok(bytes)
+    }
+
+    /// Deserialises an index written by [`RawIndex::to_bytes`].
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<RawIndex, IndexError> {
+        READ_SOURCE.with(|s| s.set((bytes.as_ptr(), bytes.len(), 0)));
+        let mut reader = ptr::null_mut();
+        let mut ptr = ptr::null_mut();
+        // SAFETY: valid out-pointer; `read_callback` is a plain function.
+        let made = check(unsafe { sys::faiss_CustomIOReader_new(&mut reader, Some(read_callback)) });
+        let code = match made {
+            // SAFETY: `reader` is live until freed right after the call; the
+            // callback reads from `bytes`, registered above for this thread
+            // and borrowed for this whole function; FAISS calls it
+            // synchronously on this thread.
+            Ok(()) => unsafe {
+                let code = sys::faiss_read_index_custom(reader.cast(), 0, &mut ptr);
+                sys::faiss_CustomIOReader_free(reader);
+                code
+            },
+            Err(e) => {
+                READ_SOURCE.with(|s| s.set((ptr::null(), 0, 0)));
+                return Err(e);
+            }
+        };
+        READ_SOURCE.with(|s| s.set((ptr::null(), 0, 0)));
+        check(code)?;
+        Ok(RawIndex { ptr })
+    }
+}
+
+impl Drop for RawIndex {
+    fn drop(&mut self) {
+        // SAFETY: `self.ptr` came from FAISS, is owned by us alone and is
+        // freed exactly once.
+        unsafe { sys::faiss_Index_free(self.ptr) }
+    }
+}
+
+thread_local! {
+    /// Destination of [`write_callback`] during [`RawIndex::to_bytes`].
+    static WRITE_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Source of [`read_callback`] during [`RawIndex::from_bytes`]:
+    /// (start, length, position).
+    static READ_SOURCE: Cell<(*const u8, usize, usize)> = const { Cell::new((ptr::null(), 0, 0)) };
+}
+
+/// FAISS `IOWriter` callback: appends `size * nitems` bytes to the buffer.
+unsafe extern "C" fn write_callback(data: *const c_void, size: usize, nitems: usize) -> usize {
+    let Some(len) = size.checked_mul(nitems) else {
+        return 0;
+    };
+    if len == 0 {
+        return nitems;
+    }
+    // SAFETY: FAISS passes a pointer to `size * nitems` readable bytes.
+    let src = unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) };
+    WRITE_BUFFER.with(|b| match b.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.extend_from_slice(src);
+            nitems
+        }
+        Err(_) => 0,
+    })
+}
+
+/// FAISS `IOReader` callback: copies up to `nitems` items of `size` bytes.
+unsafe extern "C" fn read_callback(data: *mut c_void, size: usize, nitems: usize) -> usize {
+    READ_SOURCE.with(|s| {
+        let (start, len, pos) = s.get();
+        if start.is_null() || size == 0 {
+            return 0;
+        }
+        let items = nitems.min((len - pos) / size);
+        let bytes = items * size;
+        // SAFETY: `start..start + len` is the slice registered by
+        // `from_bytes`, alive for the whole FAISS call; `pos + bytes <= len`;
+        // FAISS passes room for `size * nitems >= bytes` bytes at `data`.
+        unsafe { ptr::copy_nonoverlapping(start.add(pos), data.cast::<u8>(), bytes) };
+        s.set((start, len, pos + bytes));
+        items
+    })
+}
+
+/// A FAISS bitmap selector plus the search parameters carrying it, both
+/// freed on drop, borrowing the bitmap bytes for as long as they exist.
+#[derive(Debug)]
+pub(crate) struct Selection<'a> {
+    selector: *mut sys::FaissIDSelectorBitmap,
+    params: *mut sys::FaissSearchParameters,
+    _bytes: PhantomData<&'a [u8]>,
+}
+
+impl<'a> Selection<'a> {
+    /// Selects the labels whose bit is set in `bitmap` (FAISS layout).
+    pub(crate) fn bitmap(bitmap: &'a [u8]) -> Result<Selection<'a>, IndexError> {
+        let mut selector = ptr::null_mut();
+        // SAFETY: valid out-pointer; FAISS keeps `bitmap.as_ptr()` without
+        // copying; the `'a` borrow keeps the bytes alive and unchanged until
+        // this `Selection` (and so the selector) is dropped.
+        check(unsafe { sys::faiss_IDSelectorBitmap_new(&mut selector, bitmap.len(), bitmap.as_ptr()) })?;
+        let mut params = ptr::null_mut();
+        // SAFETY: `selector` is live; `SearchParameters` stores the pointer
+        // without taking ownership.
+        let made = check(unsafe { sys::faiss_SearchParameters_new(&mut params, selector.cast()) });
+        if let Err(e) = made {
+            // SAFETY: `selector` was created above and is not referenced by
+            // anything else.
+            unsafe { sys::faiss_IDSelectorBitmap_free(selector) };
+            return Err(e);
+        }
+        Ok(Selection {
+            selector,
+            params,
+            _bytes: PhantomData,
+        })
+    }
+}
+
+impl Drop for Selection<'_> {
+    fn drop(&mut self) {
+        // SAFETY: both objects are owned by this value only and freed once;
+        // the parameters (which point at the selector) go first.
+        unsafe {
+            sys::faiss_SearchParameters_free(self.params);
+            sys::faiss_IDSelectorBitmap_free(self.selector);
+        }
+    }
+}
+
+extern "C" {
+    fn omp_get_max_threads() -> c_int;
+    fn omp_set_num_threads(n: c_int);
+}
+
+/// Runs FAISS single-threaded on this thread until dropped.
+///
+/// OpenMP's thread count is a per-thread setting, so it is set around each
+/// search and restored after (index builds keep using every core). A
+/// single-query search gains nothing from a thread team, and on a busy
+/// machine spinning up one per query costs more than the search itself.
+pub(crate) struct OmpSingleThread {
+    previous: c_int,
+}
+
+impl OmpSingleThread {
+    /// Switches this thread's OpenMP team size to 1.
+    pub(crate) fn enter() -> OmpSingleThread {
+        // SAFETY: plain libgomp calls acting on this thread's ICVs.
+        let previous = unsafe {
+            let previous = omp_get_max_threads();
+            omp_set_num_threads(1);
+            previous
+        };
+        OmpSingleThread { previous }
+    }
+}
+
+impl Drop for OmpSingleThread {
+    fn drop(&mut self) {
+        // SAFETY: plain libgomp call acting on this thread's ICVs.
+        unsafe { omp_set_num_threads(self.previous) }
+    }
+}

@@ -1,0 +1,102 @@
+//! # PulseDB
+//!
+//! An embedded, persistent **collective memory for AI agent swarms**. Agents
+//! record *experiences* (text, an embedding, typed metadata), find them again
+//! by meaning with filters, link them in a typed graph, distil *insights*,
+//! announce their *activity*, and are told about each other's changes as they
+//! happen. One database file, no server.
+//!
+//! ```no_run
+//! use pulsedb::{Config, EmbeddingDimension, NewExperience, PulseHandle};
+//!
+//! # async fn demo() -> pulsedb::Result<()> {
+//! let config = Config {
+//!     embedding_dimension: EmbeddingDimension::Custom(4),
+//!     ..Config::default()
+//! };
+//! let db = PulseHandle::open("memory.db", config).await?;
+//! let team = db.create_collective("team").await?;
+//! db.record_experience(NewExperience {
+//!     collective_id: team,
+//!     content: "cargo test needs --release for the FAISS tests".into(),
+//!     embedding: Some(vec![0.1, 0.9, 0.0, 0.2]),
+//!     ..NewExperience::default()
+//! })
+//! .await?;
+//! let hits = db.search_similar(team, &[0.1, 0.8, 0.1, 0.2], 5).await?;
+//! assert_eq!(hits.len(), 1);
+//! db.close().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Architecture
+//!
+//! [`PulseHandle`] (cheap to clone) validates each call on the caller's task
+//! and bounds the work in flight. Behind it run supervised actors:
+//!
+//! - the **router** creates, resolves and supervises one actor per live
+//!   collective, restarting a failed one (its index is reloaded or rebuilt);
+//! - a **collective actor** owns that collective's vector indexes
+//!   (experiences, insights), the slot ↔ id maps and the in-memory filter
+//!   columns; searches run on the blocking pool in parallel, index updates
+//!   are applied in commit order;
+//! - the **storage actor** is the only redb writer: it group-commits every
+//!   queued write in one transaction (the change log is written in the same
+//!   transaction), publishes watch events, and hands each collective actor
+//!   its committed writes so the index is updated *before* the caller is
+//!   answered.
+//!
+//! Reads that need no index (get, list, recent, poll) open a redb read
+//! transaction on the blocking pool directly. redb is the source of truth;
+//! indexes are derived and rebuilt whenever a snapshot is missing or stale.
+
+#![warn(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+mod activity;
+mod actors;
+mod api;
+mod collective;
+mod config;
+mod error;
+mod experience;
+mod id;
+pub mod index;
+mod insight;
+mod metadata;
+mod relation;
+mod search;
+pub mod storage;
+mod validate;
+mod watch;
+
+pub use crate::activity::{Activity, NewActivity, MAX_ACTIVITY_TEXT_BYTES};
+pub use crate::api::{Embedder, PulseHandle};
+pub use crate::collective::{
+    Collective, CollectiveId, CollectiveStats, MAX_COLLECTIVE_NAME_BYTES,
+};
+pub use crate::config::{
+    ActivityConfig, Config, DecayConfig, Durability, EmbeddingDimension, IndexConfig,
+    WatchConfig, MAX_EMBEDDING_DIMENSION,
+};
+pub use crate::error::{Error, NotFoundError, Result, ValidationError};
+pub use crate::experience::{
+    energy, Experience, ExperienceId, ExperienceType, ExperienceTypeTag, ExperienceUpdate,
+    NewExperience, Severity, MAX_BATCH_ITEMS, MAX_CONTENT_BYTES,
+};
+pub use crate::id::{InstanceId, Timestamp};
+pub use crate::insight::{DerivedInsight, InsightId, InsightType, NewDerivedInsight};
+pub use crate::metadata::DatabaseMetadata;
+pub use crate::relation::{
+    ExperienceRelation, NewExperienceRelation, RelationDirection, RelationId, RelationType,
+};
+pub use crate::search::{
+    ContextCandidates, ContextRequest, RecallWeights, SearchFilter, SearchOptions,
+    SearchResult,
+};
+pub use crate::validate::MAX_RESULTS;
+pub use crate::watch::{WatchEvent, WatchEventType, WatchFilter, WatchStream};

@@ -1,0 +1,641 @@
+//! The batch write path of [`RedbStorage`]: group commit.
+//!
+//! Every operation first checks all of its preconditions with reads, and only
+//! then writes. A domain error therefore leaves no partial writes and the
+//! rest of the batch commits; a fault aborts the whole transaction.
+
+use std::collections::HashSet;
+
+use ::redb::{ReadableTable, Table, WriteTransaction};
+
+use super::codec;
+use super::schema::{self, key, meta_keys};
+use super::{Applied, ChangeKind, ChangeRecord, Committed, RedbStorage, StorageError, WriteOp};
+use crate::activity::Activity;
+use crate::collective::{Collective, CollectiveId};
+use crate::error::{Error, NotFoundError, Result, ValidationError};
+use crate::experience::{Experience, ExperienceId, ExperienceUpdate};
+use crate::id::{InstanceId, Timestamp};
+use crate::insight::{DerivedInsight, InsightId};
+use crate::relation::{ExperienceRelation, RelationId};
+use crate::watch::WatchEvent;
+
+type Bytes<'t> = Table<'t, &'static [u8], &'static [u8]>;
+type Index<'t> = Table<'t, &'static [u8], ()>;
+
+fn s<E: Into<StorageError>>(e: E) -> Error {
+    Error::Storage(e.into())
+}
+
+impl RedbStorage {
+    pub(super) fn apply_batch(&self, ops: Vec<WriteOp>) -> Result<Vec<Result<Committed>>> {
+        let mut txn = self.db.begin_write().map_err(s)?;
+        txn.set_durability(self.redb_durability()).map_err(s)?;
+        let results = {
+            let mut w = Writer::open(&txn, self.instance_id)?;
+            let mut results = Vec::with_capacity(ops.len());
+            for op in ops {
+                match w.apply(op) {
+                    Ok(c) => results.push(Ok(c)),
+                    Err(e) if e.is_answer() => results.push(Err(e)),
+                    // Dropping `txn` unwritten aborts the whole batch.
+                    Err(fault) => return Err(fault),
+                }
+            }
+            w.finish()?;
+            results
+        };
+        txn.commit().map_err(s)?;
+        self.mark_commit();
+        Ok(results)
+    }
+}
+
+/// Every table of one write transaction, opened once per batch.
+struct Writer<'t> {
+    instance: InstanceId,
+    meta: Table<'t, &'static str, &'static [u8]>,
+    sequence: u64,
+    collectives: Bytes<'t>,
+    experiences: Bytes<'t>,
+    embeddings: Bytes<'t>,
+    by_collective: Index<'t>,
+    by_type: Index<'t>,
+    by_tag: Index<'t>,
+    archived: Index<'t>,
+    reinforcements: Table<'t, &'static [u8], u32>,
+    relations: Bytes<'t>,
+    rel_by_source: Index<'t>,
+    rel_by_target: Index<'t>,
+    rel_by_collective: Index<'t>,
+    rel_unique: Bytes<'t>,
+    insights: Bytes<'t>,
+    insights_by_collective: Index<'t>,
+    activities: Bytes<'t>,
+    wal: Table<'t, u64, &'static [u8]>,
+}
+
+impl<'t> Writer<'t> {
+    fn open(txn: &'t WriteTransaction, instance: InstanceId) -> Result<Self> {
+        let meta = txn.open_table(schema::META).map_err(s)?;
+        let sequence = match meta.get(meta_keys::SEQUENCE).map_err(s)? {
+            Some(v) => u64::from_be_bytes(super::redb::fixed(v.value(), "wal_sequence")?),
+            None => 0,
+        };
+        Ok(Writer {
+            instance,
+            meta,
+            sequence,
+            collectives: txn.open_table(schema::COLLECTIVES).map_err(s)?,
+            experiences: txn.open_table(schema::EXPERIENCES).map_err(s)?,
+            embeddings: txn.open_table(schema::EMBEDDINGS).map_err(s)?,
+            by_collective: txn.open_table(schema::EXP_BY_COLLECTIVE).map_err(s)?,
+            by_type: txn.open_table(schema::EXP_BY_TYPE).map_err(s)?,
+            by_tag: txn.open_table(schema::EXP_BY_TAG).map_err(s)?,
+            archived: txn.open_table(schema::EXP_ARCHIVED).map_err(s)?,
+            reinforcements: txn.open_table(schema::REINFORCEMENTS).map_err(s)?,
+            relations: txn.open_table(schema::RELATIONS).map_err(s)?,
+            rel_by_source: txn.open_table(schema::REL_BY_SOURCE).map_err(s)?,
+            rel_by_target: txn.open_table(schema::REL_BY_TARGET).map_err(s)?,
+            rel_by_collective: txn.open_table(schema::REL_BY_COLLECTIVE).map_err(s)?,
+            rel_unique: txn.open_table(schema::REL_UNIQUE).map_err(s)?,
+            insights: txn.open_table(schema::INSIGHTS).map_err(s)?,
+            insights_by_collective: txn.open_table(schema::INSIGHTS_BY_COLLECTIVE).map_err(s)?,
+            activities: txn.open_table(schema::ACTIVITIES).map_err(s)?,
+            wal: txn.open_table(schema::WAL).map_err(s)?,
+        })
+    }
+
+    fn finish(mut self) -> Result<()> {
+        self.meta
+            .insert(meta_keys::SEQUENCE, self.sequence.to_be_bytes().as_slice())
+            .map_err(s)?;
+        Ok(())
+    }
+
+    fn apply(&mut self, op: WriteOp) -> Result<Committed> {
+        match op {
+            WriteOp::CreateCollective(c) => self.create_collective(c),
+            WriteOp::DeleteCollective(id) => self.delete_collective(id),
+            WriteOp::RecordExperiences(exps) => self.record_experiences(exps),
+            WriteOp::UpdateExperience { id, update } => self.update_experience(id, &update),
+            WriteOp::ReinforceExperience { id, at } => self.reinforce(id, at),
+            WriteOp::DeleteExperience(id) => self.delete_experience(id),
+            WriteOp::StoreRelation(r) => self.store_relation(r),
+            WriteOp::DeleteRelation(id) => self.delete_relation(id),
+            WriteOp::StoreInsight(i) => self.store_insight(i),
+            WriteOp::DeleteInsight(id) => self.delete_insight(id),
+            WriteOp::UpsertActivity(a) => self.upsert_activity(a),
+            WriteOp::Heartbeat {
+                agent_id,
+                collective_id,
+                at,
+            } => self.heartbeat(&agent_id, collective_id, at),
+            WriteOp::EndActivity {
+                agent_id,
+                collective_id,
+            } => self.end_activity(&agent_id, collective_id),
+        }
+    }
+
+    // --- change log ----------------------------------------------------------
+
+    /// Appends one change-log entry and returns its sequence.
+    fn log(
+        &mut self,
+        kind: ChangeKind,
+        collective_id: CollectiveId,
+        entity_id: [u8; 16],
+        experience: Option<&Experience>,
+    ) -> Result<u64> {
+        self.sequence += 1;
+        let record = ChangeRecord {
+            kind,
+            collective_id,
+            entity_id,
+            timestamp: Timestamp::now(),
+            experience: experience.map(|e| Experience {
+                embedding: Vec::new(),
+                ..e.clone()
+            }),
+        };
+        self.wal
+            .insert(self.sequence, codec::encode_change(&record)?.as_slice())
+            .map_err(s)?;
+        Ok(self.sequence)
+    }
+
+    /// Logs an experience change and returns its watch event.
+    fn log_experience(
+        &mut self,
+        kind: ChangeKind,
+        exp: &Experience,
+        deleted: bool,
+    ) -> Result<Vec<WatchEvent>> {
+        let logged = (!deleted).then_some(exp);
+        let sequence = self.log(kind, exp.collective_id, *exp.id.as_bytes(), logged)?;
+        let Some(event_type) = kind.watch_type() else {
+            return Ok(Vec::new());
+        };
+        Ok(vec![WatchEvent {
+            sequence,
+            experience_id: exp.id,
+            collective_id: exp.collective_id,
+            event_type,
+            timestamp: Timestamp::now(),
+            experience: logged.cloned(),
+        }])
+    }
+
+    // --- lookups -------------------------------------------------------------
+
+    fn require_collective(&self, id: CollectiveId) -> Result<Collective> {
+        match self.collectives.get(id.as_bytes().as_slice()).map_err(s)? {
+            Some(v) => Ok(codec::decode_collective(v.value())?),
+            None => Err(NotFoundError::Collective(id).into()),
+        }
+    }
+
+    /// The experience with its embedding, or `NotFound`.
+    fn require_experience(&self, id: ExperienceId) -> Result<Experience> {
+        let Some(raw) = self.experiences.get(id.as_bytes().as_slice()).map_err(s)? else {
+            return Err(NotFoundError::Experience(id).into());
+        };
+        let mut exp = codec::decode_experience(raw.value())?;
+        drop(raw);
+        let emb = self
+            .embeddings
+            .get(id.as_bytes().as_slice())
+            .map_err(s)?
+            .ok_or_else(|| StorageError::Corrupt(format!("experience {id} has no embedding")))?;
+        exp.embedding = codec::decode_embedding(emb.value())?;
+        Ok(exp)
+    }
+
+    fn prefix_ids(table: &Index<'t>, prefix: &[u8]) -> Result<Vec<[u8; 16]>> {
+        super::read::ids_with_prefix(table, prefix)
+    }
+
+    // --- collectives -----------------------------------------------------------
+
+    fn create_collective(&mut self, c: Collective) -> Result<Committed> {
+        let k = c.id.as_bytes().as_slice();
+        if self.collectives.get(k).map_err(s)?.is_some() {
+            return Err(ValidationError::invalid("id", "a collective with this id exists").into());
+        }
+        self.collectives
+            .insert(k, codec::encode_collective(&c)?.as_slice())
+            .map_err(s)?;
+        self.log(ChangeKind::CollectiveCreated, c.id, *c.id.as_bytes(), None)?;
+        Ok(Committed {
+            applied: Applied::CollectiveCreated(c),
+            events: Vec::new(),
+        })
+    }
+
+    fn delete_collective(&mut self, id: CollectiveId) -> Result<Committed> {
+        self.require_collective(id)?;
+        let prefix = id.as_bytes().as_slice();
+        for rid in Self::prefix_ids(&self.rel_by_collective, prefix)? {
+            self.remove_relation_rows(RelationId::from_bytes(rid))?;
+        }
+        for eid in Self::prefix_ids(&self.by_collective, prefix)? {
+            let exp = self.require_experience(ExperienceId::from_bytes(eid))?;
+            self.remove_experience_rows(&exp)?;
+        }
+        for iid in Self::prefix_ids(&self.insights_by_collective, prefix)? {
+            self.insights.remove(iid.as_slice()).map_err(s)?;
+            self.insights_by_collective
+                .remove(key(&[prefix, &iid]).as_slice())
+                .map_err(s)?;
+        }
+        let mut agents = Vec::new();
+        for item in self.activities.range::<&[u8]>(prefix..).map_err(s)? {
+            let (k, _) = item.map_err(s)?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            agents.push(k.value().to_vec());
+        }
+        for k in agents {
+            self.activities.remove(k.as_slice()).map_err(s)?;
+        }
+        self.collectives.remove(prefix).map_err(s)?;
+        self.log(ChangeKind::CollectiveDeleted, id, *id.as_bytes(), None)?;
+        Ok(Committed {
+            applied: Applied::CollectiveDeleted(id),
+            events: Vec::new(),
+        })
+    }
+
+    // --- experiences -----------------------------------------------------------
+
+    fn record_experiences(&mut self, exps: Vec<Experience>) -> Result<Committed> {
+        let mut seen_collectives = HashSet::new();
+        let mut seen_ids = HashSet::new();
+        for e in &exps {
+            if seen_collectives.insert(e.collective_id) {
+                self.require_collective(e.collective_id)?;
+            }
+            let fresh = seen_ids.insert(e.id)
+                && self
+                    .experiences
+                    .get(e.id.as_bytes().as_slice())
+                    .map_err(s)?
+                    .is_none();
+            if !fresh {
+                return Err(ValidationError::invalid("id", "an experience with this id exists").into());
+            }
+        }
+        let mut events = Vec::with_capacity(exps.len());
+        for e in &exps {
+            self.insert_experience_rows(e)?;
+            events.extend(self.log_experience(ChangeKind::ExperienceCreated, e, false)?);
+        }
+        Ok(Committed {
+            applied: Applied::ExperiencesRecorded(exps),
+            events,
+        })
+    }
+
+    fn insert_experience_rows(&mut self, e: &Experience) -> Result<()> {
+        let id = e.id.as_bytes();
+        let c = e.collective_id.as_bytes();
+        self.experiences
+            .insert(id.as_slice(), codec::encode_experience(e)?.as_slice())
+            .map_err(s)?;
+        self.embeddings
+            .insert(id.as_slice(), codec::encode_embedding(&e.embedding).as_slice())
+            .map_err(s)?;
+        self.by_collective
+            .insert(key(&[c, id]).as_slice(), ())
+            .map_err(s)?;
+        self.insert_secondary(e)
+    }
+
+    /// Type, tag and archive index entries of a record.
+    fn insert_secondary(&mut self, e: &Experience) -> Result<()> {
+        let id = e.id.as_bytes();
+        let c = e.collective_id.as_bytes();
+        let type_key = key(&[c, &[e.experience_type.tag().code()], id]);
+        self.by_type.insert(type_key.as_slice(), ()).map_err(s)?;
+        for (k, v) in &e.tags {
+            let tag_key = schema::tag_key(c, k, v, Some(id));
+            self.by_tag.insert(tag_key.as_slice(), ()).map_err(s)?;
+        }
+        if e.archived {
+            self.archived
+                .insert(key(&[c, id]).as_slice(), ())
+                .map_err(s)?;
+        }
+        Ok(())
+    }
+
+    fn remove_secondary(&mut self, e: &Experience) -> Result<()> {
+        let id = e.id.as_bytes();
+        let c = e.collective_id.as_bytes();
+        let type_key = key(&[c, &[e.experience_type.tag().code()], id]);
+        self.by_type.remove(type_key.as_slice()).map_err(s)?;
+        for (k, v) in &e.tags {
+            let tag_key = schema::tag_key(c, k, v, Some(id));
+            self.by_tag.remove(tag_key.as_slice()).map_err(s)?;
+        }
+        self.archived
+            .remove(key(&[c, id]).as_slice())
+            .map_err(s)?;
+        Ok(())
+    }
+
+    fn remove_experience_rows(&mut self, e: &Experience) -> Result<()> {
+        let id = e.id.as_bytes();
+        self.remove_secondary(e)?;
+        self.experiences.remove(id.as_slice()).map_err(s)?;
+        self.embeddings.remove(id.as_slice()).map_err(s)?;
+        self.by_collective
+            .remove(key(&[e.collective_id.as_bytes(), id]).as_slice())
+            .map_err(s)?;
+        let mut counters = Vec::new();
+        for item in self.reinforcements.range::<&[u8]>(id.as_slice()..).map_err(s)? {
+            let (k, _) = item.map_err(s)?;
+            if !k.value().starts_with(id) {
+                break;
+            }
+            counters.push(k.value().to_vec());
+        }
+        for k in counters {
+            self.reinforcements.remove(k.as_slice()).map_err(s)?;
+        }
+        Ok(())
+    }
+
+    fn rewrite_experience(&mut self, old: &Experience, new: &Experience) -> Result<()> {
+        self.remove_secondary(old)?;
+        self.experiences
+            .insert(new.id.as_bytes().as_slice(), codec::encode_experience(new)?.as_slice())
+            .map_err(s)?;
+        self.insert_secondary(new)
+    }
+
+    fn update_experience(&mut self, id: ExperienceId, update: &ExperienceUpdate) -> Result<Committed> {
+        let old = self.require_experience(id)?;
+        let mut new = old.clone();
+        update.apply_to(&mut new);
+        self.rewrite_experience(&old, &new)?;
+        let kind = if update.archived == Some(true) {
+            ChangeKind::ExperienceArchived
+        } else {
+            ChangeKind::ExperienceUpdated
+        };
+        let events = self.log_experience(kind, &new, false)?;
+        Ok(Committed {
+            applied: Applied::ExperienceChanged(new),
+            events,
+        })
+    }
+
+    fn reinforce(&mut self, id: ExperienceId, at: Timestamp) -> Result<Committed> {
+        let old = self.require_experience(id)?;
+        let counter_key = key(&[id.as_bytes(), self.instance.as_bytes()]);
+        let mine = self
+            .reinforcements
+            .get(counter_key.as_slice())
+            .map_err(s)?
+            .map_or(0, |v| v.value());
+        self.reinforcements
+            .insert(counter_key.as_slice(), mine.saturating_add(1))
+            .map_err(s)?;
+        let mut new = old.clone();
+        new.applications = old.applications.saturating_add(1);
+        new.last_reinforced = at.max(old.last_reinforced);
+        self.rewrite_experience(&old, &new)?;
+        let events = self.log_experience(ChangeKind::ExperienceUpdated, &new, false)?;
+        Ok(Committed {
+            applied: Applied::ExperienceChanged(new),
+            events,
+        })
+    }
+
+    fn delete_experience(&mut self, id: ExperienceId) -> Result<Committed> {
+        let exp = self.require_experience(id)?;
+        let mut rels = Self::prefix_ids(&self.rel_by_source, id.as_bytes())?;
+        rels.extend(Self::prefix_ids(&self.rel_by_target, id.as_bytes())?);
+        for rid in rels {
+            self.remove_relation_rows(RelationId::from_bytes(rid))?;
+        }
+        self.remove_experience_rows(&exp)?;
+        let events = self.log_experience(ChangeKind::ExperienceDeleted, &exp, true)?;
+        Ok(Committed {
+            applied: Applied::ExperienceDeleted {
+                collective_id: exp.collective_id,
+                id,
+            },
+            events,
+        })
+    }
+
+    // --- relations ---------------------------------------------------------------
+
+    fn store_relation(&mut self, r: ExperienceRelation) -> Result<Committed> {
+        if r.source_id == r.target_id {
+            return Err(ValidationError::invalid(
+                "target_id",
+                "a relation cannot link an experience to itself",
+            )
+            .into());
+        }
+        let source = self.require_experience(r.source_id)?;
+        let target = self.require_experience(r.target_id)?;
+        if source.collective_id != target.collective_id {
+            return Err(ValidationError::invalid(
+                "target_id",
+                "source and target must belong to the same collective",
+            )
+            .into());
+        }
+        let unique = key(&[
+            r.source_id.as_bytes(),
+            r.target_id.as_bytes(),
+            &[r.relation_type.code()],
+        ]);
+        if self.rel_unique.get(unique.as_slice()).map_err(s)?.is_some() {
+            return Err(ValidationError::invalid(
+                "relation_type",
+                "a relation of this type between these experiences exists",
+            )
+            .into());
+        }
+        let id = r.id.as_bytes();
+        let c = source.collective_id;
+        self.relations
+            .insert(id.as_slice(), codec::encode_relation(&r)?.as_slice())
+            .map_err(s)?;
+        self.rel_by_source
+            .insert(key(&[r.source_id.as_bytes(), id]).as_slice(), ())
+            .map_err(s)?;
+        self.rel_by_target
+            .insert(key(&[r.target_id.as_bytes(), id]).as_slice(), ())
+            .map_err(s)?;
+        self.rel_by_collective
+            .insert(key(&[c.as_bytes(), id]).as_slice(), ())
+            .map_err(s)?;
+        self.rel_unique
+            .insert(unique.as_slice(), id.as_slice())
+            .map_err(s)?;
+        self.log(ChangeKind::RelationCreated, c, *id, None)?;
+        Ok(Committed {
+            applied: Applied::RelationStored(r),
+            events: Vec::new(),
+        })
+    }
+
+    /// Removes a relation from every relation table; returns its collective.
+    fn remove_relation_rows(&mut self, id: RelationId) -> Result<Option<CollectiveId>> {
+        let Some(raw) = self.relations.remove(id.as_bytes().as_slice()).map_err(s)? else {
+            return Ok(None);
+        };
+        let r = codec::decode_relation(raw.value())?;
+        drop(raw);
+        let rid = id.as_bytes();
+        self.rel_by_source
+            .remove(key(&[r.source_id.as_bytes(), rid]).as_slice())
+            .map_err(s)?;
+        self.rel_by_target
+            .remove(key(&[r.target_id.as_bytes(), rid]).as_slice())
+            .map_err(s)?;
+        let unique = key(&[
+            r.source_id.as_bytes(),
+            r.target_id.as_bytes(),
+            &[r.relation_type.code()],
+        ]);
+        self.rel_unique.remove(unique.as_slice()).map_err(s)?;
+        // The collective is that of the source, which still exists here
+        // (ends are deleted after their relations).
+        let collective = self
+            .experiences
+            .get(r.source_id.as_bytes().as_slice())
+            .map_err(s)?
+            .map(|v| codec::decode_experience(v.value()).map(|e| e.collective_id))
+            .transpose()?;
+        if let Some(c) = collective {
+            self.rel_by_collective
+                .remove(key(&[c.as_bytes(), rid]).as_slice())
+                .map_err(s)?;
+        }
+        Ok(collective)
+    }
+
+    fn delete_relation(&mut self, id: RelationId) -> Result<Committed> {
+        if self.relations.get(id.as_bytes().as_slice()).map_err(s)?.is_none() {
+            return Err(NotFoundError::Relation(id).into());
+        }
+        let collective = self
+            .remove_relation_rows(id)?
+            .ok_or_else(|| StorageError::Corrupt(format!("relation {id} has no source")))?;
+        self.log(ChangeKind::RelationDeleted, collective, *id.as_bytes(), None)?;
+        Ok(Committed {
+            applied: Applied::RelationDeleted(id),
+            events: Vec::new(),
+        })
+    }
+
+    // --- insights ------------------------------------------------------------------
+
+    fn store_insight(&mut self, i: DerivedInsight) -> Result<Committed> {
+        self.require_collective(i.collective_id)?;
+        for src in &i.source_experience_ids {
+            let Some(raw) = self.experiences.get(src.as_bytes().as_slice()).map_err(s)? else {
+                return Err(NotFoundError::Experience(*src).into());
+            };
+            if codec::decode_experience(raw.value())?.collective_id != i.collective_id {
+                return Err(ValidationError::invalid(
+                    "source_experience_ids",
+                    format!("experience {src} belongs to another collective"),
+                )
+                .into());
+            }
+        }
+        let id = i.id.as_bytes();
+        self.insights
+            .insert(id.as_slice(), codec::encode_insight(&i)?.as_slice())
+            .map_err(s)?;
+        self.insights_by_collective
+            .insert(key(&[i.collective_id.as_bytes(), id]).as_slice(), ())
+            .map_err(s)?;
+        self.log(ChangeKind::InsightCreated, i.collective_id, *id, None)?;
+        Ok(Committed {
+            applied: Applied::InsightStored(i),
+            events: Vec::new(),
+        })
+    }
+
+    fn delete_insight(&mut self, id: InsightId) -> Result<Committed> {
+        let Some(raw) = self.insights.remove(id.as_bytes().as_slice()).map_err(s)? else {
+            return Err(NotFoundError::Insight(id).into());
+        };
+        let i = codec::decode_insight(raw.value())?;
+        drop(raw);
+        self.insights_by_collective
+            .remove(key(&[i.collective_id.as_bytes(), id.as_bytes()]).as_slice())
+            .map_err(s)?;
+        self.log(ChangeKind::InsightDeleted, i.collective_id, *id.as_bytes(), None)?;
+        Ok(Committed {
+            applied: Applied::InsightDeleted {
+                collective_id: i.collective_id,
+                id,
+            },
+            events: Vec::new(),
+        })
+    }
+
+    // --- activities ----------------------------------------------------------------
+
+    fn upsert_activity(&mut self, a: Activity) -> Result<Committed> {
+        self.require_collective(a.collective_id)?;
+        let k = key(&[a.collective_id.as_bytes(), a.agent_id.as_bytes()]);
+        self.activities
+            .insert(k.as_slice(), codec::encode_activity(&a)?.as_slice())
+            .map_err(s)?;
+        Ok(Committed {
+            applied: Applied::ActivityChanged,
+            events: Vec::new(),
+        })
+    }
+
+    fn heartbeat(&mut self, agent_id: &str, c: CollectiveId, at: Timestamp) -> Result<Committed> {
+        self.require_collective(c)?;
+        let k = key(&[c.as_bytes(), agent_id.as_bytes()]);
+        let Some(raw) = self.activities.get(k.as_slice()).map_err(s)? else {
+            return Err(NotFoundError::Activity {
+                agent_id: agent_id.to_string(),
+                collective_id: c,
+            }
+            .into());
+        };
+        let mut a = codec::decode_activity(raw.value())?;
+        drop(raw);
+        a.last_heartbeat = at.max(a.last_heartbeat);
+        self.activities
+            .insert(k.as_slice(), codec::encode_activity(&a)?.as_slice())
+            .map_err(s)?;
+        Ok(Committed {
+            applied: Applied::ActivityChanged,
+            events: Vec::new(),
+        })
+    }
+
+    fn end_activity(&mut self, agent_id: &str, c: CollectiveId) -> Result<Committed> {
+        self.require_collective(c)?;
+        let k = key(&[c.as_bytes(), agent_id.as_bytes()]);
+        if self.activities.remove(k.as_slice()).map_err(s)?.is_none() {
+            return Err(NotFoundError::Activity {
+                agent_id: agent_id.to_string(),
+                collective_id: c,
+            }
+            .into());
+        }
+        Ok(Committed {
+            applied: Applied::ActivityChanged,
+            events: Vec::new(),
+        })
+    }
+}

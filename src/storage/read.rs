@@ -1,0 +1,597 @@
+//! The read side of [`RedbStorage`]: every query runs in its own read
+//! transaction, so it sees one consistent snapshot and never blocks the writer.
+
+use ::redb::{ReadableTable, ReadableTableMetadata};
+
+use super::codec;
+use super::schema::{self, key, meta_keys};
+use super::{ChangeRecord, Committed, RedbStorage, StorageEngine, StorageError, WriteOp};
+use crate::activity::Activity;
+use crate::collective::{Collective, CollectiveId, CollectiveStats};
+use crate::error::{NotFoundError, Result};
+use crate::experience::{Experience, ExperienceId, ExperienceTypeTag};
+use crate::id::{InstanceId, Timestamp};
+use crate::insight::{DerivedInsight, InsightId};
+use crate::metadata::DatabaseMetadata;
+use crate::relation::{ExperienceRelation, RelationId, RelationType};
+use crate::watch::WatchEvent;
+
+type BytesTable = ::redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+type IndexTable = ::redb::ReadOnlyTable<&'static [u8], ()>;
+
+/// Ids stored as the trailing 16 bytes of the index keys that start with `prefix`.
+pub(super) fn ids_with_prefix(
+    table: &impl ReadableTable<&'static [u8], ()>,
+    prefix: &[u8],
+) -> Result<Vec<[u8; 16]>> {
+    let mut out = Vec::new();
+    for item in table.range::<&[u8]>(prefix..).map_err(StorageError::from)? {
+        let (k, _) = item.map_err(StorageError::from)?;
+        let k = k.value();
+        if !k.starts_with(prefix) {
+            break;
+        }
+        if let Some(id) = schema::trailing_id(k) {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+/// Like [`ids_with_prefix`], skipping `offset` and taking at most `limit`.
+fn page_with_prefix(
+    table: &IndexTable,
+    prefix: &[u8],
+    limit: usize,
+    offset: usize,
+) -> Result<Vec<[u8; 16]>> {
+    let mut out = Vec::with_capacity(limit.min(1024));
+    let mut skipped = 0;
+    for item in table.range::<&[u8]>(prefix..).map_err(StorageError::from)? {
+        let (k, _) = item.map_err(StorageError::from)?;
+        let k = k.value();
+        if !k.starts_with(prefix) || out.len() >= limit {
+            break;
+        }
+        if skipped < offset {
+            skipped += 1;
+            continue;
+        }
+        if let Some(id) = schema::trailing_id(k) {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+/// The first key after every key starting with `prefix` (for reverse scans).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    end.push(0xff);
+    end.extend_from_slice(&[0xff; 32]);
+    end
+}
+
+impl RedbStorage {
+    fn bytes_table(
+        txn: &::redb::ReadTransaction,
+        def: ::redb::TableDefinition<&'static [u8], &'static [u8]>,
+    ) -> Result<BytesTable> {
+        Ok(txn.open_table(def).map_err(StorageError::from)?)
+    }
+
+    fn index_table(
+        txn: &::redb::ReadTransaction,
+        def: ::redb::TableDefinition<&'static [u8], ()>,
+    ) -> Result<IndexTable> {
+        Ok(txn.open_table(def).map_err(StorageError::from)?)
+    }
+
+    fn load_experience(
+        exps: &BytesTable,
+        embeddings: Option<&BytesTable>,
+        id: &[u8; 16],
+    ) -> Result<Option<Experience>> {
+        let Some(raw) = exps.get(id.as_slice()).map_err(StorageError::from)? else {
+            return Ok(None);
+        };
+        let mut exp = codec::decode_experience(raw.value())?;
+        if let Some(embeddings) = embeddings {
+            let raw = embeddings
+                .get(id.as_slice())
+                .map_err(StorageError::from)?
+                .ok_or_else(|| {
+                    StorageError::Corrupt(format!("experience {} has no embedding", exp.id))
+                })?;
+            exp.embedding = codec::decode_embedding(raw.value())?;
+        }
+        Ok(Some(exp))
+    }
+
+    fn collective_known(&self, txn: &::redb::ReadTransaction, c: CollectiveId) -> Result<()> {
+        let t = Self::bytes_table(txn, schema::COLLECTIVES)?;
+        if t.get(c.as_bytes().as_slice())
+            .map_err(StorageError::from)?
+            .is_none()
+        {
+            return Err(NotFoundError::Collective(c).into());
+        }
+        Ok(())
+    }
+
+    fn to_watch_event(
+        &self,
+        embeddings: &BytesTable,
+        sequence: u64,
+        change: ChangeRecord,
+    ) -> Result<Option<WatchEvent>> {
+        let Some(event_type) = change.kind.watch_type() else {
+            return Ok(None);
+        };
+        let experience = match change.experience {
+            Some(mut exp) => {
+                // Embeddings never change; a record deleted since the event
+                // was logged no longer has one, and is returned without it.
+                if let Some(raw) = embeddings
+                    .get(exp.id.as_bytes().as_slice())
+                    .map_err(StorageError::from)?
+                {
+                    exp.embedding = codec::decode_embedding(raw.value())?;
+                }
+                Some(exp)
+            }
+            None => None,
+        };
+        Ok(Some(WatchEvent {
+            sequence,
+            experience_id: ExperienceId::from_bytes(change.entity_id),
+            collective_id: change.collective_id,
+            event_type,
+            timestamp: change.timestamp,
+            experience,
+        }))
+    }
+}
+
+impl StorageEngine for RedbStorage {
+    fn metadata(&self) -> DatabaseMetadata {
+        self.metadata.clone()
+    }
+
+    fn instance_id(&self) -> InstanceId {
+        self.instance_id
+    }
+
+    fn apply(&self, ops: Vec<WriteOp>) -> Result<Vec<Result<Committed>>> {
+        self.apply_batch(ops)
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.flush_if_dirty()
+    }
+
+    fn get_collective(&self, id: CollectiveId) -> Result<Option<Collective>> {
+        let txn = self.read_txn()?;
+        let t = Self::bytes_table(&txn, schema::COLLECTIVES)?;
+        let v = t.get(id.as_bytes().as_slice()).map_err(StorageError::from)?;
+        v.map(|v| codec::decode_collective(v.value()))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    fn list_collectives(&self) -> Result<Vec<Collective>> {
+        let txn = self.read_txn()?;
+        let t = Self::bytes_table(&txn, schema::COLLECTIVES)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(StorageError::from)? {
+            let (_, v) = item.map_err(StorageError::from)?;
+            out.push(codec::decode_collective(v.value())?);
+        }
+        out.sort_by_key(|c| (c.created_at, c.id));
+        Ok(out)
+    }
+
+    fn collective_stats(&self, id: CollectiveId) -> Result<CollectiveStats> {
+        let txn = self.read_txn()?;
+        self.collective_known(&txn, id)?;
+        let prefix = id.as_bytes().as_slice();
+        let by_collective = Self::index_table(&txn, schema::EXP_BY_COLLECTIVE)?;
+        let exps = Self::bytes_table(&txn, schema::EXPERIENCES)?;
+        let embeddings = Self::bytes_table(&txn, schema::EMBEDDINGS)?;
+        let mut stats = CollectiveStats::default();
+        for exp_id in ids_with_prefix(&by_collective, prefix)? {
+            let raw = exps
+                .get(exp_id.as_slice())
+                .map_err(StorageError::from)?
+                .ok_or_else(|| StorageError::Corrupt("dangling collective index entry".into()))?;
+            let exp = codec::decode_experience(raw.value())?;
+            stats.experience_count += 1;
+            if exp.archived {
+                stats.archived_count += 1;
+            }
+            stats.oldest_experience = Some(
+                stats
+                    .oldest_experience
+                    .map_or(exp.timestamp, |t| t.min(exp.timestamp)),
+            );
+            stats.newest_experience = Some(
+                stats
+                    .newest_experience
+                    .map_or(exp.timestamp, |t| t.max(exp.timestamp)),
+            );
+            let emb_len = embeddings
+                .get(exp_id.as_slice())
+                .map_err(StorageError::from)?
+                .map_or(0, |v| v.value().len());
+            stats.storage_bytes += (16 + raw.value().len() + 16 + emb_len) as u64;
+        }
+        let insights_idx = Self::index_table(&txn, schema::INSIGHTS_BY_COLLECTIVE)?;
+        let insights = Self::bytes_table(&txn, schema::INSIGHTS)?;
+        for iid in ids_with_prefix(&insights_idx, prefix)? {
+            stats.insight_count += 1;
+            if let Some(v) = insights.get(iid.as_slice()).map_err(StorageError::from)? {
+                stats.storage_bytes += (16 + v.value().len()) as u64;
+            }
+        }
+        let rel_idx = Self::index_table(&txn, schema::REL_BY_COLLECTIVE)?;
+        let relations = Self::bytes_table(&txn, schema::RELATIONS)?;
+        for rid in ids_with_prefix(&rel_idx, prefix)? {
+            stats.relation_count += 1;
+            if let Some(v) = relations.get(rid.as_slice()).map_err(StorageError::from)? {
+                stats.storage_bytes += (16 + v.value().len()) as u64;
+            }
+        }
+        Ok(stats)
+    }
+
+    fn count_experiences(&self, id: CollectiveId) -> Result<u64> {
+        let txn = self.read_txn()?;
+        let t = Self::index_table(&txn, schema::EXP_BY_COLLECTIVE)?;
+        Ok(ids_with_prefix(&t, id.as_bytes())?.len() as u64)
+    }
+
+    fn get_experience(&self, id: ExperienceId) -> Result<Option<Experience>> {
+        let txn = self.read_txn()?;
+        let exps = Self::bytes_table(&txn, schema::EXPERIENCES)?;
+        let embeddings = Self::bytes_table(&txn, schema::EMBEDDINGS)?;
+        Self::load_experience(&exps, Some(&embeddings), id.as_bytes())
+    }
+
+    fn get_experiences(&self, ids: &[ExperienceId]) -> Result<Vec<Experience>> {
+        let txn = self.read_txn()?;
+        let exps = Self::bytes_table(&txn, schema::EXPERIENCES)?;
+        let embeddings = Self::bytes_table(&txn, schema::EMBEDDINGS)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(e) = Self::load_experience(&exps, Some(&embeddings), id.as_bytes())? {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    fn get_embedding(&self, id: ExperienceId) -> Result<Option<Vec<f32>>> {
+        let txn = self.read_txn()?;
+        let t = Self::bytes_table(&txn, schema::EMBEDDINGS)?;
+        let v = t.get(id.as_bytes().as_slice()).map_err(StorageError::from)?;
+        v.map(|v| codec::decode_embedding(v.value()))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    fn list_experience_ids(
+        &self,
+        c: CollectiveId,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<ExperienceId>> {
+        let txn = self.read_txn()?;
+        self.collective_known(&txn, c)?;
+        let t = Self::index_table(&txn, schema::EXP_BY_COLLECTIVE)?;
+        Ok(page_with_prefix(&t, c.as_bytes(), limit, offset)?
+            .into_iter()
+            .map(ExperienceId::from_bytes)
+            .collect())
+    }
+
+    fn scan_experiences_newest_first(
+        &self,
+        c: CollectiveId,
+        visit: &mut dyn FnMut(Experience) -> bool,
+    ) -> Result<()> {
+        let txn = self.read_txn()?;
+        self.collective_known(&txn, c)?;
+        let idx = Self::index_table(&txn, schema::EXP_BY_COLLECTIVE)?;
+        let exps = Self::bytes_table(&txn, schema::EXPERIENCES)?;
+        let prefix = c.as_bytes().as_slice();
+        let end = prefix_end(prefix);
+        let range = idx
+            .range::<&[u8]>(prefix..end.as_slice())
+            .map_err(StorageError::from)?;
+        for item in range.rev() {
+            let (k, _) = item.map_err(StorageError::from)?;
+            let Some(id) = schema::trailing_id(k.value()) else {
+                continue;
+            };
+            if let Some(exp) = Self::load_experience(&exps, None, &id)? {
+                if !visit(exp) {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn scan_experiences(
+        &self,
+        c: CollectiveId,
+        with_embeddings: bool,
+        visit: &mut dyn FnMut(Experience),
+    ) -> Result<()> {
+        let txn = self.read_txn()?;
+        self.collective_known(&txn, c)?;
+        let idx = Self::index_table(&txn, schema::EXP_BY_COLLECTIVE)?;
+        let exps = Self::bytes_table(&txn, schema::EXPERIENCES)?;
+        let embeddings = Self::bytes_table(&txn, schema::EMBEDDINGS)?;
+        let emb = with_embeddings.then_some(&embeddings);
+        for id in ids_with_prefix(&idx, c.as_bytes())? {
+            if let Some(exp) = Self::load_experience(&exps, emb, &id)? {
+                visit(exp);
+            }
+        }
+        Ok(())
+    }
+
+    fn experience_ids_by_type(
+        &self,
+        c: CollectiveId,
+        tag: ExperienceTypeTag,
+    ) -> Result<Vec<ExperienceId>> {
+        let txn = self.read_txn()?;
+        let t = Self::index_table(&txn, schema::EXP_BY_TYPE)?;
+        let prefix = key(&[c.as_bytes(), &[tag.code()]]);
+        Ok(ids_with_prefix(&t, &prefix)?
+            .into_iter()
+            .map(ExperienceId::from_bytes)
+            .collect())
+    }
+
+    fn experience_ids_by_tag(
+        &self,
+        c: CollectiveId,
+        tag_key: &str,
+        value: &str,
+    ) -> Result<Vec<ExperienceId>> {
+        let txn = self.read_txn()?;
+        let t = Self::index_table(&txn, schema::EXP_BY_TAG)?;
+        let prefix = schema::tag_key(c.as_bytes(), tag_key, value, None);
+        Ok(ids_with_prefix(&t, &prefix)?
+            .into_iter()
+            .filter(|_| true)
+            .map(ExperienceId::from_bytes)
+            .collect())
+    }
+
+    fn archived_experience_ids(&self, c: CollectiveId) -> Result<Vec<ExperienceId>> {
+        let txn = self.read_txn()?;
+        let t = Self::index_table(&txn, schema::EXP_ARCHIVED)?;
+        Ok(ids_with_prefix(&t, c.as_bytes())?
+            .into_iter()
+            .map(ExperienceId::from_bytes)
+            .collect())
+    }
+
+    fn get_relation(&self, id: RelationId) -> Result<Option<ExperienceRelation>> {
+        let txn = self.read_txn()?;
+        let t = Self::bytes_table(&txn, schema::RELATIONS)?;
+        let v = t.get(id.as_bytes().as_slice()).map_err(StorageError::from)?;
+        v.map(|v| codec::decode_relation(v.value()))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    fn relation_ids_by_source(&self, id: ExperienceId) -> Result<Vec<RelationId>> {
+        let txn = self.read_txn()?;
+        let t = Self::index_table(&txn, schema::REL_BY_SOURCE)?;
+        Ok(ids_with_prefix(&t, id.as_bytes())?
+            .into_iter()
+            .map(RelationId::from_bytes)
+            .collect())
+    }
+
+    fn relation_ids_by_target(&self, id: ExperienceId) -> Result<Vec<RelationId>> {
+        let txn = self.read_txn()?;
+        let t = Self::index_table(&txn, schema::REL_BY_TARGET)?;
+        Ok(ids_with_prefix(&t, id.as_bytes())?
+            .into_iter()
+            .map(RelationId::from_bytes)
+            .collect())
+    }
+
+    fn relation_exists(
+        &self,
+        source: ExperienceId,
+        target: ExperienceId,
+        relation_type: RelationType,
+    ) -> Result<bool> {
+        let txn = self.read_txn()?;
+        let t = Self::bytes_table(&txn, schema::REL_UNIQUE)?;
+        let k = key(&[source.as_bytes(), target.as_bytes(), &[relation_type.code()]]);
+        Ok(t.get(k.as_slice()).map_err(StorageError::from)?.is_some())
+    }
+
+    fn list_relations(
+        &self,
+        c: CollectiveId,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<ExperienceRelation>> {
+        let txn = self.read_txn()?;
+        self.collective_known(&txn, c)?;
+        let idx = Self::index_table(&txn, schema::REL_BY_COLLECTIVE)?;
+        let rels = Self::bytes_table(&txn, schema::RELATIONS)?;
+        let mut out = Vec::new();
+        for id in page_with_prefix(&idx, c.as_bytes(), limit, offset)? {
+            if let Some(v) = rels.get(id.as_slice()).map_err(StorageError::from)? {
+                out.push(codec::decode_relation(v.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn get_insight(&self, id: InsightId) -> Result<Option<DerivedInsight>> {
+        let txn = self.read_txn()?;
+        let t = Self::bytes_table(&txn, schema::INSIGHTS)?;
+        let v = t.get(id.as_bytes().as_slice()).map_err(StorageError::from)?;
+        v.map(|v| codec::decode_insight(v.value()))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    fn list_insight_ids(
+        &self,
+        c: CollectiveId,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<InsightId>> {
+        let txn = self.read_txn()?;
+        self.collective_known(&txn, c)?;
+        let t = Self::index_table(&txn, schema::INSIGHTS_BY_COLLECTIVE)?;
+        Ok(page_with_prefix(&t, c.as_bytes(), limit, offset)?
+            .into_iter()
+            .map(InsightId::from_bytes)
+            .collect())
+    }
+
+    fn get_activity(&self, agent_id: &str, c: CollectiveId) -> Result<Option<Activity>> {
+        let txn = self.read_txn()?;
+        let t = Self::bytes_table(&txn, schema::ACTIVITIES)?;
+        let k = key(&[c.as_bytes(), agent_id.as_bytes()]);
+        let v = t.get(k.as_slice()).map_err(StorageError::from)?;
+        v.map(|v| codec::decode_activity(v.value()))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    fn list_activities(&self, c: CollectiveId, since: Timestamp) -> Result<Vec<Activity>> {
+        let txn = self.read_txn()?;
+        self.collective_known(&txn, c)?;
+        let t = Self::bytes_table(&txn, schema::ACTIVITIES)?;
+        let prefix = c.as_bytes().as_slice();
+        let mut out = Vec::new();
+        for item in t.range::<&[u8]>(prefix..).map_err(StorageError::from)? {
+            let (k, v) = item.map_err(StorageError::from)?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            let a = codec::decode_activity(v.value())?;
+            if a.last_heartbeat >= since {
+                out.push(a);
+            }
+        }
+        out.sort_by(|a, b| {
+            b.last_heartbeat
+                .cmp(&a.last_heartbeat)
+                .then_with(|| a.agent_id.cmp(&b.agent_id))
+        });
+        Ok(out)
+    }
+
+    fn current_sequence(&self) -> Result<u64> {
+        let txn = self.read_txn()?;
+        let t = txn.open_table(schema::META).map_err(StorageError::from)?;
+        let v = t
+            .get(meta_keys::SEQUENCE)
+            .map_err(StorageError::from)?
+            .ok_or_else(|| StorageError::Corrupt("change-log sequence missing".into()))?;
+        Ok(u64::from_be_bytes(super::redb::fixed(
+            v.value(),
+            "wal_sequence",
+        )?))
+    }
+
+    fn changes_since(&self, since: u64, limit: usize) -> Result<Vec<(u64, ChangeRecord)>> {
+        let txn = self.read_txn()?;
+        let t = txn.open_table(schema::WAL).map_err(StorageError::from)?;
+        let mut out = Vec::new();
+        let start = since.saturating_add(1);
+        for item in t.range(start..).map_err(StorageError::from)?.take(limit) {
+            let (k, v) = item.map_err(StorageError::from)?;
+            out.push((k.value(), codec::decode_change(v.value())?));
+        }
+        Ok(out)
+    }
+
+    fn poll_events(&self, since: u64, limit: usize) -> Result<(Vec<WatchEvent>, u64)> {
+        let txn = self.read_txn()?;
+        let wal = txn.open_table(schema::WAL).map_err(StorageError::from)?;
+        let embeddings = Self::bytes_table(&txn, schema::EMBEDDINGS)?;
+        let mut events = Vec::new();
+        let mut position = since;
+        let start = since.saturating_add(1);
+        for item in wal.range(start..).map_err(StorageError::from)? {
+            let (k, v) = item.map_err(StorageError::from)?;
+            let seq = k.value();
+            let change = codec::decode_change(v.value())?;
+            if change.kind.watch_type().is_some() {
+                if events.len() >= limit {
+                    break;
+                }
+                if let Some(event) = self.to_watch_event(&embeddings, seq, change)? {
+                    events.push(event);
+                }
+            }
+            position = seq;
+        }
+        Ok((events, position))
+    }
+
+    fn compact_changes(&self, upto: u64) -> Result<u64> {
+        let txn = self.db.begin_write().map_err(StorageError::from)?;
+        let removed = {
+            let mut t = txn.open_table(schema::WAL).map_err(StorageError::from)?;
+            let before = t.len().map_err(StorageError::from)?;
+            t.retain_in(..=upto, |_, _| false)
+                .map_err(StorageError::from)?;
+            before - t.len().map_err(StorageError::from)?
+        };
+        txn.commit().map_err(StorageError::from)?;
+        Ok(removed)
+    }
+
+    fn save_sync_cursor(&self, peer: InstanceId, sequence: u64) -> Result<()> {
+        let txn = self.db.begin_write().map_err(StorageError::from)?;
+        {
+            let mut t = txn
+                .open_table(schema::SYNC_CURSORS)
+                .map_err(StorageError::from)?;
+            t.insert(peer.as_bytes().as_slice(), sequence)
+                .map_err(StorageError::from)?;
+        }
+        txn.commit().map_err(StorageError::from)?;
+        Ok(())
+    }
+
+    fn load_sync_cursor(&self, peer: InstanceId) -> Result<Option<u64>> {
+        let txn = self.read_txn()?;
+        let t = txn
+            .open_table(schema::SYNC_CURSORS)
+            .map_err(StorageError::from)?;
+        let v = t.get(peer.as_bytes().as_slice()).map_err(StorageError::from)?;
+        Ok(v.map(|v| v.value()))
+    }
+
+    fn list_sync_cursors(&self) -> Result<Vec<(InstanceId, u64)>> {
+        let txn = self.read_txn()?;
+        let t = txn
+            .open_table(schema::SYNC_CURSORS)
+            .map_err(StorageError::from)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(StorageError::from)? {
+            let (k, v) = item.map_err(StorageError::from)?;
+            let id = super::redb::fixed::<16>(k.value(), "sync cursor key")?;
+            out.push((InstanceId::from_bytes(id), v.value()));
+        }
+        Ok(out)
+    }
+}

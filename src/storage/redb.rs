@@ -1,0 +1,282 @@
+//! [`RedbStorage`]: opening a file and its metadata. Reads live in
+//! `read.rs`, the batch write path in `apply.rs`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ::redb::{Database, ReadableDatabase, ReadableTable};
+
+use super::schema::{self, meta_keys, SCHEMA_VERSION};
+use super::{Location, StorageError};
+use crate::config::Durability;
+use crate::error::{Error, Result, ValidationError};
+use crate::id::{InstanceId, Timestamp};
+use crate::metadata::DatabaseMetadata;
+
+/// How to open a [`RedbStorage`].
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// File or memory.
+    pub location: Location,
+    /// Embedding dimension; must match the stored one.
+    pub dimension: usize,
+    /// Commit durability.
+    pub durability: Durability,
+    /// Do not write (not even `last_opened_at`).
+    pub read_only: bool,
+    /// Model id of the embedder, if the handle has one.
+    pub embedder_model: Option<String>,
+}
+
+/// The redb implementation of [`super::StorageEngine`].
+pub struct RedbStorage {
+    pub(super) db: Database,
+    pub(super) metadata: DatabaseMetadata,
+    pub(super) instance_id: InstanceId,
+    pub(super) durability: Durability,
+    /// Set when a non-durable commit has not been followed by a durable one.
+    pub(super) dirty: AtomicBool,
+}
+
+impl std::fmt::Debug for RedbStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStorage")
+            .field("metadata", &self.metadata)
+            .field("instance_id", &self.instance_id)
+            .finish()
+    }
+}
+
+impl RedbStorage {
+    /// Opens (creating when missing) a database.
+    ///
+    /// # Errors
+    /// `DatabaseLocked` when the file is open elsewhere,
+    /// `Validation(DimensionMismatch)` for another dimension,
+    /// `SchemaTooNew`, `EmbedderMismatch`, or a storage fault.
+    pub fn open(options: &OpenOptions) -> Result<RedbStorage> {
+        let db = match &options.location {
+            Location::File(path) => {
+                Database::create(path).map_err(map_open_error)?
+            }
+            Location::Memory => Database::builder()
+                .create_with_backend(::redb::backends::InMemoryBackend::new())
+                .map_err(map_open_error)?,
+        };
+        Self::from_database(db, options)
+    }
+
+    /// Opens over an already-created redb database (custom backends).
+    ///
+    /// # Errors
+    /// As [`RedbStorage::open`].
+    pub fn from_database(db: Database, options: &OpenOptions) -> Result<RedbStorage> {
+        let now = Timestamp::now();
+        let txn = db.begin_write().map_err(StorageError::from)?;
+        let (metadata, instance_id) = {
+            let mut meta = txn.open_table(schema::META).map_err(StorageError::from)?;
+            let existing = read_meta(&meta)?;
+            let (created_at, instance_id) = match existing {
+                Some(found) => {
+                    if found.schema_version > SCHEMA_VERSION {
+                        return Err(Error::SchemaTooNew {
+                            found: found.schema_version,
+                            supported: SCHEMA_VERSION,
+                        });
+                    }
+                    if found.dimension != options.dimension {
+                        return Err(ValidationError::DimensionMismatch {
+                            expected: found.dimension,
+                            got: options.dimension,
+                        }
+                        .into());
+                    }
+                    if let (Some(stored), Some(given)) =
+                        (&found.embedder_model, &options.embedder_model)
+                    {
+                        if stored != given {
+                            return Err(Error::EmbedderMismatch {
+                                stored: stored.clone(),
+                                given: given.clone(),
+                            });
+                        }
+                    }
+                    if found.embedder_model.is_none() {
+                        if let Some(given) = &options.embedder_model {
+                            put(&mut meta, meta_keys::EMBEDDER_MODEL, given.as_bytes())?;
+                        }
+                    }
+                    (found.created_at, found.instance_id)
+                }
+                None => {
+                    let id = InstanceId::new();
+                    put(&mut meta, meta_keys::SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes())?;
+                    put(
+                        &mut meta,
+                        meta_keys::DIMENSION,
+                        &(options.dimension as u32).to_be_bytes(),
+                    )?;
+                    put(&mut meta, meta_keys::INSTANCE_ID, id.as_bytes())?;
+                    put(&mut meta, meta_keys::CREATED_AT, &now.0.to_be_bytes())?;
+                    put(&mut meta, meta_keys::SEQUENCE, &0u64.to_be_bytes())?;
+                    if let Some(model) = &options.embedder_model {
+                        put(&mut meta, meta_keys::EMBEDDER_MODEL, model.as_bytes())?;
+                    }
+                    (now, id)
+                }
+            };
+            put(&mut meta, meta_keys::LAST_OPENED_AT, &now.0.to_be_bytes())?;
+            let metadata = DatabaseMetadata {
+                schema_version: SCHEMA_VERSION,
+                embedding_dimension: options.dimension,
+                created_at,
+                last_opened_at: now,
+            };
+            (metadata, instance_id)
+        };
+        // Create every table up front so read transactions never meet a
+        // missing table.
+        create_tables(&txn)?;
+        if options.read_only {
+            // A read-only open of an existing file writes nothing; a brand
+            // new file still needs its metadata to be usable.
+            if metadata.created_at != now {
+                txn.abort().map_err(StorageError::from)?;
+            } else {
+                txn.commit().map_err(StorageError::from)?;
+            }
+        } else {
+            txn.commit().map_err(StorageError::from)?;
+        }
+        Ok(RedbStorage {
+            db,
+            metadata,
+            instance_id,
+            durability: options.durability,
+            dirty: AtomicBool::new(false),
+        })
+    }
+
+    pub(super) fn redb_durability(&self) -> ::redb::Durability {
+        match self.durability {
+            Durability::Immediate => ::redb::Durability::Immediate,
+            Durability::Eventual => ::redb::Durability::None,
+        }
+    }
+
+    pub(super) fn mark_commit(&self) {
+        if self.durability == Durability::Eventual {
+            self.dirty.store(true, Ordering::Release);
+        }
+    }
+
+    pub(super) fn flush_if_dirty(&self) -> Result<()> {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let mut txn = self.db.begin_write().map_err(StorageError::from)?;
+        txn.set_durability(::redb::Durability::Immediate)
+            .map_err(StorageError::from)?;
+        if let Err(e) = txn.commit() {
+            self.dirty.store(true, Ordering::Release);
+            return Err(StorageError::from(e).into());
+        }
+        Ok(())
+    }
+
+    pub(super) fn read_txn(&self) -> Result<::redb::ReadTransaction> {
+        Ok(self.db.begin_read().map_err(StorageError::from)?)
+    }
+}
+
+struct StoredMeta {
+    schema_version: u32,
+    dimension: usize,
+    instance_id: InstanceId,
+    created_at: Timestamp,
+    embedder_model: Option<String>,
+}
+
+fn read_meta(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<Option<StoredMeta>> {
+    let Some(version) = get(meta, meta_keys::SCHEMA_VERSION)? else {
+        return Ok(None);
+    };
+    let schema_version = u32::from_be_bytes(fixed(&version, "schema_version")?);
+    let dimension = get(meta, meta_keys::DIMENSION)?
+        .ok_or_else(|| corrupt("embedding dimension missing"))?;
+    let dimension = u32::from_be_bytes(fixed(&dimension, "embedding_dimension")?) as usize;
+    let id = get(meta, meta_keys::INSTANCE_ID)?.ok_or_else(|| corrupt("instance id missing"))?;
+    let instance_id = InstanceId::from_bytes(fixed(&id, "instance_id")?);
+    let created = get(meta, meta_keys::CREATED_AT)?.ok_or_else(|| corrupt("created_at missing"))?;
+    let created_at = Timestamp(i64::from_be_bytes(fixed(&created, "created_at")?));
+    let embedder_model = get(meta, meta_keys::EMBEDDER_MODEL)?
+        .map(|b| String::from_utf8(b).map_err(|_| corrupt("embedder model is not UTF-8")))
+        .transpose()?;
+    Ok(Some(StoredMeta {
+        schema_version,
+        dimension,
+        instance_id,
+        created_at,
+        embedder_model,
+    }))
+}
+
+fn get(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<Vec<u8>>> {
+    Ok(meta
+        .get(key)
+        .map_err(StorageError::from)?
+        .map(|v| v.value().to_vec()))
+}
+
+fn put(meta: &mut ::redb::Table<&'static str, &'static [u8]>, key: &str, value: &[u8]) -> Result<()> {
+    meta.insert(key, value).map_err(StorageError::from)?;
+    Ok(())
+}
+
+pub(super) fn fixed<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N]> {
+    bytes
+        .try_into()
+        .map_err(|_| corrupt(&format!("{what} has {} bytes, expected {N}", bytes.len())))
+}
+
+pub(super) fn corrupt(msg: &str) -> Error {
+    StorageError::Corrupt(msg.to_string()).into()
+}
+
+fn create_tables(txn: &::redb::WriteTransaction) -> Result<()> {
+    macro_rules! create {
+        ($($t:expr),*) => {
+            $( txn.open_table($t).map_err(StorageError::from)?; )*
+        };
+    }
+    create!(
+        schema::COLLECTIVES,
+        schema::EXPERIENCES,
+        schema::EMBEDDINGS,
+        schema::EXP_BY_COLLECTIVE,
+        schema::EXP_BY_TYPE,
+        schema::EXP_BY_TAG,
+        schema::EXP_ARCHIVED,
+        schema::REINFORCEMENTS,
+        schema::RELATIONS,
+        schema::REL_BY_SOURCE,
+        schema::REL_BY_TARGET,
+        schema::REL_BY_COLLECTIVE,
+        schema::REL_UNIQUE,
+        schema::INSIGHTS,
+        schema::INSIGHTS_BY_COLLECTIVE,
+        schema::ACTIVITIES,
+        schema::WAL,
+        schema::SYNC_CURSORS
+    );
+    Ok(())
+}
+
+fn map_open_error(e: ::redb::DatabaseError) -> Error {
+    match e {
+        ::redb::DatabaseError::DatabaseAlreadyOpen => Error::DatabaseLocked,
+        other => StorageError::Database(other).into(),
+    }
+}

@@ -1,0 +1,122 @@
+//! Every redb table of a PulseDB file, with its key and value layout.
+//!
+//! Conventions: ids are their 16 UUID bytes (UUIDv7 ids start with a
+//! big-endian millisecond timestamp, so id order is creation order);
+//! integers in keys are big-endian so byte order is numeric order; values are
+//! postcard records from [`super::codec`], each behind a format-version tag.
+//! `()` values mark pure index entries.
+
+use redb::TableDefinition;
+
+/// Current on-disk schema version.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `name → bytes`: schema version (u32 BE), dimension (u32 BE), instance id
+/// (16 bytes), created-at (i64 BE), last-opened-at (i64 BE), embedder model
+/// (UTF-8), last change-log sequence (u64 BE).
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Keys of [`META`].
+pub mod meta_keys {
+    /// Schema version, u32 BE.
+    pub const SCHEMA_VERSION: &str = "schema_version";
+    /// Embedding dimension, u32 BE.
+    pub const DIMENSION: &str = "embedding_dimension";
+    /// Instance id, 16 bytes.
+    pub const INSTANCE_ID: &str = "instance_id";
+    /// Creation time, i64 BE.
+    pub const CREATED_AT: &str = "created_at";
+    /// Last open time, i64 BE.
+    pub const LAST_OPENED_AT: &str = "last_opened_at";
+    /// Embedder model id, UTF-8.
+    pub const EMBEDDER_MODEL: &str = "embedder_model";
+    /// Last assigned change-log sequence, u64 BE (0: none yet).
+    pub const SEQUENCE: &str = "wal_sequence";
+}
+
+/// `collective id (16) → CollectiveRecord`.
+pub const COLLECTIVES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("collectives");
+
+/// `experience id (16) → ExperienceRecord` (the record without its embedding).
+pub const EXPERIENCES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("experiences");
+
+/// `experience id (16) → embedding`, `dimension × f32` little-endian.
+pub const EMBEDDINGS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("embeddings");
+
+/// `collective id (16) ‖ experience id (16) → ()`: a collective's experiences
+/// in creation order.
+pub const EXP_BY_COLLECTIVE: TableDefinition<&[u8], ()> =
+    TableDefinition::new("experiences_by_collective");
+
+/// `collective id (16) ‖ type code (1) ‖ experience id (16) → ()`.
+pub const EXP_BY_TYPE: TableDefinition<&[u8], ()> = TableDefinition::new("experiences_by_type");
+
+/// `collective id (16) ‖ key len (u16 BE) ‖ key ‖ value len (u16 BE) ‖ value ‖
+/// experience id (16) → ()`.
+pub const EXP_BY_TAG: TableDefinition<&[u8], ()> = TableDefinition::new("experiences_by_tag");
+
+/// `collective id (16) ‖ experience id (16) → ()` for archived experiences.
+pub const EXP_ARCHIVED: TableDefinition<&[u8], ()> = TableDefinition::new("experiences_archived");
+
+/// `experience id (16) ‖ instance id (16) → u32`: reinforcements per instance.
+pub const REINFORCEMENTS: TableDefinition<&[u8], u32> = TableDefinition::new("reinforcements");
+
+/// `relation id (16) → RelationRecord`.
+pub const RELATIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("relations");
+
+/// `source experience id (16) ‖ relation id (16) → ()`.
+pub const REL_BY_SOURCE: TableDefinition<&[u8], ()> = TableDefinition::new("relations_by_source");
+
+/// `target experience id (16) ‖ relation id (16) → ()`.
+pub const REL_BY_TARGET: TableDefinition<&[u8], ()> = TableDefinition::new("relations_by_target");
+
+/// `collective id (16) ‖ relation id (16) → ()`.
+pub const REL_BY_COLLECTIVE: TableDefinition<&[u8], ()> =
+    TableDefinition::new("relations_by_collective");
+
+/// `source id (16) ‖ target id (16) ‖ relation type code (1) → relation id (16)`.
+pub const REL_UNIQUE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("relations_unique");
+
+/// `insight id (16) → InsightRecord` (embedding included).
+pub const INSIGHTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("insights");
+
+/// `collective id (16) ‖ insight id (16) → ()`.
+pub const INSIGHTS_BY_COLLECTIVE: TableDefinition<&[u8], ()> =
+    TableDefinition::new("insights_by_collective");
+
+/// `collective id (16) ‖ agent id (UTF-8) → ActivityRecord`.
+pub const ACTIVITIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("activities");
+
+/// `sequence (u64) → ChangeRecord`: the change log.
+pub const WAL: TableDefinition<u64, &[u8]> = TableDefinition::new("change_log");
+
+/// `peer instance id (16) → last sequence the peer has taken (u64)`.
+pub const SYNC_CURSORS: TableDefinition<&[u8], u64> = TableDefinition::new("sync_cursors");
+
+/// Concatenates key parts.
+pub fn key(parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+/// Key of [`EXP_BY_TAG`].
+pub fn tag_key(collective: &[u8; 16], tag: &str, value: &str, exp: Option<&[u8; 16]>) -> Vec<u8> {
+    let mut k = Vec::with_capacity(16 + 4 + tag.len() + value.len() + 16);
+    k.extend_from_slice(collective);
+    k.extend_from_slice(&(tag.len() as u16).to_be_bytes());
+    k.extend_from_slice(tag.as_bytes());
+    k.extend_from_slice(&(value.len() as u16).to_be_bytes());
+    k.extend_from_slice(value.as_bytes());
+    if let Some(e) = exp {
+        k.extend_from_slice(e);
+    }
+    k
+}
+
+/// The trailing 16-byte id of an index key.
+pub fn trailing_id(key: &[u8]) -> Option<[u8; 16]> {
+    let start = key.len().checked_sub(16)?;
+    key[start..].try_into().ok()
+}

@@ -1,0 +1,185 @@
+//! Change notification: in-process watch streams over the change log.
+//!
+//! Publishing never waits: each subscriber has a bounded buffer; when it is
+//! full the newest event is dropped for that subscriber and counted in
+//! [`WatchStream::missed`]. Every event carries its change-log `sequence`, so
+//! a subscriber that missed events catches up exactly with `poll_changes`.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::collective::CollectiveId;
+use crate::experience::{Experience, ExperienceId, ExperienceTypeTag};
+use crate::id::Timestamp;
+
+/// What happened to an experience.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WatchEventType {
+    /// Recorded.
+    Created,
+    /// Changed (update, unarchive, reinforce).
+    Updated,
+    /// Archived.
+    Archived,
+    /// Deleted.
+    Deleted,
+}
+
+/// One change to an experience, as logged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchEvent {
+    /// Change-log sequence of the write.
+    pub sequence: u64,
+    /// The experience changed.
+    pub experience_id: ExperienceId,
+    /// Its collective.
+    pub collective_id: CollectiveId,
+    /// What happened.
+    pub event_type: WatchEventType,
+    /// When.
+    pub timestamp: Timestamp,
+    /// The record as it was after the write (`None` for `Deleted`).
+    pub experience: Option<Experience>,
+}
+
+/// Which events a watch stream receives.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WatchFilter {
+    /// Experiences with any of these domains.
+    pub domains: Option<Vec<String>>,
+    /// Experiences of any of these types.
+    pub experience_types: Option<Vec<ExperienceTypeTag>>,
+    /// Experiences with importance ≥ this.
+    pub min_importance: Option<f32>,
+}
+
+impl WatchFilter {
+    /// Whether the event passes. A `Deleted` event carries no record and
+    /// passes every filter, so subscribers learn of every deletion.
+    pub fn matches(&self, event: &WatchEvent) -> bool {
+        let Some(exp) = &event.experience else {
+            return true;
+        };
+        if let Some(domains) = &self.domains {
+            if !exp.domain.iter().any(|d| domains.contains(d)) {
+                return false;
+            }
+        }
+        if let Some(types) = &self.experience_types {
+            if !types.contains(&exp.experience_type.tag()) {
+                return false;
+            }
+        }
+        if self.min_importance.is_some_and(|m| exp.importance < m) {
+            return false;
+        }
+        true
+    }
+}
+
+/// A live feed of one collective's experience events.
+///
+/// Ends when the collective is deleted or the database is closed.
+#[derive(Debug)]
+pub struct WatchStream {
+    receiver: mpsc::Receiver<WatchEvent>,
+    missed: Arc<AtomicU64>,
+}
+
+impl WatchStream {
+    /// Events dropped for this subscriber because its buffer was full.
+    pub fn missed(&self) -> u64 {
+        self.missed.load(Ordering::Relaxed)
+    }
+}
+
+impl futures_core::Stream for WatchStream {
+    type Item = WatchEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<WatchEvent>> {
+        self.receiver.poll_recv(cx)
+    }
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    filter: WatchFilter,
+    sender: mpsc::Sender<WatchEvent>,
+    missed: Arc<AtomicU64>,
+}
+
+/// The subscriber registry, shared by the handle (subscribe) and the storage
+/// actor (publish after each commit).
+#[derive(Debug, Default)]
+pub(crate) struct WatchHub {
+    subscribers: Mutex<HashMap<CollectiveId, Vec<Subscriber>>>,
+}
+
+impl WatchHub {
+    pub(crate) fn subscribe(
+        &self,
+        collective: CollectiveId,
+        filter: WatchFilter,
+        buffer: usize,
+    ) -> WatchStream {
+        let (sender, receiver) = mpsc::channel(buffer.max(1));
+        let missed = Arc::new(AtomicU64::new(0));
+        let sub = Subscriber {
+            filter,
+            sender,
+            missed: missed.clone(),
+        };
+        self.lock().entry(collective).or_default().push(sub);
+        WatchStream { receiver, missed }
+    }
+
+    /// Delivers committed events, in sequence order, without ever waiting.
+    pub(crate) fn publish(&self, events: &[WatchEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        let mut subs = self.lock();
+        for event in events {
+            let Some(list) = subs.get_mut(&event.collective_id) else {
+                continue;
+            };
+            list.retain(|s| {
+                if !s.filter.matches(event) {
+                    return !s.sender.is_closed();
+                }
+                match s.sender.try_send(event.clone()) {
+                    Ok(()) => true,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        s.missed.fetch_add(1, Ordering::Relaxed);
+                        true
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => false,
+                }
+            });
+        }
+    }
+
+    /// Ends every stream of a collective.
+    pub(crate) fn close_collective(&self, collective: CollectiveId) {
+        self.lock().remove(&collective);
+    }
+
+    /// Ends every stream.
+    pub(crate) fn close_all(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CollectiveId, Vec<Subscriber>>> {
+        // A panic while holding this lock cannot leave the map inconsistent
+        // (every mutation is a single call), so a poisoned lock is usable.
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
