@@ -102,7 +102,6 @@ impl Default for DecayConfig {
 
 /// Everything an engine can be told at open.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct Config {
     /// Dimension of every embedding; locked when the database is created.
     pub embedding_dimension: EmbeddingDimension,
