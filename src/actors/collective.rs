@@ -151,13 +151,20 @@ impl Actor for CollectiveActor {
         args: CollectiveArgs,
     ) -> std::result::Result<CollectiveState, ActorProcessingErr> {
         let started = std::time::Instant::now();
+        // Writes forwarded by a previous incarnation of this actor (before a
+        // fault) may still be committing; their results go to the dead actor
+        // and would never reach this index. Loading after they have all
+        // committed makes the rebuilt index hold every one of them.
+        if let Err(e) = args.storage_actor.call(StorageMsg::Barrier, None).await {
+            tracing::debug!(collective = %args.id, error = %e, "storage barrier unavailable");
+        }
         let id = args.id;
         let storage = args.storage.clone();
         let index_config = args.index.clone();
         let dimension = args.dimension;
         let dir = args.snapshot_dir.clone();
-        let loaded = blocking(move || load(id, &storage, &index_config, dimension, dir.as_deref()))
-            .await?;
+        let loaded =
+            blocking(move || load(id, &storage, &index_config, dimension, dir.as_deref())).await?;
         tracing::debug!(
             collective = %args.id,
             experiences = loaded.columns.len(),
@@ -264,10 +271,7 @@ fn poisoned() -> Error {
 /// An index failure here is a fault: the callers still get their (durable)
 /// results, and the actor fails so that its supervisor rebuilds the index
 /// from redb.
-async fn apply_committed(
-    state: &mut CollectiveState,
-    batch: Vec<CommittedWrite>,
-) -> Result<()> {
+async fn apply_committed(state: &mut CollectiveState, batch: Vec<CommittedWrite>) -> Result<()> {
     let mut added: Vec<(Slot, ExperienceId, Vec<f32>)> = Vec::new();
     let mut removed: Vec<Slot> = Vec::new();
     let mut insights_added: Vec<(Slot, InsightId, Vec<f32>)> = Vec::new();
@@ -403,6 +407,9 @@ fn decode_slot_bytes(bytes: &[u8]) -> Option<Vec<(Slot, [u8; 16])>> {
     postcard::from_bytes(bytes).ok()
 }
 
+/// A snapshot's slot map: each slot with the raw id stored under it.
+type SlotMap = Vec<(Slot, [u8; 16])>;
+
 struct Loaded {
     columns: Columns,
     experiences: Shared<ExperienceId>,
@@ -428,7 +435,7 @@ fn load(
     let mut stored: Vec<Experience> = Vec::new();
     storage.scan_experiences(id, false, &mut |e| stored.push(e))?;
 
-    let snapshot = |kind: &str| -> Option<(FaissIndex, Vec<(Slot, [u8; 16])>)> {
+    let snapshot = |kind: &str| -> Option<(FaissIndex, SlotMap)> {
         let path = snapshot_path(dir?, id, kind);
         let snap = Snapshot::load(&path, config, dimension)?;
         if snap.sequence > current {

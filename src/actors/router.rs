@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
+};
 
 use super::blocking;
 use super::collective::{snapshot_path, CollectiveActor, CollectiveArgs, CollectiveMsg};
@@ -166,7 +168,10 @@ async fn resolve(
         return Ok(actor.clone());
     }
     let storage = state.args.storage.clone();
-    if blocking(move || storage.get_collective(id)).await?.is_none() {
+    if blocking(move || storage.get_collective(id))
+        .await?
+        .is_none()
+    {
         return Err(NotFoundError::Collective(id).into());
     }
     spawn(myself, state, id).await

@@ -36,8 +36,13 @@ pub(crate) struct StorageState {
     pending: Vec<PendingWrite>,
     committing: bool,
     flushing: bool,
-    /// Replies waiting for the current commit (and everything before it) to finish.
-    barriers: Vec<RpcReplyPort<()>>,
+    /// Writes received so far.
+    received: u64,
+    /// Writes whose commit has finished (successfully or not).
+    finished: u64,
+    /// Replies waiting until `finished` reaches the count they carry: every
+    /// write received before the barrier has been committed and answered.
+    barriers: Vec<(u64, RpcReplyPort<()>)>,
 }
 
 /// A queued write and where its result goes.
@@ -85,6 +90,8 @@ impl Actor for StorageActor {
             pending: Vec::new(),
             committing: false,
             flushing: false,
+            received: 0,
+            finished: 0,
             barriers: Vec::new(),
         })
     }
@@ -97,6 +104,7 @@ impl Actor for StorageActor {
     ) -> std::result::Result<(), ActorProcessingErr> {
         match msg {
             StorageMsg::Write(write) => {
+                state.received += 1;
                 state.pending.push(write);
                 if !state.committing {
                     start_commit(&myself, state);
@@ -104,20 +112,28 @@ impl Actor for StorageActor {
             }
             StorageMsg::CommitDone { writes, results } => {
                 state.committing = false;
+                state.finished += writes.len() as u64;
                 finish_commit(state, writes, results);
                 if !state.pending.is_empty() {
                     start_commit(&myself, state);
-                } else {
-                    for barrier in state.barriers.drain(..) {
-                        let _ = barrier.send(());
-                    }
+                }
+                // A barrier waits only for the writes received before it, so
+                // a steady stream of new writes cannot starve it.
+                let finished = state.finished;
+                let (done, waiting): (Vec<_>, Vec<_>) = state
+                    .barriers
+                    .drain(..)
+                    .partition(|(target, _)| *target <= finished);
+                state.barriers = waiting;
+                for (_, barrier) in done {
+                    let _ = barrier.send(());
                 }
             }
             StorageMsg::Barrier(reply) => {
-                if state.committing || !state.pending.is_empty() {
-                    state.barriers.push(reply);
-                } else {
+                if state.finished >= state.received {
                     let _ = reply.send(());
+                } else {
+                    state.barriers.push((state.received, reply));
                 }
             }
             StorageMsg::Flush => {
@@ -151,7 +167,11 @@ fn start_commit(myself: &ActorRef<StorageMsg>, state: &mut StorageState) {
         let started = std::time::Instant::now();
         let n = ops.len();
         let results = blocking(move || storage.apply(ops)).await;
-        tracing::trace!(ops = n, elapsed_us = started.elapsed().as_micros() as u64, "group commit");
+        tracing::trace!(
+            ops = n,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "group commit"
+        );
         // If the actor is gone, the replies are dropped and callers get an
         // error rather than a hang.
         let _ = me.send_message(StorageMsg::CommitDone { writes, results });

@@ -31,12 +31,18 @@ impl PulseHandle {
         filter: WatchFilter,
     ) -> Result<WatchStream> {
         let e = &self.engine;
-        e.run("watch_experiences", Some(c), Access::Read, Admission::Wait, async {
-            if e.read(move |s| s.get_collective(c)).await?.is_none() {
-                return Err(NotFoundError::Collective(c).into());
-            }
-            Ok(e.watch.subscribe(c, filter, e.config.watch.buffer_size))
-        })
+        e.run(
+            "watch_experiences",
+            Some(c),
+            Access::Read,
+            Admission::Wait,
+            async {
+                if e.read(move |s| s.get_collective(c)).await?.is_none() {
+                    return Err(NotFoundError::Collective(c).into());
+                }
+                Ok(e.watch.subscribe(c, filter, e.config.watch.buffer_size))
+            },
+        )
         .await
     }
 
@@ -46,9 +52,13 @@ impl PulseHandle {
     /// `Closed` or a storage fault.
     pub async fn get_current_sequence(&self) -> Result<u64> {
         let e = &self.engine;
-        e.run("get_current_sequence", None, Access::Read, Admission::Wait, async {
-            e.read(|s| s.current_sequence()).await
-        })
+        e.run(
+            "get_current_sequence",
+            None,
+            Access::Read,
+            Admission::Wait,
+            async { e.read(|s| s.current_sequence()).await },
+        )
         .await
     }
 
@@ -77,10 +87,16 @@ impl PulseHandle {
         limit: usize,
     ) -> Result<(Vec<WatchEvent>, u64)> {
         let e = &self.engine;
-        e.run("poll_changes_batch", None, Access::Read, Admission::Wait, async {
-            validate::result_count("limit", limit)?;
-            e.read(move |s| s.poll_events(since_seq, limit)).await
-        })
+        e.run(
+            "poll_changes_batch",
+            None,
+            Access::Read,
+            Admission::Wait,
+            async {
+                validate::result_count("limit", limit)?;
+                e.read(move |s| s.poll_events(since_seq, limit)).await
+            },
+        )
         .await
     }
 }

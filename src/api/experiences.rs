@@ -27,9 +27,13 @@ impl PulseHandle {
     pub async fn record_experience(&self, exp: NewExperience) -> Result<ExperienceId> {
         let c = exp.collective_id;
         let e = &self.engine;
-        e.run("record_experience", Some(c), Access::Write, Admission::Wait, async {
-            first(self.record_inner(vec![exp]).await?)
-        })
+        e.run(
+            "record_experience",
+            Some(c),
+            Access::Write,
+            Admission::Wait,
+            async { first(self.record_inner(vec![exp]).await?) },
+        )
         .await
     }
 
@@ -41,9 +45,13 @@ impl PulseHandle {
     pub async fn try_record_experience(&self, exp: NewExperience) -> Result<ExperienceId> {
         let c = exp.collective_id;
         let e = &self.engine;
-        e.run("try_record_experience", Some(c), Access::Write, Admission::Try, async {
-            first(self.record_inner(vec![exp]).await?)
-        })
+        e.run(
+            "try_record_experience",
+            Some(c),
+            Access::Write,
+            Admission::Try,
+            async { first(self.record_inner(vec![exp]).await?) },
+        )
         .await
     }
 
@@ -57,12 +65,18 @@ impl PulseHandle {
     pub async fn record_experiences(&self, exps: Vec<NewExperience>) -> Result<Vec<ExperienceId>> {
         let c = exps.first().map(|x| x.collective_id);
         let e = &self.engine;
-        e.run("record_experiences", c, Access::Write, Admission::Wait, async {
-            if exps.is_empty() {
-                return Ok(Vec::new());
-            }
-            self.record_inner(exps).await
-        })
+        e.run(
+            "record_experiences",
+            c,
+            Access::Write,
+            Admission::Wait,
+            async {
+                if exps.is_empty() {
+                    return Ok(Vec::new());
+                }
+                self.record_inner(exps).await
+            },
+        )
         .await
     }
 
@@ -163,9 +177,13 @@ impl PulseHandle {
     /// `Closed` or a storage fault.
     pub async fn get_experience(&self, id: ExperienceId) -> Result<Option<Experience>> {
         let e = &self.engine;
-        e.run("get_experience", None, Access::Read, Admission::Wait, async {
-            e.read(move |s| s.get_experience(id)).await
-        })
+        e.run(
+            "get_experience",
+            None,
+            Access::Read,
+            Admission::Wait,
+            async { e.read(move |s| s.get_experience(id)).await },
+        )
         .await
     }
 
@@ -185,18 +203,28 @@ impl PulseHandle {
     /// # Errors
     /// `Validation`, `NotFound(Experience)`, `ReadOnly`, `Closed`, or a
     /// fault. Nothing changes on error.
-    pub async fn update_experience(&self, id: ExperienceId, update: ExperienceUpdate) -> Result<()> {
+    pub async fn update_experience(
+        &self,
+        id: ExperienceId,
+        update: ExperienceUpdate,
+    ) -> Result<()> {
         let e = &self.engine;
-        e.run("update_experience", None, Access::Write, Admission::Wait, async {
-            update.validate()?;
-            let c = self.collective_of(id).await?;
-            if update.is_empty() {
-                return Ok(());
-            }
-            e.write_indexed(c, WriteOp::UpdateExperience { id, update })
-                .await?;
-            Ok(())
-        })
+        e.run(
+            "update_experience",
+            None,
+            Access::Write,
+            Admission::Wait,
+            async {
+                update.validate()?;
+                let c = self.collective_of(id).await?;
+                if update.is_empty() {
+                    return Ok(());
+                }
+                e.write_indexed(c, WriteOp::UpdateExperience { id, update })
+                    .await?;
+                Ok(())
+            },
+        )
         .await
     }
 
@@ -238,11 +266,17 @@ impl PulseHandle {
     /// `NotFound(Experience)`, `ReadOnly`, `Closed`, or a fault.
     pub async fn delete_experience(&self, id: ExperienceId) -> Result<()> {
         let e = &self.engine;
-        e.run("delete_experience", None, Access::Write, Admission::Wait, async {
-            let c = self.collective_of(id).await?;
-            e.write_indexed(c, WriteOp::DeleteExperience(id)).await?;
-            Ok(())
-        })
+        e.run(
+            "delete_experience",
+            None,
+            Access::Write,
+            Admission::Wait,
+            async {
+                let c = self.collective_of(id).await?;
+                e.write_indexed(c, WriteOp::DeleteExperience(id)).await?;
+                Ok(())
+            },
+        )
         .await
     }
 
@@ -253,16 +287,23 @@ impl PulseHandle {
     /// `NotFound(Experience)`, `ReadOnly`, `Closed`, or a fault.
     pub async fn reinforce_experience(&self, id: ExperienceId) -> Result<u32> {
         let e = &self.engine;
-        e.run("reinforce_experience", None, Access::Write, Admission::Wait, async {
-            let c = self.collective_of(id).await?;
-            let at = Timestamp::now();
-            let committed = e
-                .write_indexed(c, WriteOp::ReinforceExperience { id, at })
-                .await?;
-            committed.applied.applications().ok_or(Error::ActorUnavailable {
-                actor: "storage",
-            })
-        })
+        e.run(
+            "reinforce_experience",
+            None,
+            Access::Write,
+            Admission::Wait,
+            async {
+                let c = self.collective_of(id).await?;
+                let at = Timestamp::now();
+                let committed = e
+                    .write_indexed(c, WriteOp::ReinforceExperience { id, at })
+                    .await?;
+                committed
+                    .applied
+                    .applications()
+                    .ok_or(Error::ActorUnavailable { actor: "storage" })
+            },
+        )
         .await
     }
 
@@ -301,28 +342,35 @@ impl PulseHandle {
         limit: usize,
     ) -> Result<Vec<(ExperienceId, f32)>> {
         let e = &self.engine;
-        e.run("list_cold_experiences", Some(c), Access::Read, Admission::Wait, async {
-            validate::unit_interval("below", below)?;
-            validate::result_count("limit", limit)?;
-            let decay = e.config.decay.clone();
-            e.read(move |s| {
-                let now = Timestamp::now();
-                let mut cold = Vec::new();
-                s.scan_experiences(c, false, &mut |x| {
-                    if x.archived {
-                        return;
-                    }
-                    let en = energy(x.importance, x.applications, x.last_reinforced, now, &decay);
-                    if en < below {
-                        cold.push((x.id, en));
-                    }
-                })?;
-                cold.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
-                cold.truncate(limit);
-                Ok(cold)
-            })
-            .await
-        })
+        e.run(
+            "list_cold_experiences",
+            Some(c),
+            Access::Read,
+            Admission::Wait,
+            async {
+                validate::unit_interval("below", below)?;
+                validate::result_count("limit", limit)?;
+                let decay = e.config.decay.clone();
+                e.read(move |s| {
+                    let now = Timestamp::now();
+                    let mut cold = Vec::new();
+                    s.scan_experiences(c, false, &mut |x| {
+                        if x.archived {
+                            return;
+                        }
+                        let en =
+                            energy(x.importance, x.applications, x.last_reinforced, now, &decay);
+                        if en < below {
+                            cold.push((x.id, en));
+                        }
+                    })?;
+                    cold.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+                    cold.truncate(limit);
+                    Ok(cold)
+                })
+                .await
+            },
+        )
         .await
     }
 
@@ -338,14 +386,20 @@ impl PulseHandle {
         offset: usize,
     ) -> Result<Vec<Experience>> {
         let e = &self.engine;
-        e.run("list_experiences", Some(c), Access::Read, Admission::Wait, async {
-            validate::result_count("limit", limit)?;
-            e.read(move |s| {
-                let ids = s.list_experience_ids(c, limit, offset)?;
-                s.get_experiences(&ids)
-            })
-            .await
-        })
+        e.run(
+            "list_experiences",
+            Some(c),
+            Access::Read,
+            Admission::Wait,
+            async {
+                validate::result_count("limit", limit)?;
+                e.read(move |s| {
+                    let ids = s.list_experience_ids(c, limit, offset)?;
+                    s.get_experiences(&ids)
+                })
+                .await
+            },
+        )
         .await
     }
 
@@ -354,7 +408,11 @@ impl PulseHandle {
     /// # Errors
     /// `Validation` (`limit` in 1 ..= 1000), `NotFound(Collective)`,
     /// `Closed`, or a storage fault.
-    pub async fn get_recent_experiences(&self, c: CollectiveId, limit: usize) -> Result<Vec<Experience>> {
+    pub async fn get_recent_experiences(
+        &self,
+        c: CollectiveId,
+        limit: usize,
+    ) -> Result<Vec<Experience>> {
         self.get_recent_experiences_filtered(c, limit, SearchFilter::default())
             .await
     }
@@ -372,9 +430,13 @@ impl PulseHandle {
         filter: SearchFilter,
     ) -> Result<Vec<Experience>> {
         let e = &self.engine;
-        e.run("get_recent_experiences", Some(c), Access::Read, Admission::Wait, async {
-            self.recent_inner(c, limit, filter).await
-        })
+        e.run(
+            "get_recent_experiences",
+            Some(c),
+            Access::Read,
+            Admission::Wait,
+            async { self.recent_inner(c, limit, filter).await },
+        )
         .await
     }
 
@@ -429,9 +491,13 @@ impl PulseHandle {
         filter: SearchFilter,
     ) -> Result<Vec<SearchResult>> {
         let e = &self.engine;
-        e.run("search_similar", Some(c), Access::Read, Admission::Wait, async {
-            self.search_inner(c, query, k, filter, None).await
-        })
+        e.run(
+            "search_similar",
+            Some(c),
+            Access::Read,
+            Admission::Wait,
+            async { self.search_inner(c, query, k, filter, None).await },
+        )
         .await
     }
 

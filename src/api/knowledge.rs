@@ -31,21 +31,27 @@ impl PulseHandle {
     /// error.
     pub async fn store_relation(&self, rel: NewExperienceRelation) -> Result<RelationId> {
         let e = &self.engine;
-        e.run("store_relation", None, Access::Write, Admission::Wait, async {
-            rel.validate()?;
-            let relation = ExperienceRelation {
-                id: RelationId::new(),
-                source_id: rel.source_id,
-                target_id: rel.target_id,
-                relation_type: rel.relation_type,
-                strength: rel.strength,
-                metadata: rel.metadata,
-                created_at: Timestamp::now(),
-            };
-            let id = relation.id;
-            e.write_direct(WriteOp::StoreRelation(relation)).await?;
-            Ok(id)
-        })
+        e.run(
+            "store_relation",
+            None,
+            Access::Write,
+            Admission::Wait,
+            async {
+                rel.validate()?;
+                let relation = ExperienceRelation {
+                    id: RelationId::new(),
+                    source_id: rel.source_id,
+                    target_id: rel.target_id,
+                    relation_type: rel.relation_type,
+                    strength: rel.strength,
+                    metadata: rel.metadata,
+                    created_at: Timestamp::now(),
+                };
+                let id = relation.id;
+                e.write_direct(WriteOp::StoreRelation(relation)).await?;
+                Ok(id)
+            },
+        )
         .await
     }
 
@@ -67,10 +73,16 @@ impl PulseHandle {
     /// `NotFound(Relation)`, `ReadOnly`, `Closed`, or a fault.
     pub async fn delete_relation(&self, id: RelationId) -> Result<()> {
         let e = &self.engine;
-        e.run("delete_relation", None, Access::Write, Admission::Wait, async {
-            e.write_direct(WriteOp::DeleteRelation(id)).await?;
-            Ok(())
-        })
+        e.run(
+            "delete_relation",
+            None,
+            Access::Write,
+            Admission::Wait,
+            async {
+                e.write_direct(WriteOp::DeleteRelation(id)).await?;
+                Ok(())
+            },
+        )
         .await
     }
 
@@ -99,33 +111,51 @@ impl PulseHandle {
         relation_type: Option<RelationType>,
     ) -> Result<Vec<(Experience, ExperienceRelation)>> {
         let e = &self.engine;
-        e.run("get_related_experiences", None, Access::Read, Admission::Wait, async {
-            e.read(move |s| {
-                if s.get_experience(id)?.is_none() {
-                    return Err(NotFoundError::Experience(id).into());
-                }
-                let mut rel_ids = Vec::new();
-                if matches!(direction, RelationDirection::Outgoing | RelationDirection::Both) {
-                    rel_ids.extend(s.relation_ids_by_source(id)?);
-                }
-                if matches!(direction, RelationDirection::Incoming | RelationDirection::Both) {
-                    rel_ids.extend(s.relation_ids_by_target(id)?);
-                }
-                let mut out = Vec::with_capacity(rel_ids.len());
-                for rid in rel_ids {
-                    let Some(rel) = s.get_relation(rid)? else { continue };
-                    if relation_type.is_some_and(|t| t != rel.relation_type) {
-                        continue;
+        e.run(
+            "get_related_experiences",
+            None,
+            Access::Read,
+            Admission::Wait,
+            async {
+                e.read(move |s| {
+                    if s.get_experience(id)?.is_none() {
+                        return Err(NotFoundError::Experience(id).into());
                     }
-                    let other = if rel.source_id == id { rel.target_id } else { rel.source_id };
-                    if let Some(x) = s.get_experience(other)? {
-                        out.push((x, rel));
+                    let mut rel_ids = Vec::new();
+                    if matches!(
+                        direction,
+                        RelationDirection::Outgoing | RelationDirection::Both
+                    ) {
+                        rel_ids.extend(s.relation_ids_by_source(id)?);
                     }
-                }
-                Ok(out)
-            })
-            .await
-        })
+                    if matches!(
+                        direction,
+                        RelationDirection::Incoming | RelationDirection::Both
+                    ) {
+                        rel_ids.extend(s.relation_ids_by_target(id)?);
+                    }
+                    let mut out = Vec::with_capacity(rel_ids.len());
+                    for rid in rel_ids {
+                        let Some(rel) = s.get_relation(rid)? else {
+                            continue;
+                        };
+                        if relation_type.is_some_and(|t| t != rel.relation_type) {
+                            continue;
+                        }
+                        let other = if rel.source_id == id {
+                            rel.target_id
+                        } else {
+                            rel.source_id
+                        };
+                        if let Some(x) = s.get_experience(other)? {
+                            out.push((x, rel));
+                        }
+                    }
+                    Ok(out)
+                })
+                .await
+            },
+        )
         .await
     }
 
@@ -141,10 +171,16 @@ impl PulseHandle {
         offset: usize,
     ) -> Result<Vec<ExperienceRelation>> {
         let e = &self.engine;
-        e.run("list_relations", Some(c), Access::Read, Admission::Wait, async {
-            validate::result_count("limit", limit)?;
-            e.read(move |s| s.list_relations(c, limit, offset)).await
-        })
+        e.run(
+            "list_relations",
+            Some(c),
+            Access::Read,
+            Admission::Wait,
+            async {
+                validate::result_count("limit", limit)?;
+                e.read(move |s| s.list_relations(c, limit, offset)).await
+            },
+        )
         .await
     }
 
@@ -160,36 +196,42 @@ impl PulseHandle {
     pub async fn store_insight(&self, insight: NewDerivedInsight) -> Result<InsightId> {
         let c = insight.collective_id;
         let e = &self.engine;
-        e.run("store_insight", Some(c), Access::Write, Admission::Wait, async {
-            insight.validate()?;
-            let embedding = match insight.embedding {
-                Some(v) => {
-                    validate_embedding(&v, e.metadata.embedding_dimension)?;
-                    v
-                }
-                None => self
-                    .embed(vec![insight.content.clone()], "embedding")
-                    .await?
-                    .pop()
-                    .unwrap_or_default(),
-            };
-            let now = Timestamp::now();
-            let record = DerivedInsight {
-                id: InsightId::new(),
-                collective_id: c,
-                content: insight.content,
-                embedding,
-                source_experience_ids: insight.source_experience_ids,
-                insight_type: insight.insight_type,
-                confidence: insight.confidence,
-                domain: insight.domain,
-                created_at: now,
-                updated_at: now,
-            };
-            let id = record.id;
-            e.write_indexed(c, WriteOp::StoreInsight(record)).await?;
-            Ok(id)
-        })
+        e.run(
+            "store_insight",
+            Some(c),
+            Access::Write,
+            Admission::Wait,
+            async {
+                insight.validate()?;
+                let embedding = match insight.embedding {
+                    Some(v) => {
+                        validate_embedding(&v, e.metadata.embedding_dimension)?;
+                        v
+                    }
+                    None => self
+                        .embed(vec![insight.content.clone()], "embedding")
+                        .await?
+                        .pop()
+                        .unwrap_or_default(),
+                };
+                let now = Timestamp::now();
+                let record = DerivedInsight {
+                    id: InsightId::new(),
+                    collective_id: c,
+                    content: insight.content,
+                    embedding,
+                    source_experience_ids: insight.source_experience_ids,
+                    insight_type: insight.insight_type,
+                    confidence: insight.confidence,
+                    domain: insight.domain,
+                    created_at: now,
+                    updated_at: now,
+                };
+                let id = record.id;
+                e.write_indexed(c, WriteOp::StoreInsight(record)).await?;
+                Ok(id)
+            },
+        )
         .await
     }
 
@@ -217,9 +259,13 @@ impl PulseHandle {
         k: usize,
     ) -> Result<Vec<(DerivedInsight, f32)>> {
         let e = &self.engine;
-        e.run("get_insights", Some(c), Access::Read, Admission::Wait, async {
-            self.insights_inner(c, query, k).await
-        })
+        e.run(
+            "get_insights",
+            Some(c),
+            Access::Read,
+            Admission::Wait,
+            async { self.insights_inner(c, query, k).await },
+        )
         .await
     }
 
@@ -255,15 +301,21 @@ impl PulseHandle {
     /// `NotFound(Insight)`, `ReadOnly`, `Closed`, or a fault.
     pub async fn delete_insight(&self, id: InsightId) -> Result<()> {
         let e = &self.engine;
-        e.run("delete_insight", None, Access::Write, Admission::Wait, async {
-            let insight = e
-                .read(move |s| s.get_insight(id))
-                .await?
-                .ok_or(NotFoundError::Insight(id))?;
-            e.write_indexed(insight.collective_id, WriteOp::DeleteInsight(id))
-                .await?;
-            Ok(())
-        })
+        e.run(
+            "delete_insight",
+            None,
+            Access::Write,
+            Admission::Wait,
+            async {
+                let insight = e
+                    .read(move |s| s.get_insight(id))
+                    .await?
+                    .ok_or(NotFoundError::Insight(id))?;
+                e.write_indexed(insight.collective_id, WriteOp::DeleteInsight(id))
+                    .await?;
+                Ok(())
+            },
+        )
         .await
     }
 
@@ -279,20 +331,26 @@ impl PulseHandle {
         offset: usize,
     ) -> Result<Vec<DerivedInsight>> {
         let e = &self.engine;
-        e.run("list_insights", Some(c), Access::Read, Admission::Wait, async {
-            validate::result_count("limit", limit)?;
-            e.read(move |s| {
-                let ids = s.list_insight_ids(c, limit, offset)?;
-                let mut out = Vec::with_capacity(ids.len());
-                for id in ids {
-                    if let Some(i) = s.get_insight(id)? {
-                        out.push(i);
+        e.run(
+            "list_insights",
+            Some(c),
+            Access::Read,
+            Admission::Wait,
+            async {
+                validate::result_count("limit", limit)?;
+                e.read(move |s| {
+                    let ids = s.list_insight_ids(c, limit, offset)?;
+                    let mut out = Vec::with_capacity(ids.len());
+                    for id in ids {
+                        if let Some(i) = s.get_insight(id)? {
+                            out.push(i);
+                        }
                     }
-                }
-                Ok(out)
-            })
-            .await
-        })
+                    Ok(out)
+                })
+                .await
+            },
+        )
         .await
     }
 
@@ -305,20 +363,26 @@ impl PulseHandle {
     pub async fn register_activity(&self, a: NewActivity) -> Result<()> {
         let c = a.collective_id;
         let e = &self.engine;
-        e.run("register_activity", Some(c), Access::Write, Admission::Wait, async {
-            a.validate()?;
-            let now = Timestamp::now();
-            let activity = Activity {
-                agent_id: a.agent_id,
-                collective_id: c,
-                current_task: a.current_task,
-                context_summary: a.context_summary,
-                started_at: now,
-                last_heartbeat: now,
-            };
-            e.write_direct(WriteOp::UpsertActivity(activity)).await?;
-            Ok(())
-        })
+        e.run(
+            "register_activity",
+            Some(c),
+            Access::Write,
+            Admission::Wait,
+            async {
+                a.validate()?;
+                let now = Timestamp::now();
+                let activity = Activity {
+                    agent_id: a.agent_id,
+                    collective_id: c,
+                    current_task: a.current_task,
+                    context_summary: a.context_summary,
+                    started_at: now,
+                    last_heartbeat: now,
+                };
+                e.write_direct(WriteOp::UpsertActivity(activity)).await?;
+                Ok(())
+            },
+        )
         .await
     }
 
@@ -329,16 +393,22 @@ impl PulseHandle {
     /// `ReadOnly`, `Closed`, or a fault.
     pub async fn update_heartbeat(&self, agent_id: &str, c: CollectiveId) -> Result<()> {
         let e = &self.engine;
-        e.run("update_heartbeat", Some(c), Access::Write, Admission::Wait, async {
-            validate_agent_id(agent_id)?;
-            e.write_direct(WriteOp::Heartbeat {
-                agent_id: agent_id.to_string(),
-                collective_id: c,
-                at: Timestamp::now(),
-            })
-            .await?;
-            Ok(())
-        })
+        e.run(
+            "update_heartbeat",
+            Some(c),
+            Access::Write,
+            Admission::Wait,
+            async {
+                validate_agent_id(agent_id)?;
+                e.write_direct(WriteOp::Heartbeat {
+                    agent_id: agent_id.to_string(),
+                    collective_id: c,
+                    at: Timestamp::now(),
+                })
+                .await?;
+                Ok(())
+            },
+        )
         .await
     }
 
@@ -349,15 +419,21 @@ impl PulseHandle {
     /// `ReadOnly`, `Closed`, or a fault.
     pub async fn end_activity(&self, agent_id: &str, c: CollectiveId) -> Result<()> {
         let e = &self.engine;
-        e.run("end_activity", Some(c), Access::Write, Admission::Wait, async {
-            validate_agent_id(agent_id)?;
-            e.write_direct(WriteOp::EndActivity {
-                agent_id: agent_id.to_string(),
-                collective_id: c,
-            })
-            .await?;
-            Ok(())
-        })
+        e.run(
+            "end_activity",
+            Some(c),
+            Access::Write,
+            Admission::Wait,
+            async {
+                validate_agent_id(agent_id)?;
+                e.write_direct(WriteOp::EndActivity {
+                    agent_id: agent_id.to_string(),
+                    collective_id: c,
+                })
+                .await?;
+                Ok(())
+            },
+        )
         .await
     }
 
@@ -368,15 +444,20 @@ impl PulseHandle {
     /// `NotFound(Collective)`, `Closed`, or a storage fault.
     pub async fn get_active_agents(&self, c: CollectiveId) -> Result<Vec<Activity>> {
         let e = &self.engine;
-        e.run("get_active_agents", Some(c), Access::Read, Admission::Wait, async {
-            self.active_inner(c).await
-        })
+        e.run(
+            "get_active_agents",
+            Some(c),
+            Access::Read,
+            Admission::Wait,
+            async { self.active_inner(c).await },
+        )
         .await
     }
 
     async fn active_inner(&self, c: CollectiveId) -> Result<Vec<Activity>> {
         let stale = self.engine.config.activity.stale_threshold;
-        let since = Timestamp(Timestamp::now().0 - i64::try_from(stale.as_millis()).unwrap_or(i64::MAX));
+        let since =
+            Timestamp(Timestamp::now().0 - i64::try_from(stale.as_millis()).unwrap_or(i64::MAX));
         self.engine.read(move |s| s.list_activities(c, since)).await
     }
 
@@ -392,58 +473,64 @@ impl PulseHandle {
     pub async fn get_context_candidates(&self, req: ContextRequest) -> Result<ContextCandidates> {
         let c = req.collective_id;
         let e = &self.engine;
-        e.run("get_context_candidates", Some(c), Access::Read, Admission::Wait, async {
-            req.validate()?;
-            validate::embedding(
-                "query_embedding",
-                &req.query_embedding,
-                e.metadata.embedding_dimension,
-            )?;
-            let weights = req.recall_weights.or(e.config.decay.default_recall_weights);
-            let similar = self.search_inner(
-                c,
-                &req.query_embedding,
-                req.max_similar,
-                req.filter.clone(),
-                weights,
-            );
-            let recent = self.recent_inner(c, req.max_recent, req.filter.clone());
-            let insights = async {
-                if req.include_insights {
-                    self.insights_inner(c, &req.query_embedding, req.max_similar)
-                        .await
+        e.run(
+            "get_context_candidates",
+            Some(c),
+            Access::Read,
+            Admission::Wait,
+            async {
+                req.validate()?;
+                validate::embedding(
+                    "query_embedding",
+                    &req.query_embedding,
+                    e.metadata.embedding_dimension,
+                )?;
+                let weights = req.recall_weights.or(e.config.decay.default_recall_weights);
+                let similar = self.search_inner(
+                    c,
+                    &req.query_embedding,
+                    req.max_similar,
+                    req.filter.clone(),
+                    weights,
+                );
+                let recent = self.recent_inner(c, req.max_recent, req.filter.clone());
+                let insights = async {
+                    if req.include_insights {
+                        self.insights_inner(c, &req.query_embedding, req.max_similar)
+                            .await
+                    } else {
+                        Ok(Vec::new())
+                    }
+                };
+                let agents = async {
+                    if req.include_active_agents {
+                        self.active_inner(c).await
+                    } else {
+                        Ok(Vec::new())
+                    }
+                };
+                let (similar, recent, insights, agents) =
+                    tokio::join!(similar, recent, insights, agents);
+                let (similar, recent) = (similar?, recent?);
+                let relations = if req.include_relations {
+                    let ids: Vec<ExperienceId> = similar
+                        .iter()
+                        .map(|r| r.experience.id)
+                        .chain(recent.iter().map(|x| x.id))
+                        .collect();
+                    e.read(move |s| relations_touching(s, &ids)).await?
                 } else {
-                    Ok(Vec::new())
-                }
-            };
-            let agents = async {
-                if req.include_active_agents {
-                    self.active_inner(c).await
-                } else {
-                    Ok(Vec::new())
-                }
-            };
-            let (similar, recent, insights, agents) =
-                tokio::join!(similar, recent, insights, agents);
-            let (similar, recent) = (similar?, recent?);
-            let relations = if req.include_relations {
-                let ids: Vec<ExperienceId> = similar
-                    .iter()
-                    .map(|r| r.experience.id)
-                    .chain(recent.iter().map(|x| x.id))
-                    .collect();
-                e.read(move |s| relations_touching(s, &ids)).await?
-            } else {
-                Vec::new()
-            };
-            Ok(ContextCandidates {
-                similar_experiences: similar,
-                recent_experiences: recent,
-                insights: insights?.into_iter().map(|(i, _)| i).collect(),
-                relations,
-                active_agents: agents?,
-            })
-        })
+                    Vec::new()
+                };
+                Ok(ContextCandidates {
+                    similar_experiences: similar,
+                    recent_experiences: recent,
+                    insights: insights?.into_iter().map(|(i, _)| i).collect(),
+                    relations,
+                    active_agents: agents?,
+                })
+            },
+        )
         .await
     }
 }

@@ -3,10 +3,10 @@
 //! bound, sends the work to the right actor (or opens a read transaction on
 //! the blocking pool) and maps the answer. No business logic lives here.
 
+mod changes;
 mod engine;
 mod experiences;
 mod knowledge;
-mod changes;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -200,10 +200,7 @@ impl PulseHandle {
         drop(held);
 
         let mut outcome = Ok(());
-        let _ = e
-            .storage_actor
-            .call(StorageMsg::Barrier, None)
-            .await;
+        let _ = e.storage_actor.call(StorageMsg::Barrier, None).await;
         match e.router.call(RouterMsg::Shutdown, None).await {
             Ok(ractor::rpc::CallResult::Success(Err(err))) => outcome = Err(err),
             Ok(ractor::rpc::CallResult::Success(Ok(()))) => {}
@@ -273,27 +270,38 @@ impl PulseHandle {
         self.create_collective_inner(name, Some(owner_id)).await
     }
 
-    async fn create_collective_inner(&self, name: &str, owner: Option<&str>) -> Result<CollectiveId> {
+    async fn create_collective_inner(
+        &self,
+        name: &str,
+        owner: Option<&str>,
+    ) -> Result<CollectiveId> {
         let e = &self.engine;
-        e.run("create_collective", None, Access::Write, Admission::Wait, async {
-            validate_collective_name(name)?;
-            if let Some(owner) = owner {
-                validate_owner_id(owner)?;
-            }
-            let now = Timestamp::now();
-            let collective = Collective {
-                id: CollectiveId::new(),
-                name: name.to_string(),
-                owner_id: owner.map(str::to_string),
-                embedding_dimension: u16::try_from(e.metadata.embedding_dimension)
-                    .unwrap_or(u16::MAX),
-                created_at: now,
-                updated_at: now,
-            };
-            let id = collective.id;
-            e.write_direct(WriteOp::CreateCollective(collective)).await?;
-            Ok(id)
-        })
+        e.run(
+            "create_collective",
+            None,
+            Access::Write,
+            Admission::Wait,
+            async {
+                validate_collective_name(name)?;
+                if let Some(owner) = owner {
+                    validate_owner_id(owner)?;
+                }
+                let now = Timestamp::now();
+                let collective = Collective {
+                    id: CollectiveId::new(),
+                    name: name.to_string(),
+                    owner_id: owner.map(str::to_string),
+                    embedding_dimension: u16::try_from(e.metadata.embedding_dimension)
+                        .unwrap_or(u16::MAX),
+                    created_at: now,
+                    updated_at: now,
+                };
+                let id = collective.id;
+                e.write_direct(WriteOp::CreateCollective(collective))
+                    .await?;
+                Ok(id)
+            },
+        )
         .await
     }
 
@@ -303,9 +311,13 @@ impl PulseHandle {
     /// `Closed` or a storage fault.
     pub async fn get_collective(&self, id: CollectiveId) -> Result<Option<Collective>> {
         let e = &self.engine;
-        e.run("get_collective", Some(id), Access::Read, Admission::Wait, async {
-            e.read(move |s| s.get_collective(id)).await
-        })
+        e.run(
+            "get_collective",
+            Some(id),
+            Access::Read,
+            Admission::Wait,
+            async { e.read(move |s| s.get_collective(id)).await },
+        )
         .await
     }
 
@@ -315,9 +327,13 @@ impl PulseHandle {
     /// `Closed` or a storage fault.
     pub async fn list_collectives(&self) -> Result<Vec<Collective>> {
         let e = &self.engine;
-        e.run("list_collectives", None, Access::Read, Admission::Wait, async {
-            e.read(|s| s.list_collectives()).await
-        })
+        e.run(
+            "list_collectives",
+            None,
+            Access::Read,
+            Admission::Wait,
+            async { e.read(|s| s.list_collectives()).await },
+        )
         .await
     }
 
@@ -328,13 +344,19 @@ impl PulseHandle {
     pub async fn list_collectives_by_owner(&self, owner_id: &str) -> Result<Vec<Collective>> {
         let e = &self.engine;
         let owner = owner_id.to_string();
-        e.run("list_collectives_by_owner", None, Access::Read, Admission::Wait, async {
-            let all = e.read(|s| s.list_collectives()).await?;
-            Ok(all
-                .into_iter()
-                .filter(|c| c.owner_id.as_deref() == Some(owner.as_str()))
-                .collect())
-        })
+        e.run(
+            "list_collectives_by_owner",
+            None,
+            Access::Read,
+            Admission::Wait,
+            async {
+                let all = e.read(|s| s.list_collectives()).await?;
+                Ok(all
+                    .into_iter()
+                    .filter(|c| c.owner_id.as_deref() == Some(owner.as_str()))
+                    .collect())
+            },
+        )
         .await
     }
 
@@ -344,9 +366,13 @@ impl PulseHandle {
     /// `NotFound(Collective)`, `Closed` or a storage fault.
     pub async fn get_collective_stats(&self, id: CollectiveId) -> Result<CollectiveStats> {
         let e = &self.engine;
-        e.run("get_collective_stats", Some(id), Access::Read, Admission::Wait, async {
-            e.read(move |s| s.collective_stats(id)).await
-        })
+        e.run(
+            "get_collective_stats",
+            Some(id),
+            Access::Read,
+            Admission::Wait,
+            async { e.read(move |s| s.collective_stats(id)).await },
+        )
         .await
     }
 
@@ -359,17 +385,52 @@ impl PulseHandle {
     /// nothing is deleted on error.
     pub async fn delete_collective(&self, id: CollectiveId) -> Result<()> {
         let e = &self.engine;
-        e.run("delete_collective", Some(id), Access::Write, Admission::Wait, async {
-            let committed = e.write_direct(WriteOp::DeleteCollective(id)).await?;
-            debug_assert!(matches!(committed.applied, Applied::CollectiveDeleted(_)));
-            e.forget_collective(id);
-            e.router
-                .call(|reply| RouterMsg::Forget(id, reply), None)
-                .await
-                .map_err(call_failed("router"))?;
-            e.watch.close_collective(id);
-            Ok(())
-        })
+        e.run(
+            "delete_collective",
+            Some(id),
+            Access::Write,
+            Admission::Wait,
+            async {
+                let committed = e.write_direct(WriteOp::DeleteCollective(id)).await?;
+                debug_assert!(matches!(committed.applied, Applied::CollectiveDeleted(_)));
+                e.forget_collective(id);
+                e.router
+                    .call(|reply| RouterMsg::Forget(id, reply), None)
+                    .await
+                    .map_err(call_failed("router"))?;
+                e.watch.close_collective(id);
+                Ok(())
+            },
+        )
+        .await
+    }
+}
+
+impl PulseHandle {
+    /// Makes the actor serving collective `c` fail as if it had hit an
+    /// internal fault, so that supervision can be exercised: the router
+    /// restarts it and its indexes are rebuilt (or reloaded) from the stored
+    /// data. Only built with the `fault-injection` feature.
+    ///
+    /// # Errors
+    /// `NotFound(Collective)`, `Closed`, or `ActorUnavailable` when the actor
+    /// is already gone. No data is changed.
+    #[cfg(feature = "fault-injection")]
+    pub async fn inject_collective_fault(&self, c: CollectiveId) -> Result<()> {
+        let e = &self.engine;
+        e.run(
+            "inject_collective_fault",
+            Some(c),
+            Access::Read,
+            Admission::Wait,
+            async {
+                let actor = e.collective(c).await?;
+                actor
+                    .send_message(crate::actors::collective::CollectiveMsg::InjectFault)
+                    .map_err(call_failed("collective"))?;
+                Ok(())
+            },
+        )
         .await
     }
 }
@@ -396,7 +457,10 @@ impl Drop for Engine {
 
 /// Directory of a database file's index snapshots.
 fn snapshot_dir(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".idx");
     path.with_file_name(name)
 }

@@ -117,6 +117,18 @@ impl FaissIndex {
         &self.config
     }
 
+    /// Settings, for measurements that switch search strategies.
+    #[cfg(test)]
+    pub(crate) fn config_mut(&mut self) -> &mut IndexConfig {
+        &mut self.config
+    }
+
+    /// Sets HNSW `efSearch` directly, for measurements.
+    #[cfg(test)]
+    pub(crate) fn raw_set_ef_search(&mut self, ef: usize) {
+        let _ = self.raw.set_parameter("efSearch", ef as f64);
+    }
+
     /// Whether tombstones exceed [`IndexConfig::tombstone_ratio`] of the rows.
     pub fn needs_compaction(&self) -> bool {
         let total = self.raw.ntotal();

@@ -376,6 +376,7 @@ pub(crate) struct OmpSingleThread {
 impl OmpSingleThread {
     /// Switches this thread's OpenMP team size to 1.
     pub(crate) fn enter() -> OmpSingleThread {
+        if std::env::var_os("PULSEDB_OMP_ALL").is_some() { return OmpSingleThread { previous: unsafe { omp_get_max_threads() } }; }
         // SAFETY: plain libgomp calls acting on this thread's ICVs.
         let previous = unsafe {
             let previous = omp_get_max_threads();

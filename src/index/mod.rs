@@ -13,6 +13,8 @@ mod ffi;
 mod slots;
 mod snapshot;
 #[cfg(test)]
+mod measure;
+#[cfg(test)]
 mod tests;
 
 pub use self::config::IndexConfig;

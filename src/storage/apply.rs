@@ -140,20 +140,21 @@ impl<'t> Writer<'t> {
 
     // --- change log ----------------------------------------------------------
 
-    /// Appends one change-log entry and returns its sequence.
+    /// Appends one change-log entry and returns its sequence and timestamp.
     fn log(
         &mut self,
         kind: ChangeKind,
         collective_id: CollectiveId,
         entity_id: [u8; 16],
         experience: Option<&Experience>,
-    ) -> Result<u64> {
+    ) -> Result<(u64, Timestamp)> {
         self.sequence += 1;
+        let timestamp = Timestamp::now();
         let record = ChangeRecord {
             kind,
             collective_id,
             entity_id,
-            timestamp: Timestamp::now(),
+            timestamp,
             experience: experience.map(|e| Experience {
                 embedding: Vec::new(),
                 ..e.clone()
@@ -162,7 +163,7 @@ impl<'t> Writer<'t> {
         self.wal
             .insert(self.sequence, codec::encode_change(&record)?.as_slice())
             .map_err(s)?;
-        Ok(self.sequence)
+        Ok((self.sequence, timestamp))
     }
 
     /// Logs an experience change and returns its watch event.
@@ -173,7 +174,10 @@ impl<'t> Writer<'t> {
         deleted: bool,
     ) -> Result<Vec<WatchEvent>> {
         let logged = (!deleted).then_some(exp);
-        let sequence = self.log(kind, exp.collective_id, *exp.id.as_bytes(), logged)?;
+        // The event carries the logged timestamp, so it equals what
+        // `poll_events` later reads back.
+        let (sequence, timestamp) =
+            self.log(kind, exp.collective_id, *exp.id.as_bytes(), logged)?;
         let Some(event_type) = kind.watch_type() else {
             return Ok(Vec::new());
         };
@@ -182,7 +186,7 @@ impl<'t> Writer<'t> {
             experience_id: exp.id,
             collective_id: exp.collective_id,
             event_type,
-            timestamp: Timestamp::now(),
+            timestamp,
             experience: logged.cloned(),
         }])
     }
@@ -452,6 +456,9 @@ impl<'t> Writer<'t> {
             )
             .into());
         }
+        if self.relations.get(r.id.as_bytes().as_slice()).map_err(s)?.is_some() {
+            return Err(ValidationError::invalid("id", "a relation with this id exists").into());
+        }
         let unique = key(&[
             r.source_id.as_bytes(),
             r.target_id.as_bytes(),
@@ -542,6 +549,9 @@ impl<'t> Writer<'t> {
 
     fn store_insight(&mut self, i: DerivedInsight) -> Result<Committed> {
         self.require_collective(i.collective_id)?;
+        if self.insights.get(i.id.as_bytes().as_slice()).map_err(s)?.is_some() {
+            return Err(ValidationError::invalid("id", "an insight with this id exists").into());
+        }
         for src in &i.source_experience_ids {
             let Some(raw) = self.experiences.get(src.as_bytes().as_slice()).map_err(s)? else {
                 return Err(NotFoundError::Experience(*src).into());

@@ -72,9 +72,10 @@ impl RedbStorage {
     pub fn from_database(db: Database, options: &OpenOptions) -> Result<RedbStorage> {
         let now = Timestamp::now();
         let txn = db.begin_write().map_err(StorageError::from)?;
-        let (metadata, instance_id) = {
+        let (metadata, instance_id, is_new) = {
             let mut meta = txn.open_table(schema::META).map_err(StorageError::from)?;
             let existing = read_meta(&meta)?;
+            let is_new = existing.is_none();
             let (created_at, instance_id) = match existing {
                 Some(found) => {
                     if found.schema_version > SCHEMA_VERSION {
@@ -131,7 +132,7 @@ impl RedbStorage {
                 created_at,
                 last_opened_at: now,
             };
-            (metadata, instance_id)
+            (metadata, instance_id, is_new)
         };
         // Create every table up front so read transactions never meet a
         // missing table.
@@ -139,10 +140,12 @@ impl RedbStorage {
         if options.read_only {
             // A read-only open of an existing file writes nothing; a brand
             // new file still needs its metadata to be usable.
-            if metadata.created_at != now {
-                txn.abort().map_err(StorageError::from)?;
-            } else {
+            // (Decided by whether metadata was found, not by comparing
+            // times: a file created in the same millisecond is not new.)
+            if is_new {
                 txn.commit().map_err(StorageError::from)?;
+            } else {
+                txn.abort().map_err(StorageError::from)?;
             }
         } else {
             txn.commit().map_err(StorageError::from)?;
@@ -173,12 +176,16 @@ impl RedbStorage {
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
-        let mut txn = self.db.begin_write().map_err(StorageError::from)?;
-        txn.set_durability(::redb::Durability::Immediate)
-            .map_err(StorageError::from)?;
-        if let Err(e) = txn.commit() {
+        let durable_commit = || -> std::result::Result<(), StorageError> {
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(::redb::Durability::Immediate)?;
+            txn.commit()?;
+            Ok(())
+        };
+        if let Err(e) = durable_commit() {
+            // Still not durable: the next flush must try again.
             self.dirty.store(true, Ordering::Release);
-            return Err(StorageError::from(e).into());
+            return Err(e.into());
         }
         Ok(())
     }
