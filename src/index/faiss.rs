@@ -132,7 +132,8 @@ impl FaissIndex {
     /// Whether tombstones exceed [`IndexConfig::tombstone_ratio`] of the rows.
     pub fn needs_compaction(&self) -> bool {
         let total = self.raw.ntotal();
-        total > 0 && self.tombstones() as f64 / total as f64 > f64::from(self.config.tombstone_ratio)
+        total > 0
+            && self.tombstones() as f64 / total as f64 > f64::from(self.config.tombstone_ratio)
     }
 
     /// Rebuilds the index from the live vectors (in slot order), dropping

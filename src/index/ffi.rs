@@ -75,8 +75,12 @@ impl RawIndex {
         // SAFETY: `space` was just created and `self.ptr` is a live index we
         // hold exclusively (`&mut self`); `space` is freed exactly once.
         let code = unsafe {
-            let code =
-                sys::faiss_ParameterSpace_set_index_parameter(space, self.ptr, name.as_ptr(), value);
+            let code = sys::faiss_ParameterSpace_set_index_parameter(
+                space,
+                self.ptr,
+                name.as_ptr(),
+                value,
+            );
             sys::faiss_ParameterSpace_free(space);
             code
         };
@@ -237,7 +241,8 @@ impl RawIndex {
         let mut reader = ptr::null_mut();
         let mut ptr = ptr::null_mut();
         // SAFETY: valid out-pointer; `read_callback` is a plain function.
-        let made = check(unsafe { sys::faiss_CustomIOReader_new(&mut reader, Some(read_callback)) });
+        let made =
+            check(unsafe { sys::faiss_CustomIOReader_new(&mut reader, Some(read_callback)) });
         let code = match made {
             // SAFETY: `reader` is live until freed right after the call; the
             // callback reads from `bytes`, registered above for this thread
@@ -328,7 +333,9 @@ impl<'a> Selection<'a> {
         // SAFETY: valid out-pointer; FAISS keeps `bitmap.as_ptr()` without
         // copying; the `'a` borrow keeps the bytes alive and unchanged until
         // this `Selection` (and so the selector) is dropped.
-        check(unsafe { sys::faiss_IDSelectorBitmap_new(&mut selector, bitmap.len(), bitmap.as_ptr()) })?;
+        check(unsafe {
+            sys::faiss_IDSelectorBitmap_new(&mut selector, bitmap.len(), bitmap.as_ptr())
+        })?;
         let mut params = ptr::null_mut();
         // SAFETY: `selector` is live; `SearchParameters` stores the pointer
         // without taking ownership.
@@ -376,7 +383,11 @@ pub(crate) struct OmpSingleThread {
 impl OmpSingleThread {
     /// Switches this thread's OpenMP team size to 1.
     pub(crate) fn enter() -> OmpSingleThread {
-        if std::env::var_os("PULSEDB_OMP_ALL").is_some() { return OmpSingleThread { previous: unsafe { omp_get_max_threads() } }; }
+        if std::env::var_os("PULSEDB_OMP_ALL").is_some() {
+            return OmpSingleThread {
+                previous: unsafe { omp_get_max_threads() },
+            };
+        }
         // SAFETY: plain libgomp calls acting on this thread's ICVs.
         let previous = unsafe {
             let previous = omp_get_max_threads();

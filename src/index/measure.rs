@@ -27,18 +27,29 @@ fn build(vectors: &[Vec<f32>], config: &IndexConfig) -> (FaissIndex, Duration) {
 }
 
 /// Mean search latency in µs and recall@10 against `truth`.
-fn run(index: &FaissIndex, queries: &[Vec<f32>], filter: Option<&SlotSet>, truth: Option<&[Vec<Hit>]>) -> (f64, f64) {
+fn run(
+    index: &FaissIndex,
+    queries: &[Vec<f32>],
+    filter: Option<&SlotSet>,
+    truth: Option<&[Vec<Hit>]>,
+) -> (f64, f64) {
     let t = Instant::now();
     let mut recall = 0.0;
     for (i, q) in queries.iter().enumerate() {
         let hits = index.search(q, 10, filter).unwrap();
         if let Some(truth) = truth {
             let tr = &truth[i];
-            recall += hits.iter().filter(|h| tr.iter().any(|t| t.slot == h.slot)).count() as f64
+            recall += hits
+                .iter()
+                .filter(|h| tr.iter().any(|t| t.slot == h.slot))
+                .count() as f64
                 / tr.len().max(1) as f64;
         }
     }
-    (per_query(t.elapsed(), queries.len()), recall / queries.len() as f64)
+    (
+        per_query(t.elapsed(), queries.len()),
+        recall / queries.len() as f64,
+    )
 }
 
 #[test]
@@ -48,13 +59,22 @@ fn measure_index() {
     let c = centres(&mut rng, 100, DIM);
     let vectors = clustered(&mut rng, &c, 100_000);
     let queries = clustered(&mut rng, &c, 300);
-    let flat_cfg = IndexConfig { hnsw_threshold: usize::MAX, ..IndexConfig::default() };
-    let hnsw_cfg = IndexConfig { hnsw_threshold: 0, ..IndexConfig::default() };
+    let flat_cfg = IndexConfig {
+        hnsw_threshold: usize::MAX,
+        ..IndexConfig::default()
+    };
+    let hnsw_cfg = IndexConfig {
+        hnsw_threshold: 0,
+        ..IndexConfig::default()
+    };
 
     println!("== flat vs HNSW (M32 efC64 efS64), k=10");
     for n in [1_000, 2_000, 5_000, 10_000, 20_000, 100_000] {
         let (flat, _) = build(&vectors[..n], &flat_cfg);
-        let truth: Vec<Vec<Hit>> = queries.iter().map(|q| flat.search(q, 10, None).unwrap()).collect();
+        let truth: Vec<Vec<Hit>> = queries
+            .iter()
+            .map(|q| flat.search(q, 10, None).unwrap())
+            .collect();
         let (flat_us, _) = run(&flat, &queries, None, None);
         let (hnsw, build_t) = build(&vectors[..n], &hnsw_cfg);
         let (hnsw_us, recall) = run(&hnsw, &queries, None, Some(&truth));
@@ -64,9 +84,17 @@ fn measure_index() {
     println!("== HNSW parameters at 20 000 / 100 000");
     for n in [20_000, 100_000] {
         let (flat, _) = build(&vectors[..n], &flat_cfg);
-        let truth: Vec<Vec<Hit>> = queries.iter().map(|q| flat.search(q, 10, None).unwrap()).collect();
+        let truth: Vec<Vec<Hit>> = queries
+            .iter()
+            .map(|q| flat.search(q, 10, None).unwrap())
+            .collect();
         for (m, efc) in [(16, 64), (32, 64), (32, 128)] {
-            let cfg = IndexConfig { hnsw_threshold: 0, hnsw_m: m, ef_construction: efc, ..IndexConfig::default() };
+            let cfg = IndexConfig {
+                hnsw_threshold: 0,
+                hnsw_m: m,
+                ef_construction: efc,
+                ..IndexConfig::default()
+            };
             let (mut hnsw, build_t) = build(&vectors[..n], &cfg);
             for ef in [16, 32, 64, 128] {
                 hnsw.raw_set_ef_search(ef);
@@ -82,7 +110,10 @@ fn measure_index() {
     for pct in [50.0, 10.0, 5.0, 2.0, 1.0, 0.5, 0.2, 0.1] {
         let every = (100.0 / pct) as u64;
         let filter: SlotSet = (0..100_000u64).filter(|s| s % every == 0).collect();
-        let truth: Vec<Vec<Hit>> = queries.iter().map(|q| flat.search(q, 10, Some(&filter)).unwrap()).collect();
+        let truth: Vec<Vec<Hit>> = queries
+            .iter()
+            .map(|q| flat.search(q, 10, Some(&filter)).unwrap())
+            .collect();
         hnsw.config_mut().exact_scan_selectivity = 0.0;
         let (g_us, g_rec) = run(&hnsw, &queries, Some(&filter), Some(&truth));
         hnsw.config_mut().exact_scan_selectivity = 1.0;
@@ -100,7 +131,11 @@ fn measure_index() {
     let save = t.elapsed();
     let t = Instant::now();
     let snap = Snapshot::load(&path, &IndexConfig::default(), DIM).unwrap();
-    println!("save {save:?} load {:?} size {} MB", t.elapsed(), std::fs::metadata(&path).unwrap().len() / 1_000_000);
+    println!(
+        "save {save:?} load {:?} size {} MB",
+        t.elapsed(),
+        std::fs::metadata(&path).unwrap().len() / 1_000_000
+    );
     assert_eq!(snap.index.len(), 100_000);
     let _ = std::fs::remove_dir_all(&dir);
 }

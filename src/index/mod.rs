@@ -10,10 +10,10 @@ mod config;
 mod exact;
 mod faiss;
 mod ffi;
-mod slots;
-mod snapshot;
 #[cfg(test)]
 mod measure;
+mod slots;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 
@@ -156,5 +156,8 @@ pub(crate) fn normalized(vector: &[f32]) -> Vec<f32> {
         .map(|x| f64::from(*x) * f64::from(*x))
         .sum::<f64>()
         .sqrt();
-    vector.iter().map(|x| (f64::from(*x) / norm) as f32).collect()
+    vector
+        .iter()
+        .map(|x| (f64::from(*x) / norm) as f32)
+        .collect()
 }

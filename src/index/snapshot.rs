@@ -179,7 +179,9 @@ fn decode(bytes: &[u8], config: &IndexConfig, dimension: usize) -> Result<Snapsh
     let faiss = r.take(faiss_len, "index")?;
     let dead_count = r.len("tombstone count")?;
     let dead_bytes = r.take(
-        dead_count.checked_mul(8).ok_or("tombstone count too large")?,
+        dead_count
+            .checked_mul(8)
+            .ok_or("tombstone count too large")?,
         "tombstones",
     )?;
     if !r.bytes.is_empty() {

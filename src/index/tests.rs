@@ -124,7 +124,10 @@ fn slot_set_layout_and_counts() {
     assert_eq!(set.len(), 2);
     let other: SlotSet = [0, 15, 200].into_iter().collect();
     assert_eq!(set.intersection_len(&other), 2);
-    assert_eq!(set.intersection(&other).iter().collect::<Vec<_>>(), vec![0, 15]);
+    assert_eq!(
+        set.intersection(&other).iter().collect::<Vec<_>>(),
+        vec![0, 15]
+    );
 }
 
 #[test]
@@ -183,7 +186,11 @@ fn filtered_search_returns_k_eligible() {
                 total += recall(&hits, &f.exact.search(q, 10, Some(&filter)).unwrap());
             }
         }
-        assert!(total / 10.0 >= 0.9, "filtered recall 1/{n}: {}", total / 10.0);
+        assert!(
+            total / 10.0 >= 0.9,
+            "filtered recall 1/{n}: {}",
+            total / 10.0
+        );
     }
     // Fewer eligible than k: all of them.
     let few: SlotSet = [3, 5, 7].into_iter().collect();
@@ -191,8 +198,16 @@ fn filtered_search_returns_k_eligible() {
     assert_eq!(hits.len(), 3);
     // Nothing eligible, or eligible slots that hold nothing.
     let none: SlotSet = [50_000].into_iter().collect();
-    assert!(f.faiss.search(&f.queries[0], 10, Some(&none)).unwrap().is_empty());
-    assert!(f.faiss.search(&f.queries[0], 10, Some(&SlotSet::default())).unwrap().is_empty());
+    assert!(f
+        .faiss
+        .search(&f.queries[0], 10, Some(&none))
+        .unwrap()
+        .is_empty());
+    assert!(f
+        .faiss
+        .search(&f.queries[0], 10, Some(&SlotSet::default()))
+        .unwrap()
+        .is_empty());
 }
 
 fn small_hnsw_config() -> IndexConfig {
@@ -231,11 +246,17 @@ fn removed_vectors_never_returned_and_rebuild_matches_fresh() {
         assert!(hits.iter().all(|h| !removed.contains(h.slot)));
         let hits = index.search(q, 10, Some(&filter)).unwrap();
         assert_eq!(hits.len(), 10);
-        assert!(hits.iter().all(|h| !removed.contains(h.slot) && filter.contains(h.slot)));
+        assert!(hits
+            .iter()
+            .all(|h| !removed.contains(h.slot) && filter.contains(h.slot)));
     }
     // A removed slot can be reused.
     index.add(&[(0, vectors[1].as_slice())]).unwrap();
-    assert!(index.search(&vectors[1], 2, None).unwrap().iter().any(|h| h.slot == 0));
+    assert!(index
+        .search(&vectors[1], 2, None)
+        .unwrap()
+        .iter()
+        .any(|h| h.slot == 0));
     assert!(index.remove(0));
     // Pass the ratio (501 + 100 of 2 001 rows): the index rebuilds itself.
     for slot in (0..2_000).filter(|s| s % 4 == 1).take(300) {
@@ -435,11 +456,20 @@ fn rss_kib() -> u64 {
 #[test]
 fn filtered_search_does_not_leak() {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "index::tests::leak_loop", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "index::tests::leak_loop",
+            "--ignored",
+            "--nocapture",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("1 passed"), "{stdout}");
 }
 
