@@ -54,12 +54,18 @@ pub(crate) struct PendingWrite {
     pub(crate) reply: RpcReplyPort<Result<Committed>>,
 }
 
+/// Where the result of a write in the commit goes.
+pub(crate) struct Waiter {
+    via: Option<ActorRef<CollectiveMsg>>,
+    reply: RpcReplyPort<Result<Committed>>,
+}
+
 pub(crate) enum StorageMsg {
     /// Queue a write for the next group commit.
     Write(PendingWrite),
     /// A commit finished (sent by the actor to itself).
     CommitDone {
-        writes: Vec<PendingWrite>,
+        writes: Vec<Waiter>,
         results: Result<Vec<Result<Committed>>>,
     },
     /// Answer once every write queued before this message has committed.
@@ -158,8 +164,17 @@ impl Actor for StorageActor {
 /// Takes up to `max_batch_ops` queued writes and commits them on the blocking pool.
 fn start_commit(myself: &ActorRef<StorageMsg>, state: &mut StorageState) {
     let take = state.pending.len().min(state.max_batch_ops);
-    let mut writes: Vec<PendingWrite> = state.pending.drain(..take).collect();
-    let ops: Vec<WriteOp> = writes.iter_mut().map(|w| w.op.clone()).collect();
+    let (ops, writes): (Vec<WriteOp>, Vec<Waiter>) = state
+        .pending
+        .drain(..take)
+        .map(|w| {
+            let waiter = Waiter {
+                via: w.via,
+                reply: w.reply,
+            };
+            (w.op, waiter)
+        })
+        .unzip();
     state.committing = true;
     let storage = state.storage.clone();
     let me = myself.clone();
@@ -180,7 +195,7 @@ fn start_commit(myself: &ActorRef<StorageMsg>, state: &mut StorageState) {
 
 fn finish_commit(
     state: &mut StorageState,
-    writes: Vec<PendingWrite>,
+    writes: Vec<Waiter>,
     results: Result<Vec<Result<Committed>>>,
 ) {
     let results = match results {

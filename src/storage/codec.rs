@@ -154,3 +154,367 @@ pub(crate) fn decode_embedding(bytes: &[u8]) -> Result<Vec<f32>, StorageError> {
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::collection::{btree_map, vec};
+    use proptest::option;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::collective::CollectiveId;
+    use crate::experience::{ExperienceId, ExperienceType, Severity};
+    use crate::id::Timestamp;
+    use crate::insight::{InsightId, InsightType};
+    use crate::relation::{RelationId, RelationType};
+    use crate::storage::ChangeKind;
+
+    fn text() -> impl Strategy<Value = String> {
+        ".{0,12}"
+    }
+
+    /// Finite floats, so records compare equal with `==`.
+    fn float() -> impl Strategy<Value = f32> {
+        prop_oneof![Just(0.0f32), Just(1.0f32), -1.0e6f32..1.0e6f32]
+    }
+
+    fn ts() -> impl Strategy<Value = Timestamp> {
+        any::<i64>().prop_map(Timestamp)
+    }
+
+    fn cid() -> impl Strategy<Value = CollectiveId> {
+        any::<[u8; 16]>().prop_map(CollectiveId::from_bytes)
+    }
+
+    fn eid() -> impl Strategy<Value = ExperienceId> {
+        any::<[u8; 16]>().prop_map(ExperienceId::from_bytes)
+    }
+
+    fn experience_type() -> impl Strategy<Value = ExperienceType> {
+        let severity = prop_oneof![
+            Just(Severity::Low),
+            Just(Severity::Medium),
+            Just(Severity::High),
+            Just(Severity::Critical)
+        ];
+        prop_oneof![
+            (text(), severity).prop_map(|(description, severity)| ExperienceType::Difficulty {
+                description,
+                severity
+            }),
+            (option::of(eid()), text(), any::<bool>()).prop_map(|(problem_ref, approach, worked)| {
+                ExperienceType::Solution {
+                    problem_ref,
+                    approach,
+                    worked,
+                }
+            }),
+            (text(), text(), text()).prop_map(|(signature, fix, prevention)| {
+                ExperienceType::ErrorPattern {
+                    signature,
+                    fix,
+                    prevention,
+                }
+            }),
+            (text(), text(), float()).prop_map(|(task_type, approach, quality)| {
+                ExperienceType::SuccessPattern {
+                    task_type,
+                    approach,
+                    quality,
+                }
+            }),
+            (text(), text(), float()).prop_map(|(category, preference, strength)| {
+                ExperienceType::UserPreference {
+                    category,
+                    preference,
+                    strength,
+                }
+            }),
+            (text(), text()).prop_map(|(decision, rationale)| {
+                ExperienceType::ArchitecturalDecision {
+                    decision,
+                    rationale,
+                }
+            }),
+            (text(), text()).prop_map(|(technology, insight)| ExperienceType::TechInsight {
+                technology,
+                insight
+            }),
+            (text(), text()).prop_map(|(statement, source)| ExperienceType::Fact { statement, source }),
+            option::of(text()).prop_map(|category| ExperienceType::Generic { category }),
+        ]
+    }
+
+    fn experience() -> impl Strategy<Value = Experience> {
+        (
+            (eid(), cid(), text(), vec(float(), 0..8), experience_type()),
+            (float(), float(), any::<u32>(), vec(text(), 0..4)),
+            (
+                btree_map(text(), text(), 0..4),
+                vec(text(), 0..4),
+                text(),
+                option::of(text()),
+            ),
+            (ts(), ts(), any::<bool>()),
+        )
+            .prop_map(
+                |(
+                    (id, collective_id, content, embedding, experience_type),
+                    (importance, confidence, applications, domain),
+                    (tags, related_files, source_agent, source_task),
+                    (timestamp, last_reinforced, archived),
+                )| Experience {
+                    id,
+                    collective_id,
+                    content,
+                    embedding,
+                    experience_type,
+                    importance,
+                    confidence,
+                    applications,
+                    domain,
+                    tags,
+                    related_files,
+                    source_agent,
+                    source_task,
+                    timestamp,
+                    last_reinforced,
+                    archived,
+                },
+            )
+    }
+
+    fn collective() -> impl Strategy<Value = Collective> {
+        (cid(), text(), option::of(text()), any::<u16>(), ts(), ts()).prop_map(
+            |(id, name, owner_id, embedding_dimension, created_at, updated_at)| Collective {
+                id,
+                name,
+                owner_id,
+                embedding_dimension,
+                created_at,
+                updated_at,
+            },
+        )
+    }
+
+    fn relation() -> impl Strategy<Value = ExperienceRelation> {
+        let kind = prop_oneof![
+            Just(RelationType::Supports),
+            Just(RelationType::Contradicts),
+            Just(RelationType::Elaborates),
+            Just(RelationType::Supersedes),
+            Just(RelationType::Implies),
+            Just(RelationType::RelatedTo)
+        ];
+        (
+            any::<[u8; 16]>(),
+            eid(),
+            eid(),
+            kind,
+            float(),
+            option::of(text()),
+            ts(),
+        )
+            .prop_map(
+                |(id, source_id, target_id, relation_type, strength, metadata, created_at)| {
+                    ExperienceRelation {
+                        id: RelationId::from_bytes(id),
+                        source_id,
+                        target_id,
+                        relation_type,
+                        strength,
+                        metadata,
+                        created_at,
+                    }
+                },
+            )
+    }
+
+    fn insight() -> impl Strategy<Value = DerivedInsight> {
+        let kind = prop_oneof![
+            Just(InsightType::Pattern),
+            Just(InsightType::Synthesis),
+            Just(InsightType::Abstraction),
+            Just(InsightType::Correlation)
+        ];
+        (
+            (any::<[u8; 16]>(), cid(), text(), vec(float(), 0..8)),
+            (vec(eid(), 0..4), kind, float(), vec(text(), 0..3), ts(), ts()),
+        )
+            .prop_map(
+                |(
+                    (id, collective_id, content, embedding),
+                    (source_experience_ids, insight_type, confidence, domain, created_at, updated_at),
+                )| DerivedInsight {
+                    id: InsightId::from_bytes(id),
+                    collective_id,
+                    content,
+                    embedding,
+                    source_experience_ids,
+                    insight_type,
+                    confidence,
+                    domain,
+                    created_at,
+                    updated_at,
+                },
+            )
+    }
+
+    fn activity() -> impl Strategy<Value = Activity> {
+        (text(), cid(), option::of(text()), option::of(text()), ts(), ts()).prop_map(
+            |(agent_id, collective_id, current_task, context_summary, started_at, last_heartbeat)| {
+                Activity {
+                    agent_id,
+                    collective_id,
+                    current_task,
+                    context_summary,
+                    started_at,
+                    last_heartbeat,
+                }
+            },
+        )
+    }
+
+    fn change() -> impl Strategy<Value = ChangeRecord> {
+        let kind = prop_oneof![
+            Just(ChangeKind::CollectiveCreated),
+            Just(ChangeKind::CollectiveDeleted),
+            Just(ChangeKind::ExperienceCreated),
+            Just(ChangeKind::ExperienceUpdated),
+            Just(ChangeKind::ExperienceArchived),
+            Just(ChangeKind::ExperienceDeleted),
+            Just(ChangeKind::RelationCreated),
+            Just(ChangeKind::RelationDeleted),
+            Just(ChangeKind::InsightCreated),
+            Just(ChangeKind::InsightDeleted)
+        ];
+        (kind, cid(), any::<[u8; 16]>(), ts(), option::of(experience())).prop_map(
+            |(kind, collective_id, entity_id, timestamp, experience)| ChangeRecord {
+                kind,
+                collective_id,
+                entity_id,
+                timestamp,
+                experience,
+            },
+        )
+    }
+
+    /// Every strict prefix of a valid encoding is an error.
+    fn truncations_fail<T>(bytes: &[u8], decode: fn(&[u8]) -> Result<T, StorageError>) {
+        for n in 0..bytes.len() {
+            assert!(decode(&bytes[..n]).is_err(), "prefix of {n} bytes decoded");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn collective_round_trips(c in collective()) {
+            let bytes = encode_collective(&c).unwrap();
+            prop_assert_eq!(decode_collective(&bytes).unwrap(), c);
+            truncations_fail(&bytes, decode_collective);
+        }
+
+        #[test]
+        fn experience_round_trips_without_embedding(e in experience()) {
+            let bytes = encode_experience(&e).unwrap();
+            let back = decode_experience(&bytes).unwrap();
+            prop_assert!(back.embedding.is_empty());
+            prop_assert_eq!(back, Experience { embedding: Vec::new(), ..e });
+            truncations_fail(&bytes, decode_experience);
+        }
+
+        #[test]
+        fn relation_round_trips(r in relation()) {
+            let bytes = encode_relation(&r).unwrap();
+            prop_assert_eq!(decode_relation(&bytes).unwrap(), r);
+            truncations_fail(&bytes, decode_relation);
+        }
+
+        #[test]
+        fn insight_round_trips(i in insight()) {
+            let bytes = encode_insight(&i).unwrap();
+            prop_assert_eq!(decode_insight(&bytes).unwrap(), i);
+            truncations_fail(&bytes, decode_insight);
+        }
+
+        #[test]
+        fn activity_round_trips(a in activity()) {
+            let bytes = encode_activity(&a).unwrap();
+            prop_assert_eq!(decode_activity(&bytes).unwrap(), a);
+            truncations_fail(&bytes, decode_activity);
+        }
+
+        #[test]
+        fn change_round_trips(c in change()) {
+            let bytes = encode_change(&c).unwrap();
+            prop_assert_eq!(decode_change(&bytes).unwrap(), c);
+            truncations_fail(&bytes, decode_change);
+        }
+
+        #[test]
+        fn embedding_round_trips_bit_exact(v in vec(any::<f32>(), 0..64)) {
+            let bytes = encode_embedding(&v);
+            prop_assert_eq!(bytes.len(), v.len() * 4);
+            let back = decode_embedding(&bytes).unwrap();
+            let bits = |x: &[f32]| x.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            prop_assert_eq!(bits(&back), bits(&v));
+        }
+
+        /// Arbitrary bytes never panic a decoder; whatever decodes is a
+        /// record that encodes back to a decodable equal value.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in vec(any::<u8>(), 0..256)) {
+            if let Ok(c) = decode_collective(&bytes) {
+                prop_assert_eq!(decode_collective(&encode_collective(&c).unwrap()).unwrap(), c);
+            }
+            if let Ok(e) = decode_experience(&bytes) {
+                let again = decode_experience(&encode_experience(&e).unwrap()).unwrap();
+                prop_assert_eq!(again.id, e.id);
+            }
+            let _ = decode_relation(&bytes);
+            let _ = decode_insight(&bytes);
+            if let Ok(a) = decode_activity(&bytes) {
+                prop_assert_eq!(decode_activity(&encode_activity(&a).unwrap()).unwrap(), a);
+            }
+            let _ = decode_change(&bytes);
+            match decode_embedding(&bytes) {
+                Ok(v) => prop_assert_eq!(v.len() * 4, bytes.len()),
+                Err(_) => prop_assert!(bytes.len() % 4 != 0),
+            }
+        }
+
+        /// A record behind an unknown format version is an error.
+        #[test]
+        fn unknown_format_versions_fail(c in collective(), version in 1u8..=127) {
+            let mut bytes = encode_collective(&c).unwrap();
+            prop_assert_eq!(bytes[0], 0, "V1 is variant 0");
+            bytes[0] = version;
+            prop_assert!(decode_collective(&bytes).is_err());
+            prop_assert!(decode_experience(&bytes).is_err());
+            prop_assert!(decode_relation(&bytes).is_err());
+            prop_assert!(decode_insight(&bytes).is_err());
+            prop_assert!(decode_activity(&bytes).is_err());
+            prop_assert!(decode_change(&bytes).is_err());
+        }
+    }
+
+    #[test]
+    fn empty_input_fails_every_decoder() {
+        assert!(decode_collective(&[]).is_err());
+        assert!(decode_experience(&[]).is_err());
+        assert!(decode_relation(&[]).is_err());
+        assert!(decode_insight(&[]).is_err());
+        assert!(decode_activity(&[]).is_err());
+        assert!(decode_change(&[]).is_err());
+        assert_eq!(decode_embedding(&[]).unwrap(), Vec::<f32>::new());
+        assert!(matches!(
+            decode_embedding(&[1, 2, 3]),
+            Err(StorageError::Corrupt(_))
+        ));
+        let _unused: BTreeMap<(), ()> = BTreeMap::new();
+    }
+}
