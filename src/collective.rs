@@ -73,3 +73,35 @@ pub fn validate_collective_name(name: &str) -> Result<(), ValidationError> {
 pub fn validate_owner_id(owner: &str) -> Result<(), ValidationError> {
     validate::required_text("owner_id", owner, MAX_OWNER_ID_BYTES)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(r: Result<(), ValidationError>) -> String {
+        match r {
+            Err(ValidationError::InvalidField { field, .. })
+            | Err(ValidationError::RequiredField { field }) => field,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_are_1_to_255_bytes_and_not_blank() {
+        assert!(validate_collective_name("a").is_ok());
+        assert!(validate_collective_name(&"é".repeat(127)).is_ok()); // 254 bytes
+        assert!(validate_collective_name(&"x".repeat(MAX_COLLECTIVE_NAME_BYTES)).is_ok());
+        assert_eq!(field(validate_collective_name(&"x".repeat(256))), "name");
+        assert_eq!(field(validate_collective_name(&"é".repeat(128))), "name");
+        assert_eq!(field(validate_collective_name("")), "name");
+        assert_eq!(field(validate_collective_name(" \t\n")), "name");
+    }
+
+    #[test]
+    fn owner_ids_are_1_to_255_bytes() {
+        assert!(validate_owner_id("o").is_ok());
+        assert!(validate_owner_id(&"x".repeat(MAX_OWNER_ID_BYTES)).is_ok());
+        assert_eq!(field(validate_owner_id(&"x".repeat(256))), "owner_id");
+        assert_eq!(field(validate_owner_id("")), "owner_id");
+    }
+}

@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, ValidationError};
-use crate::search::RecallWeights;
 pub use crate::index::IndexConfig;
+use crate::search::RecallWeights;
 
 /// Largest `max_in_flight`.
 pub const MAX_IN_FLIGHT: usize = 1_000_000;

@@ -83,3 +83,82 @@ pub(crate) fn embedding(field: &str, vector: &[f32], dimension: usize) -> Checke
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_counts_are_1_to_1000() {
+        assert!(result_count("k", 1).is_ok());
+        assert!(result_count("k", MAX_RESULTS).is_ok());
+        for bad in [0, MAX_RESULTS + 1] {
+            match result_count("limit", bad) {
+                Err(ValidationError::InvalidField { field, .. }) => assert_eq!(field, "limit"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn embeddings_need_the_exact_dimension_finite_and_non_zero() {
+        assert!(embedding("embedding", &[0.0, 0.0, 1e-30], 3).is_ok());
+        assert!(crate::experience::validate_embedding(&[1.0; 4096], 4096).is_ok());
+        assert_eq!(
+            embedding("embedding", &[1.0; 4], 3),
+            Err(ValidationError::DimensionMismatch {
+                expected: 3,
+                got: 4
+            })
+        );
+        assert_eq!(
+            embedding("embedding", &[1.0; 2], 3),
+            Err(ValidationError::DimensionMismatch {
+                expected: 3,
+                got: 2
+            })
+        );
+        assert!(matches!(
+            embedding("embedding", &[], 3),
+            Err(ValidationError::DimensionMismatch { .. })
+        ));
+        for bad in [
+            vec![1.0, f32::NAN, 1.0],
+            vec![f32::INFINITY, 1.0, 1.0],
+            vec![1.0, 1.0, f32::NEG_INFINITY],
+            vec![0.0, 0.0, 0.0],
+            vec![-0.0, 0.0, -0.0],
+        ] {
+            match embedding("query_embedding", &bad, 3) {
+                Err(ValidationError::InvalidField { field, .. }) => {
+                    assert_eq!(field, "query_embedding", "{bad:?}")
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn text_checks_count_bytes() {
+        let two_byte = "é".repeat(5); // 10 bytes, 5 chars
+        assert!(bounded_text("f", &two_byte, 10).is_ok());
+        assert!(bounded_text("f", &two_byte, 9).is_err());
+        assert!(required_text("f", "", 10).is_err());
+        assert!(bounded_text("f", "", 0).is_ok());
+        assert!(item_count("f", 3, 3).is_ok());
+        assert!(matches!(
+            item_count("f", 4, 3),
+            Err(ValidationError::TooManyItems {
+                count: 4,
+                max: 3,
+                ..
+            })
+        ));
+        for ok in [0.0, 1.0, -0.0] {
+            assert!(unit_interval("f", ok).is_ok());
+        }
+        for bad in [f32::NAN, -1e-9, 1.000_001, f32::INFINITY] {
+            assert!(unit_interval("f", bad).is_err());
+        }
+    }
+}

@@ -14,18 +14,21 @@ use pulsedb::{
 };
 use storage_common::*;
 
+/// A change-log entry without its wall-clock timestamp.
+type LogEntry = (
+    u64,
+    ChangeKind,
+    [u8; 16],
+    CollectiveId,
+    Option<pulsedb::Experience>,
+);
+
 /// Everything the read API can see, in a comparable form.
 #[derive(Debug, PartialEq)]
 struct Snapshot {
     collectives: Vec<pulsedb::Collective>,
     per_collective: Vec<CollectiveView>,
-    log: Vec<(
-        u64,
-        ChangeKind,
-        [u8; 16],
-        CollectiveId,
-        Option<pulsedb::Experience>,
-    )>,
+    log: Vec<LogEntry>,
     sequence: u64,
 }
 

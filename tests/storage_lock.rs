@@ -53,7 +53,7 @@ fn a_file_open_in_another_process_is_locked() {
     // EOF means the child died before getting there).
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    let collective = loop {
+    let held = loop {
         line.clear();
         let n = out.read_line(&mut line).unwrap();
         assert!(n > 0, "helper exited before opening the database");
@@ -77,12 +77,8 @@ fn a_file_open_in_another_process_is_locked() {
         .into_iter()
         .map(|c| format!("{} {}", c.id, c.name))
         .collect();
-    assert_eq!(names, vec![format!("{collective} held by child")]);
-    ok(&s, WriteOp::CreateCollective(collective_named("after")));
-}
-
-fn collective_named(name: &str) -> pulsedb::Collective {
-    collective(name)
+    assert_eq!(names, vec![format!("{held} held by child")]);
+    ok(&s, WriteOp::CreateCollective(collective("after")));
 }
 
 #[test]

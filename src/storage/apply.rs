@@ -288,7 +288,9 @@ impl<'t> Writer<'t> {
                     .map_err(s)?
                     .is_none();
             if !fresh {
-                return Err(ValidationError::invalid("id", "an experience with this id exists").into());
+                return Err(
+                    ValidationError::invalid("id", "an experience with this id exists").into(),
+                );
             }
         }
         let mut events = Vec::with_capacity(exps.len());
@@ -309,7 +311,10 @@ impl<'t> Writer<'t> {
             .insert(id.as_slice(), codec::encode_experience(e)?.as_slice())
             .map_err(s)?;
         self.embeddings
-            .insert(id.as_slice(), codec::encode_embedding(&e.embedding).as_slice())
+            .insert(
+                id.as_slice(),
+                codec::encode_embedding(&e.embedding).as_slice(),
+            )
             .map_err(s)?;
         self.by_collective
             .insert(key(&[c, id]).as_slice(), ())
@@ -344,9 +349,7 @@ impl<'t> Writer<'t> {
             let tag_key = schema::tag_key(c, k, v, Some(id));
             self.by_tag.remove(tag_key.as_slice()).map_err(s)?;
         }
-        self.archived
-            .remove(key(&[c, id]).as_slice())
-            .map_err(s)?;
+        self.archived.remove(key(&[c, id]).as_slice()).map_err(s)?;
         Ok(())
     }
 
@@ -359,7 +362,11 @@ impl<'t> Writer<'t> {
             .remove(key(&[e.collective_id.as_bytes(), id]).as_slice())
             .map_err(s)?;
         let mut counters = Vec::new();
-        for item in self.reinforcements.range::<&[u8]>(id.as_slice()..).map_err(s)? {
+        for item in self
+            .reinforcements
+            .range::<&[u8]>(id.as_slice()..)
+            .map_err(s)?
+        {
             let (k, _) = item.map_err(s)?;
             if !k.value().starts_with(id) {
                 break;
@@ -375,12 +382,19 @@ impl<'t> Writer<'t> {
     fn rewrite_experience(&mut self, old: &Experience, new: &Experience) -> Result<()> {
         self.remove_secondary(old)?;
         self.experiences
-            .insert(new.id.as_bytes().as_slice(), codec::encode_experience(new)?.as_slice())
+            .insert(
+                new.id.as_bytes().as_slice(),
+                codec::encode_experience(new)?.as_slice(),
+            )
             .map_err(s)?;
         self.insert_secondary(new)
     }
 
-    fn update_experience(&mut self, id: ExperienceId, update: &ExperienceUpdate) -> Result<Committed> {
+    fn update_experience(
+        &mut self,
+        id: ExperienceId,
+        update: &ExperienceUpdate,
+    ) -> Result<Committed> {
         let old = self.require_experience(id)?;
         let mut new = old.clone();
         update.apply_to(&mut new);
@@ -456,7 +470,12 @@ impl<'t> Writer<'t> {
             )
             .into());
         }
-        if self.relations.get(r.id.as_bytes().as_slice()).map_err(s)?.is_some() {
+        if self
+            .relations
+            .get(r.id.as_bytes().as_slice())
+            .map_err(s)?
+            .is_some()
+        {
             return Err(ValidationError::invalid("id", "a relation with this id exists").into());
         }
         let unique = key(&[
@@ -532,13 +551,23 @@ impl<'t> Writer<'t> {
     }
 
     fn delete_relation(&mut self, id: RelationId) -> Result<Committed> {
-        if self.relations.get(id.as_bytes().as_slice()).map_err(s)?.is_none() {
+        if self
+            .relations
+            .get(id.as_bytes().as_slice())
+            .map_err(s)?
+            .is_none()
+        {
             return Err(NotFoundError::Relation(id).into());
         }
         let collective = self
             .remove_relation_rows(id)?
             .ok_or_else(|| StorageError::Corrupt(format!("relation {id} has no source")))?;
-        self.log(ChangeKind::RelationDeleted, collective, *id.as_bytes(), None)?;
+        self.log(
+            ChangeKind::RelationDeleted,
+            collective,
+            *id.as_bytes(),
+            None,
+        )?;
         Ok(Committed {
             applied: Applied::RelationDeleted(id),
             events: Vec::new(),
@@ -549,7 +578,12 @@ impl<'t> Writer<'t> {
 
     fn store_insight(&mut self, i: DerivedInsight) -> Result<Committed> {
         self.require_collective(i.collective_id)?;
-        if self.insights.get(i.id.as_bytes().as_slice()).map_err(s)?.is_some() {
+        if self
+            .insights
+            .get(i.id.as_bytes().as_slice())
+            .map_err(s)?
+            .is_some()
+        {
             return Err(ValidationError::invalid("id", "an insight with this id exists").into());
         }
         for src in &i.source_experience_ids {
@@ -587,7 +621,12 @@ impl<'t> Writer<'t> {
         self.insights_by_collective
             .remove(key(&[i.collective_id.as_bytes(), id.as_bytes()]).as_slice())
             .map_err(s)?;
-        self.log(ChangeKind::InsightDeleted, i.collective_id, *id.as_bytes(), None)?;
+        self.log(
+            ChangeKind::InsightDeleted,
+            i.collective_id,
+            *id.as_bytes(),
+            None,
+        )?;
         Ok(Committed {
             applied: Applied::InsightDeleted {
                 collective_id: i.collective_id,

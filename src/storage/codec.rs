@@ -157,8 +157,6 @@ pub(crate) fn decode_embedding(bytes: &[u8]) -> Result<Vec<f32>, StorageError> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use proptest::collection::{btree_map, vec};
     use proptest::option;
     use proptest::prelude::*;
@@ -204,13 +202,15 @@ mod tests {
                 description,
                 severity
             }),
-            (option::of(eid()), text(), any::<bool>()).prop_map(|(problem_ref, approach, worked)| {
-                ExperienceType::Solution {
-                    problem_ref,
-                    approach,
-                    worked,
+            (option::of(eid()), text(), any::<bool>()).prop_map(
+                |(problem_ref, approach, worked)| {
+                    ExperienceType::Solution {
+                        problem_ref,
+                        approach,
+                        worked,
+                    }
                 }
-            }),
+            ),
             (text(), text(), text()).prop_map(|(signature, fix, prevention)| {
                 ExperienceType::ErrorPattern {
                     signature,
@@ -242,7 +242,8 @@ mod tests {
                 technology,
                 insight
             }),
-            (text(), text()).prop_map(|(statement, source)| ExperienceType::Fact { statement, source }),
+            (text(), text())
+                .prop_map(|(statement, source)| ExperienceType::Fact { statement, source }),
             option::of(text()).prop_map(|category| ExperienceType::Generic { category }),
         ]
     }
@@ -341,12 +342,26 @@ mod tests {
         ];
         (
             (any::<[u8; 16]>(), cid(), text(), vec(float(), 0..8)),
-            (vec(eid(), 0..4), kind, float(), vec(text(), 0..3), ts(), ts()),
+            (
+                vec(eid(), 0..4),
+                kind,
+                float(),
+                vec(text(), 0..3),
+                ts(),
+                ts(),
+            ),
         )
             .prop_map(
                 |(
                     (id, collective_id, content, embedding),
-                    (source_experience_ids, insight_type, confidence, domain, created_at, updated_at),
+                    (
+                        source_experience_ids,
+                        insight_type,
+                        confidence,
+                        domain,
+                        created_at,
+                        updated_at,
+                    ),
                 )| DerivedInsight {
                     id: InsightId::from_bytes(id),
                     collective_id,
@@ -363,18 +378,33 @@ mod tests {
     }
 
     fn activity() -> impl Strategy<Value = Activity> {
-        (text(), cid(), option::of(text()), option::of(text()), ts(), ts()).prop_map(
-            |(agent_id, collective_id, current_task, context_summary, started_at, last_heartbeat)| {
-                Activity {
+        (
+            text(),
+            cid(),
+            option::of(text()),
+            option::of(text()),
+            ts(),
+            ts(),
+        )
+            .prop_map(
+                |(
                     agent_id,
                     collective_id,
                     current_task,
                     context_summary,
                     started_at,
                     last_heartbeat,
-                }
-            },
-        )
+                )| {
+                    Activity {
+                        agent_id,
+                        collective_id,
+                        current_task,
+                        context_summary,
+                        started_at,
+                        last_heartbeat,
+                    }
+                },
+            )
     }
 
     fn change() -> impl Strategy<Value = ChangeRecord> {
@@ -390,15 +420,22 @@ mod tests {
             Just(ChangeKind::InsightCreated),
             Just(ChangeKind::InsightDeleted)
         ];
-        (kind, cid(), any::<[u8; 16]>(), ts(), option::of(experience())).prop_map(
-            |(kind, collective_id, entity_id, timestamp, experience)| ChangeRecord {
-                kind,
-                collective_id,
-                entity_id,
-                timestamp,
-                experience,
-            },
+        (
+            kind,
+            cid(),
+            any::<[u8; 16]>(),
+            ts(),
+            option::of(experience()),
         )
+            .prop_map(|(kind, collective_id, entity_id, timestamp, experience)| {
+                ChangeRecord {
+                    kind,
+                    collective_id,
+                    entity_id,
+                    timestamp,
+                    experience,
+                }
+            })
     }
 
     /// Every strict prefix of a valid encoding is an error.
@@ -515,6 +552,5 @@ mod tests {
             decode_embedding(&[1, 2, 3]),
             Err(StorageError::Corrupt(_))
         ));
-        let _unused: BTreeMap<(), ()> = BTreeMap::new();
     }
 }

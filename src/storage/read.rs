@@ -173,7 +173,9 @@ impl StorageEngine for RedbStorage {
     fn get_collective(&self, id: CollectiveId) -> Result<Option<Collective>> {
         let txn = self.read_txn()?;
         let t = Self::bytes_table(&txn, schema::COLLECTIVES)?;
-        let v = t.get(id.as_bytes().as_slice()).map_err(StorageError::from)?;
+        let v = t
+            .get(id.as_bytes().as_slice())
+            .map_err(StorageError::from)?;
         v.map(|v| codec::decode_collective(v.value()))
             .transpose()
             .map_err(Into::into)
@@ -273,7 +275,9 @@ impl StorageEngine for RedbStorage {
     fn get_embedding(&self, id: ExperienceId) -> Result<Option<Vec<f32>>> {
         let txn = self.read_txn()?;
         let t = Self::bytes_table(&txn, schema::EMBEDDINGS)?;
-        let v = t.get(id.as_bytes().as_slice()).map_err(StorageError::from)?;
+        let v = t
+            .get(id.as_bytes().as_slice())
+            .map_err(StorageError::from)?;
         v.map(|v| codec::decode_embedding(v.value()))
             .transpose()
             .map_err(Into::into)
@@ -384,7 +388,9 @@ impl StorageEngine for RedbStorage {
     fn get_relation(&self, id: RelationId) -> Result<Option<ExperienceRelation>> {
         let txn = self.read_txn()?;
         let t = Self::bytes_table(&txn, schema::RELATIONS)?;
-        let v = t.get(id.as_bytes().as_slice()).map_err(StorageError::from)?;
+        let v = t
+            .get(id.as_bytes().as_slice())
+            .map_err(StorageError::from)?;
         v.map(|v| codec::decode_relation(v.value()))
             .transpose()
             .map_err(Into::into)
@@ -416,7 +422,11 @@ impl StorageEngine for RedbStorage {
     ) -> Result<bool> {
         let txn = self.read_txn()?;
         let t = Self::bytes_table(&txn, schema::REL_UNIQUE)?;
-        let k = key(&[source.as_bytes(), target.as_bytes(), &[relation_type.code()]]);
+        let k = key(&[
+            source.as_bytes(),
+            target.as_bytes(),
+            &[relation_type.code()],
+        ]);
         Ok(t.get(k.as_slice()).map_err(StorageError::from)?.is_some())
     }
 
@@ -442,7 +452,9 @@ impl StorageEngine for RedbStorage {
     fn get_insight(&self, id: InsightId) -> Result<Option<DerivedInsight>> {
         let txn = self.read_txn()?;
         let t = Self::bytes_table(&txn, schema::INSIGHTS)?;
-        let v = t.get(id.as_bytes().as_slice()).map_err(StorageError::from)?;
+        let v = t
+            .get(id.as_bytes().as_slice())
+            .map_err(StorageError::from)?;
         v.map(|v| codec::decode_insight(v.value()))
             .transpose()
             .map_err(Into::into)
@@ -577,7 +589,9 @@ impl StorageEngine for RedbStorage {
         let t = txn
             .open_table(schema::SYNC_CURSORS)
             .map_err(StorageError::from)?;
-        let v = t.get(peer.as_bytes().as_slice()).map_err(StorageError::from)?;
+        let v = t
+            .get(peer.as_bytes().as_slice())
+            .map_err(StorageError::from)?;
         Ok(v.map(|v| v.value()))
     }
 

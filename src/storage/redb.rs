@@ -55,9 +55,7 @@ impl RedbStorage {
     /// `SchemaTooNew`, `EmbedderMismatch`, or a storage fault.
     pub fn open(options: &OpenOptions) -> Result<RedbStorage> {
         let db = match &options.location {
-            Location::File(path) => {
-                Database::create(path).map_err(map_open_error)?
-            }
+            Location::File(path) => Database::create(path).map_err(map_open_error)?,
             Location::Memory => Database::builder()
                 .create_with_backend(::redb::backends::InMemoryBackend::new())
                 .map_err(map_open_error)?,
@@ -110,7 +108,11 @@ impl RedbStorage {
                 }
                 None => {
                     let id = InstanceId::new();
-                    put(&mut meta, meta_keys::SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes())?;
+                    put(
+                        &mut meta,
+                        meta_keys::SCHEMA_VERSION,
+                        &SCHEMA_VERSION.to_be_bytes(),
+                    )?;
                     put(
                         &mut meta,
                         meta_keys::DIMENSION,
@@ -208,8 +210,8 @@ fn read_meta(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<O
         return Ok(None);
     };
     let schema_version = u32::from_be_bytes(fixed(&version, "schema_version")?);
-    let dimension = get(meta, meta_keys::DIMENSION)?
-        .ok_or_else(|| corrupt("embedding dimension missing"))?;
+    let dimension =
+        get(meta, meta_keys::DIMENSION)?.ok_or_else(|| corrupt("embedding dimension missing"))?;
     let dimension = u32::from_be_bytes(fixed(&dimension, "embedding_dimension")?) as usize;
     let id = get(meta, meta_keys::INSTANCE_ID)?.ok_or_else(|| corrupt("instance id missing"))?;
     let instance_id = InstanceId::from_bytes(fixed(&id, "instance_id")?);
@@ -237,7 +239,11 @@ fn get(
         .map(|v| v.value().to_vec()))
 }
 
-fn put(meta: &mut ::redb::Table<&'static str, &'static [u8]>, key: &str, value: &[u8]) -> Result<()> {
+fn put(
+    meta: &mut ::redb::Table<&'static str, &'static [u8]>,
+    key: &str,
+    value: &[u8],
+) -> Result<()> {
     meta.insert(key, value).map_err(StorageError::from)?;
     Ok(())
 }
