@@ -18,7 +18,9 @@ use pulsedb::{
 const AGENTS: usize = 32;
 const RECORDS_PER_AGENT: usize = 60;
 const DIM: usize = 384;
-const TOPICS: [&str; 6] = ["build", "testing", "deploy", "database", "network", "security"];
+const TOPICS: [&str; 6] = [
+    "build", "testing", "deploy", "database", "network", "security",
+];
 
 /// A small deterministic generator (splitmix64), so every run is the same.
 struct Rng(u64);
@@ -170,7 +172,10 @@ async fn main() -> pulsedb::Result<()> {
         elapsed.as_secs_f64(),
         stats.experience_count as f64 / elapsed.as_secs_f64()
     );
-    println!("  reinforcements         {}", reinforced.load(Ordering::Relaxed));
+    println!(
+        "  reinforcements         {}",
+        reinforced.load(Ordering::Relaxed)
+    );
     println!("  active agents          {}", active.len());
     println!(
         "  watch events seen      {} (all), {} (security only)",

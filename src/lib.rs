@@ -74,19 +74,20 @@ pub mod storage;
 mod validate;
 mod watch;
 
-pub use crate::activity::{Activity, NewActivity, MAX_ACTIVITY_TEXT_BYTES};
+pub use crate::activity::{validate_agent_id, Activity, NewActivity, MAX_ACTIVITY_TEXT_BYTES};
 pub use crate::api::{Embedder, PulseHandle};
 pub use crate::collective::{
-    Collective, CollectiveId, CollectiveStats, MAX_COLLECTIVE_NAME_BYTES,
+    validate_collective_name, validate_owner_id, Collective, CollectiveId, CollectiveStats,
+    MAX_COLLECTIVE_NAME_BYTES,
 };
 pub use crate::config::{
-    ActivityConfig, Config, DecayConfig, Durability, EmbeddingDimension, IndexConfig,
-    WatchConfig, MAX_EMBEDDING_DIMENSION,
+    ActivityConfig, Config, DecayConfig, Durability, EmbeddingDimension, IndexConfig, WatchConfig,
+    MAX_EMBEDDING_DIMENSION,
 };
 pub use crate::error::{Error, NotFoundError, Result, ValidationError};
 pub use crate::experience::{
-    energy, Experience, ExperienceId, ExperienceType, ExperienceTypeTag, ExperienceUpdate,
-    NewExperience, Severity, MAX_BATCH_ITEMS, MAX_CONTENT_BYTES,
+    energy, validate_embedding, Experience, ExperienceId, ExperienceType, ExperienceTypeTag,
+    ExperienceUpdate, NewExperience, Severity, MAX_BATCH_ITEMS, MAX_CONTENT_BYTES,
 };
 pub use crate::id::{InstanceId, Timestamp};
 pub use crate::insight::{DerivedInsight, InsightId, InsightType, NewDerivedInsight};
@@ -95,8 +96,7 @@ pub use crate::relation::{
     ExperienceRelation, NewExperienceRelation, RelationDirection, RelationId, RelationType,
 };
 pub use crate::search::{
-    ContextCandidates, ContextRequest, RecallWeights, SearchFilter, SearchOptions,
-    SearchResult,
+    ContextCandidates, ContextRequest, RecallWeights, SearchFilter, SearchOptions, SearchResult,
 };
 pub use crate::validate::MAX_RESULTS;
 pub use crate::watch::{WatchEvent, WatchEventType, WatchFilter, WatchStream};

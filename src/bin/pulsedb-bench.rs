@@ -55,9 +55,11 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--help" | "-h" => {
-                return Err("usage: pulsedb-bench [--n N] [--dim D] [--queries Q] [--k K] \
+                return Err(
+                    "usage: pulsedb-bench [--n N] [--dim D] [--queries Q] [--k K] \
                      [--seed S] [--writers W] [--searchers R] [--durability immediate|eventual]"
-                    .into())
+                        .into(),
+                )
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -176,7 +178,12 @@ fn percentile(samples: &mut [u64], p: f64) -> u64 {
     samples[idx.min(samples.len() - 1)]
 }
 
-fn exact_top_k(stored: &[(ExperienceId, Vec<f32>, usize)], q: &[f32], k: usize, topic: Option<usize>) -> Vec<ExperienceId> {
+fn exact_top_k(
+    stored: &[(ExperienceId, Vec<f32>, usize)],
+    q: &[f32],
+    k: usize,
+    topic: Option<usize>,
+) -> Vec<ExperienceId> {
     let mut scored: Vec<(f32, ExperienceId)> = stored
         .iter()
         .filter(|(_, _, t)| topic.is_none_or(|want| *t == want))
@@ -274,14 +281,22 @@ async fn run(a: Args) -> pulsedb::Result<()> {
         lat.push(us(s.elapsed()));
         stored.push((id, v, it.topic));
     }
-    put("record_seq_per_s", format!("{:.1}", n_seq as f64 / t.elapsed().as_secs_f64()));
+    put(
+        "record_seq_per_s",
+        format!("{:.1}", n_seq as f64 / t.elapsed().as_secs_f64()),
+    );
     put("record_seq_p50_us", percentile(&mut lat, 0.5).to_string());
     put("record_seq_p99_us", percentile(&mut lat, 0.99).to_string());
 
     // Concurrent record: W tasks, N/4 in total, one collective.
     let n_conc = a.n / 4;
-    progress(&format!("concurrent record of {n_conc} by {} writers", a.writers));
-    let items: Vec<Item> = (0..n_conc).map(|i| item(&data, &mut rng, c, n_seq + i)).collect();
+    progress(&format!(
+        "concurrent record of {n_conc} by {} writers",
+        a.writers
+    ));
+    let items: Vec<Item> = (0..n_conc)
+        .map(|i| item(&data, &mut rng, c, n_seq + i))
+        .collect();
     let mut per_writer: Vec<Vec<Item>> = (0..a.writers).map(|_| Vec::new()).collect();
     for (i, it) in items.into_iter().enumerate() {
         per_writer[i % a.writers].push(it);
@@ -303,13 +318,18 @@ async fn run(a: Args) -> pulsedb::Result<()> {
     }
     let mut lat = Vec::with_capacity(n_conc);
     for task in tasks {
-        let done = task.await.map_err(|e| std::io::Error::other(e.to_string()))??;
+        let done = task
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
         for (id, v, topic, l) in done {
             lat.push(l);
             stored.push((id, v, topic));
         }
     }
-    put("record_conc_per_s", format!("{:.1}", n_conc as f64 / t.elapsed().as_secs_f64()));
+    put(
+        "record_conc_per_s",
+        format!("{:.1}", n_conc as f64 / t.elapsed().as_secs_f64()),
+    );
     put("record_conc_p50_us", percentile(&mut lat, 0.5).to_string());
     put("record_conc_p99_us", percentile(&mut lat, 0.99).to_string());
 
@@ -327,7 +347,10 @@ async fn run(a: Args) -> pulsedb::Result<()> {
             stored.push((id, it.new.embedding.clone().unwrap_or_default(), it.topic));
         }
     }
-    put("record_bulk_per_s", format!("{:.1}", n_bulk as f64 / t.elapsed().as_secs_f64()));
+    put(
+        "record_bulk_per_s",
+        format!("{:.1}", n_bulk as f64 / t.elapsed().as_secs_f64()),
+    );
 
     // Get by id.
     let n_get = a.n.min(5000);
@@ -343,7 +366,10 @@ async fn run(a: Args) -> pulsedb::Result<()> {
             return Err(std::io::Error::other("a recorded experience is missing").into());
         }
     }
-    put("get_per_s", format!("{:.1}", n_get as f64 / t.elapsed().as_secs_f64()));
+    put(
+        "get_per_s",
+        format!("{:.1}", n_get as f64 / t.elapsed().as_secs_f64()),
+    );
     put("get_p50_us", percentile(&mut lat, 0.5).to_string());
     put("get_p99_us", percentile(&mut lat, 0.99).to_string());
 
@@ -368,7 +394,10 @@ async fn run(a: Args) -> pulsedb::Result<()> {
     put("search_p50_us", percentile(&mut lat, 0.5).to_string());
     put("search_p99_us", percentile(&mut lat, 0.99).to_string());
     put("search_qps", format!("{search_qps:.1}"));
-    put("recall_at_k", format!("{:.4}", recall_sum / a.queries as f64));
+    put(
+        "recall_at_k",
+        format!("{:.4}", recall_sum / a.queries as f64),
+    );
 
     // Search, R concurrent clients, each running every query.
     progress(&format!("{} concurrent searchers", a.searchers));
@@ -385,7 +414,8 @@ async fn run(a: Args) -> pulsedb::Result<()> {
         }));
     }
     for task in tasks {
-        task.await.map_err(|e| std::io::Error::other(e.to_string()))??;
+        task.await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
     }
     let conc_qps = (a.searchers * a.queries) as f64 / t.elapsed().as_secs_f64();
     put("search_conc_qps", format!("{conc_qps:.1}"));
@@ -411,9 +441,18 @@ async fn run(a: Args) -> pulsedb::Result<()> {
             full += 1;
         }
     }
-    put("filtered_search_p50_us", percentile(&mut lat, 0.5).to_string());
-    put("filtered_recall_at_k", format!("{:.4}", recall_sum / a.queries as f64));
-    put("filtered_full_k", format!("{:.4}", full as f64 / a.queries as f64));
+    put(
+        "filtered_search_p50_us",
+        percentile(&mut lat, 0.5).to_string(),
+    );
+    put(
+        "filtered_recall_at_k",
+        format!("{:.4}", recall_sum / a.queries as f64),
+    );
+    put(
+        "filtered_full_k",
+        format!("{:.4}", full as f64 / a.queries as f64),
+    );
 
     // Context candidates.
     progress("context assembly");
@@ -443,7 +482,10 @@ async fn run(a: Args) -> pulsedb::Result<()> {
     put("reopen_ms", t.elapsed().as_millis().to_string());
     db.close().await?;
 
-    put("bytes_per_exp", format!("{:.0}", dir_bytes(&tmp) as f64 / a.n as f64));
+    put(
+        "bytes_per_exp",
+        format!("{:.0}", dir_bytes(&tmp) as f64 / a.n as f64),
+    );
     put("peak_rss_mb", format!("{:.1}", peak_rss_mb()));
     put("n", a.n.to_string());
     put("dim", a.dim.to_string());
@@ -453,16 +495,24 @@ async fn run(a: Args) -> pulsedb::Result<()> {
     put("searchers", a.searchers.to_string());
     put(
         "durability",
-        format!("\"{}\"", match a.durability {
-            Durability::Immediate => "immediate",
-            Durability::Eventual => "eventual",
-        }),
+        format!(
+            "\"{}\"",
+            match a.durability {
+                Durability::Immediate => "immediate",
+                Durability::Eventual => "eventual",
+            }
+        ),
     );
     put("hnsw_threshold", index.hnsw_threshold.to_string());
     put("hnsw_m", index.hnsw_m.to_string());
     put("ef_construction", index.ef_construction.to_string());
     put("ef_search", index.ef_search.to_string());
-    put("cores", std::thread::available_parallelism().map_or(0, |n| n.get()).to_string());
+    put(
+        "cores",
+        std::thread::available_parallelism()
+            .map_or(0, |n| n.get())
+            .to_string(),
+    );
 
     let body: Vec<String> = out.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
     println!("{{{}}}", body.join(","));

@@ -133,13 +133,13 @@ fn slot_set_layout_and_counts() {
 #[test]
 fn flat_equals_exact_below_threshold() {
     let mut rng = StdRng::seed_from_u64(1);
-    let vectors = random_vectors(&mut rng, 2_000, 64);
+    let vectors = random_vectors(&mut rng, 1_500, 64);
     let mut faiss = FaissIndex::new(64, &IndexConfig::default()).unwrap();
     let mut exact = ExactIndex::new(64);
     faiss.add(&items(&vectors)).unwrap();
     exact.add(&items(&vectors)).unwrap();
     assert!(!faiss.is_hnsw());
-    let filter = every_nth(3, 2_000);
+    let filter = every_nth(3, 1_500);
     for q in random_vectors(&mut rng, 50, 64) {
         for k in [1, 10, 100] {
             assert_same(
@@ -153,7 +153,7 @@ fn flat_equals_exact_below_threshold() {
         }
     }
     // More than there is: everything, best first.
-    assert_eq!(faiss.search(&vectors[0], 5_000, None).unwrap().len(), 2_000);
+    assert_eq!(faiss.search(&vectors[0], 5_000, None).unwrap().len(), 1_500);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! Conventions: ids are their 16 UUID bytes (UUIDv7 ids start with a
 //! big-endian millisecond timestamp, so id order is creation order);
 //! integers in keys are big-endian so byte order is numeric order; values are
-//! postcard records from [`super::codec`], each behind a format-version tag.
+//! postcard records (see `storage/codec.rs`), each behind a format-version tag.
 //! `()` values mark pure index entries.
 
 use redb::TableDefinition;
