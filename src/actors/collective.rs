@@ -135,6 +135,8 @@ pub(crate) enum CollectiveMsg {
     },
     /// Write index snapshots covering everything committed so far.
     Snapshot(RpcReplyPort<Result<()>>),
+    /// What the indexes hold (diagnostics).
+    IndexStats(RpcReplyPort<Result<crate::api::IndexStats>>),
     /// Fail on purpose (supervision tests only).
     #[cfg(feature = "fault-injection")]
     InjectFault,
@@ -242,6 +244,19 @@ impl Actor for CollectiveActor {
             }
             CollectiveMsg::Snapshot(reply) => {
                 let _ = reply.send(write_snapshots(state).await);
+            }
+            CollectiveMsg::IndexStats(reply) => {
+                // Index updates run inside this actor's handler, so none is
+                // in progress here; the locks are only contended by searches.
+                let stats = read(&state.experiences).and_then(|exp| {
+                    Ok(crate::api::IndexStats {
+                        indexed: exp.index.len(),
+                        tombstones: exp.index.tombstones(),
+                        hnsw: exp.index.is_hnsw(),
+                        insights: read(&state.insights)?.index.len(),
+                    })
+                });
+                let _ = reply.send(stats);
             }
             #[cfg(feature = "fault-injection")]
             CollectiveMsg::InjectFault => {

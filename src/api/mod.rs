@@ -3,6 +3,7 @@
 //! bound, sends the work to the right actor (or opens a read transaction on
 //! the blocking pool) and maps the answer. No business logic lives here.
 
+mod backend;
 mod changes;
 mod engine;
 mod experiences;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use ractor::Actor;
 
+pub use self::backend::IndexStats;
 use self::engine::{Access, Admission, Engine};
 use crate::actors::router::{RouterActor, RouterArgs, RouterMsg};
 use crate::actors::storage::{StorageActor, StorageArgs, StorageMsg};
@@ -129,6 +131,17 @@ impl PulseHandle {
             embedder_model: embedder.as_ref().map(|e| e.model_id().to_string()),
         };
         let storage = Arc::new(blocking(move || RedbStorage::open(&options)).await?);
+        Self::start_over(storage, config, embedder, snapshot_dir).await
+    }
+
+    /// Starts the actors over an opened storage layer. `config` is validated.
+    async fn start_over(
+        storage: Arc<RedbStorage>,
+        config: Config,
+        embedder: Option<Arc<dyn Embedder>>,
+        snapshot_dir: Option<PathBuf>,
+    ) -> Result<PulseHandle> {
+        let dimension = config.embedding_dimension.size();
         let watch = Arc::new(WatchHub::default());
         let (storage_actor, _) = Actor::spawn(
             None,

@@ -1,47 +1,6 @@
 //! [`FaissIndex`]: the production vector index, a FAISS flat index for small
 //! collectives and an HNSW graph from [`IndexConfig::hnsw_threshold`] on.
-//!
-//! # Layout
-//!
-//! The FAISS index is always an `IndexIDMap` whose labels are the slots, over
-//! either `IndexFlat` (exact) or `IndexHNSWFlat`, with the inner-product
-//! metric on L2-normalised vectors, so FAISS's score is the cosine.
-//!
-//! Vectors are **not** duplicated on the Rust side: the only copy lives in
-//! FAISS's flat storage, and rebuilds, snapshot restores and exact scans read
-//! rows back with `reconstruct` (a `d`-float copy per row). Keeping our own
-//! copy would double the memory of the vectors (1.5 KB per 384-d vector,
-//! 150 MB per 100 000) to save a copy per row in operations that are either
-//! rare (rebuilds) or bounded by the exact-scan selectivity. What we do keep
-//! is `slot → row` (a hash map entry per live vector) and the live set (one
-//! bit per slot).
-//!
-//! # Removal
-//!
-//! HNSW cannot delete, so [`remove`](VectorIndex::remove) leaves the row in
-//! place and relabels it `-1` in the id map: no selector can admit it, so it
-//! is never returned, yet the graph still routes through it. While tombstones
-//! exist, unfiltered searches run with the live set as selector. When
-//! tombstones exceed [`IndexConfig::tombstone_ratio`] of the rows, `remove`
-//! rebuilds the index synchronously from the live vectors (in slot order;
-//! [`FaissIndex::compact`] does the same on demand).
-//!
-//! # Filtered search
-//!
-//! The caller's [`SlotSet`] is handed to FAISS as an `IDSelectorBitmap`, so
-//! the filter applies during the traversal. When the eligible live vectors
-//! are at most [`IndexConfig::exact_scan_selectivity`] of the live ones, or
-//! when the graph returns fewer than `min(k, eligible)` hits, the eligible
-//! vectors are scanned exactly instead.
-//!
-//! # Threads
-//!
-//! Each search runs with one OpenMP thread (see `ffi::OmpSingleThread`);
-//! builds use all cores.
-//!
-//! # Measurements
-//!
-//! See [`IndexConfig`] for the numbers behind the defaults.
+//! See [`FaissIndex`] for the layout.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -51,7 +10,49 @@ use super::ffi::{RawIndex, Selection, DEAD_LABEL};
 use super::{check_vector, normalized, Hit, IndexConfig, IndexError, Slot, SlotSet, VectorIndex};
 
 /// A cosine vector index backed by FAISS (flat, then HNSW), with tombstones
-/// and filtered search. See the [module docs](self) for the layout.
+/// and filtered search.
+///
+/// # Layout
+///
+/// The FAISS index is always an `IndexIDMap` whose labels are the slots, over
+/// either `IndexFlat` (exact) or `IndexHNSWFlat`, with the inner-product
+/// metric on L2-normalised vectors, so FAISS's score is the cosine.
+///
+/// Vectors are **not** duplicated on the Rust side: the only copy lives in
+/// FAISS's flat storage, and rebuilds, snapshot restores and exact scans read
+/// rows back with `reconstruct` (a `d`-float copy per row). Keeping our own
+/// copy would double the memory of the vectors (1.5 KB per 384-d vector,
+/// 150 MB per 100 000) to save a copy per row in operations that are either
+/// rare (rebuilds) or bounded by the exact-scan selectivity. What we do keep
+/// is `slot → row` (a hash map entry per live vector) and the live set (one
+/// bit per slot).
+///
+/// # Removal
+///
+/// HNSW cannot delete, so [`remove`](VectorIndex::remove) leaves the row in
+/// place and relabels it `-1` in the id map: no selector can admit it, so it
+/// is never returned, yet the graph still routes through it. While tombstones
+/// exist, unfiltered searches run with the live set as selector. When
+/// tombstones exceed [`IndexConfig::tombstone_ratio`] of the rows, `remove`
+/// rebuilds the index synchronously from the live vectors (in slot order;
+/// [`FaissIndex::compact`] does the same on demand).
+///
+/// # Filtered search
+///
+/// The caller's [`SlotSet`] is handed to FAISS as an `IDSelectorBitmap`, so
+/// the filter applies during the traversal. When the eligible live vectors
+/// are at most [`IndexConfig::exact_scan_selectivity`] of the live ones, or
+/// when the graph returns fewer than `min(k, eligible)` hits, the eligible
+/// vectors are scanned exactly instead.
+///
+/// # Threads
+///
+/// Each search runs with one OpenMP thread (the measured effect is in `ffi.rs`);
+/// builds use all cores.
+///
+/// # Measurements
+///
+/// See [`IndexConfig`] for the numbers behind the defaults.
 #[derive(Debug)]
 pub struct FaissIndex {
     dimension: usize,
