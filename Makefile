@@ -33,3 +33,9 @@ test: deps
 bench: deps
 	$(CARGO) bench
 	$(CARGO) run --release --bin pulsedb-bench
+
+# SIGKILL crash soak: PULSEDB_CRASH_ITERATIONS kills (default 200) of a
+# child writing from many tasks; prints the number of kills survived.
+PULSEDB_CRASH_ITERATIONS ?= 200
+crash-soak: deps
+	PULSEDB_CRASH_ITERATIONS=$(PULSEDB_CRASH_ITERATIONS) $(CARGO) test --all-features --test crash -- --nocapture

@@ -18,7 +18,7 @@ use super::storage::{PendingWrite, StorageMsg};
 use crate::collective::CollectiveId;
 use crate::error::{Error, Result};
 use crate::experience::{Experience, ExperienceId};
-use crate::index::{FaissIndex, IndexConfig, IndexError, Slot, Snapshot, VectorIndex};
+use crate::index::{FaissIndex, IndexConfig, IndexError, Slot, Snapshot, StagedIndex, VectorIndex};
 use crate::insight::InsightId;
 use crate::search::columns::Columns;
 use crate::search::SearchFilter;
@@ -38,12 +38,12 @@ pub(crate) struct CollectiveArgs {
 
 /// A vector index and the id stored under each of its slots.
 pub(crate) struct Shared<Id> {
-    index: FaissIndex,
+    index: StagedIndex,
     ids: Vec<Option<Id>>,
 }
 
 impl<Id: Copy> Shared<Id> {
-    fn new(index: FaissIndex) -> Self {
+    fn new(index: StagedIndex) -> Self {
         Shared {
             index,
             ids: Vec::new(),
@@ -53,13 +53,7 @@ impl<Id: Copy> Shared<Id> {
     fn add(&mut self, items: &[(Slot, Id, &[f32])]) -> Result<(), IndexError> {
         let vectors: Vec<(Slot, &[f32])> = items.iter().map(|(s, _, v)| (*s, *v)).collect();
         self.index.add(&vectors)?;
-        for (slot, id, _) in items {
-            let i = *slot as usize;
-            if self.ids.len() <= i {
-                self.ids.resize(i + 1, None);
-            }
-            self.ids[i] = Some(*id);
-        }
+        self.record_ids(items);
         Ok(())
     }
 
@@ -71,10 +65,25 @@ impl<Id: Copy> Shared<Id> {
     }
 
     fn compact_if_needed(&mut self) -> Result<(), IndexError> {
-        if self.index.needs_compaction() {
-            self.index.compact()?;
-        }
+        self.index.compact_if_needed()
+    }
+
+    /// Adds straight to the main index (loading at open, nobody waiting).
+    fn add_direct(&mut self, items: &[(Slot, Id, &[f32])]) -> Result<(), IndexError> {
+        let vectors: Vec<(Slot, &[f32])> = items.iter().map(|(s, _, v)| (*s, *v)).collect();
+        self.index.add_direct(&vectors)?;
+        self.record_ids(items);
         Ok(())
+    }
+
+    fn record_ids(&mut self, items: &[(Slot, Id, &[f32])]) {
+        for (slot, id, _) in items {
+            let i = *slot as usize;
+            if self.ids.len() <= i {
+                self.ids.resize(i + 1, None);
+            }
+            self.ids[i] = Some(*id);
+        }
     }
 
     fn search(
@@ -107,6 +116,10 @@ pub(crate) struct CollectiveState {
     insights: SharedIndex<InsightId>,
     snapshot_dir: Option<PathBuf>,
     snapshots: bool,
+    /// A background drain of the write buffers is running.
+    draining: bool,
+    /// The indexes changed since the running drain started.
+    added_since_drain: bool,
 }
 
 /// A committed write and the caller waiting for it.
@@ -133,6 +146,8 @@ pub(crate) enum CollectiveMsg {
         k: usize,
         reply: RpcReplyPort<Result<Vec<(InsightId, f32)>>>,
     },
+    /// The background drain of the write buffers finished.
+    Drained(Result<()>),
     /// Write index snapshots covering everything committed so far.
     Snapshot(RpcReplyPort<Result<()>>),
     /// What the indexes hold (diagnostics).
@@ -184,6 +199,8 @@ impl Actor for CollectiveActor {
             insights: Arc::new(RwLock::new(loaded.insights)),
             snapshot_dir: args.snapshot_dir,
             snapshots: args.index.snapshots,
+            draining: false,
+            added_since_drain: false,
         })
     }
 
@@ -206,7 +223,12 @@ impl Actor for CollectiveActor {
                     let _ = w.reply.send(Err(Error::Closed));
                 }
             }
-            CollectiveMsg::Committed(batch) => apply_committed(state, batch).await?,
+            CollectiveMsg::Committed(batch) => {
+                apply_committed(state, batch).await?;
+                if state.added_since_drain {
+                    schedule_drain(&myself, state);
+                }
+            }
             CollectiveMsg::Search {
                 query,
                 k,
@@ -246,17 +268,28 @@ impl Actor for CollectiveActor {
                 let _ = reply.send(write_snapshots(state).await);
             }
             CollectiveMsg::IndexStats(reply) => {
-                // Index updates run inside this actor's handler, so none is
-                // in progress here; the locks are only contended by searches.
-                let stats = read(&state.experiences).and_then(|exp| {
-                    Ok(crate::api::IndexStats {
-                        indexed: exp.index.len(),
-                        tombstones: exp.index.tombstones(),
-                        hnsw: exp.index.is_hnsw(),
-                        insights: read(&state.insights)?.index.len(),
+                let (experiences, insights) = (state.experiences.clone(), state.insights.clone());
+                tokio::spawn(async move {
+                    let stats = blocking(move || {
+                        let exp = read(&experiences)?;
+                        Ok(crate::api::IndexStats {
+                            indexed: exp.index.len(),
+                            staged: exp.index.staged_len(),
+                            tombstones: exp.index.tombstones(),
+                            hnsw: exp.index.main().is_hnsw(),
+                            insights: read(&insights)?.index.len(),
+                        })
                     })
+                    .await;
+                    let _ = reply.send(stats);
                 });
-                let _ = reply.send(stats);
+            }
+            CollectiveMsg::Drained(result) => {
+                state.draining = false;
+                result?;
+                if state.added_since_drain {
+                    schedule_drain(&myself, state);
+                }
             }
             #[cfg(feature = "fault-injection")]
             CollectiveMsg::InjectFault => {
@@ -321,6 +354,11 @@ async fn apply_committed(state: &mut CollectiveState, batch: Vec<CommittedWrite>
             _ => {}
         }
     }
+    // Any index change schedules a drain: it also compacts tombstones.
+    state.added_since_drain |= !added.is_empty()
+        || !insights_added.is_empty()
+        || !removed.is_empty()
+        || !insights_removed.is_empty();
     let outcome = if added.is_empty()
         && removed.is_empty()
         && insights_added.is_empty()
@@ -364,8 +402,49 @@ fn update_index<Id: Copy>(
     for slot in removed {
         guard.remove(*slot);
     }
-    guard.compact_if_needed()?;
+    // Backpressure: the buffer is searched by brute force, so it stays
+    // bounded; past the bound the writer pays for the graph insertion.
+    while guard.index.staged_len() > MAX_STAGED {
+        guard.index.drain(DRAIN_CHUNK)?;
+    }
     Ok(())
+}
+
+/// Most vectors waiting in a write buffer before writers wait for the drain.
+const MAX_STAGED: usize = 4096;
+/// Vectors moved into the graph per write-lock hold (searches run between).
+const DRAIN_CHUNK: usize = 128;
+
+/// Starts the background drain of the write buffers unless one is running.
+fn schedule_drain(myself: &ActorRef<CollectiveMsg>, state: &mut CollectiveState) {
+    if state.draining {
+        return;
+    }
+    state.draining = true;
+    state.added_since_drain = false;
+    let (experiences, insights) = (state.experiences.clone(), state.insights.clone());
+    let me = myself.clone();
+    tokio::spawn(async move {
+        let result = blocking(move || {
+            drain_all(&experiences)?;
+            drain_all(&insights)
+        })
+        .await;
+        // If the actor is gone, the buffers go with it; its successor
+        // rebuilds from redb.
+        let _ = me.send_message(CollectiveMsg::Drained(result));
+    });
+}
+
+/// Moves every buffered vector into the graph, a chunk per lock hold.
+fn drain_all<Id: Copy>(shared: &RwLock<Shared<Id>>) -> Result<()> {
+    loop {
+        let mut guard = write(shared)?;
+        if guard.index.drain(DRAIN_CHUNK)? == 0 {
+            guard.compact_if_needed()?;
+            return Ok(());
+        }
+    }
 }
 
 async fn write_snapshots(state: &CollectiveState) -> Result<()> {
@@ -388,6 +467,8 @@ async fn write_snapshots(state: &CollectiveState) -> Result<()> {
     insight_slots.sort_unstable();
     let ins_extra = encode_slot_bytes(&insight_slots);
     blocking(move || {
+        drain_all(&experiences)?;
+        drain_all(&insights)?;
         std::fs::create_dir_all(&dir)?;
         let sequence = storage.current_sequence()?;
         read(&experiences)?.index.save_snapshot(
@@ -469,7 +550,7 @@ fn load(
     let mut columns = Columns::default();
     let mut experiences = match snapshot("experiences") {
         Some((index, slots)) => {
-            let mut shared = Shared::new(index);
+            let mut shared = Shared::new(StagedIndex::from_main(index));
             let stored_ids: HashMap<ExperienceId, usize> =
                 stored.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
             let mut max_slot = None;
@@ -496,7 +577,7 @@ fn load(
             }
             shared
         }
-        None => Shared::new(FaissIndex::new(dimension, config)?),
+        None => Shared::new(StagedIndex::new(dimension, config)?),
     };
     let missing: Vec<&Experience> = stored
         .iter()
@@ -517,7 +598,7 @@ fn load(
             .iter()
             .map(|(s, id, v)| (*s, *id, v.as_slice()))
             .collect();
-        experiences.add(&items)?;
+        experiences.add_direct(&items)?;
     }
     experiences.compact_if_needed()?;
 
@@ -536,7 +617,7 @@ fn load(
     let mut next_insight_slot: Slot = 0;
     let mut insights = match snapshot("insights") {
         Some((index, slots)) => {
-            let mut shared = Shared::new(index);
+            let mut shared = Shared::new(StagedIndex::from_main(index));
             let known: std::collections::HashSet<InsightId> =
                 stored_insights.iter().copied().collect();
             for (slot, raw) in &slots {
@@ -555,7 +636,7 @@ fn load(
             }
             shared
         }
-        None => Shared::new(FaissIndex::new(dimension, config)?),
+        None => Shared::new(StagedIndex::new(dimension, config)?),
     };
     for iid in stored_insights {
         if insight_slots.contains_key(&iid) {
@@ -566,7 +647,7 @@ fn load(
         };
         let slot = next_insight_slot;
         next_insight_slot += 1;
-        insights.add(&[(slot, iid, insight.embedding.as_slice())])?;
+        insights.add_direct(&[(slot, iid, insight.embedding.as_slice())])?;
         insight_slots.insert(iid, slot);
     }
     insights.compact_if_needed()?;

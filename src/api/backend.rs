@@ -24,9 +24,12 @@ pub struct IndexStats {
     /// them, the index keeps them). Equals the collective's stored
     /// `experience_count` whenever the index agrees with redb.
     pub indexed: usize,
+    /// Of `indexed`, the vectors still in the exact write buffer, waiting to
+    /// be moved into the main index (searched exactly meanwhile).
+    pub staged: usize,
     /// Deleted experience vectors still taking space until the next rebuild.
     pub tombstones: usize,
-    /// Whether the experience index searches an HNSW graph (otherwise exact).
+    /// Whether the main experience index is an HNSW graph (otherwise exact).
     pub hnsw: bool,
     /// Live insight vectors.
     pub insights: usize,

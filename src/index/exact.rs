@@ -24,6 +24,11 @@ impl ExactIndex {
             vectors: HashMap::new(),
         }
     }
+
+    /// The normalised copy of a live slot's vector.
+    pub fn vector(&self, slot: Slot) -> Option<&[f32]> {
+        self.vectors.get(&slot).map(Vec::as_slice)
+    }
 }
 
 /// Inner product in `f32` (four interleaved partial sums: fewer dependent

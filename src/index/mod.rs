@@ -14,6 +14,7 @@ mod ffi;
 mod measure;
 mod slots;
 mod snapshot;
+mod staged;
 #[cfg(test)]
 mod tests;
 
@@ -22,6 +23,7 @@ pub use self::exact::ExactIndex;
 pub use self::faiss::FaissIndex;
 pub use self::slots::SlotSet;
 pub use self::snapshot::Snapshot;
+pub use self::staged::StagedIndex;
 
 use std::path::Path;
 

@@ -8,6 +8,8 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod faulty;
+
 use pulsedb::*;
 
 /// Dimension used by most tests.

@@ -1,0 +1,376 @@
+//! Index faults: the snapshot files (`<db file>.idx/*.idx`) are deleted,
+//! truncated, corrupted, swapped, stale or ahead of the log between runs;
+//! the database reopens, rebuilds what it must, and answers exactly as
+//! before (full result lists compared).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use pulsedb::*;
+
+/// Collective `flat` stays below this size (exact search: answers must be
+/// identical); collective `graph` grows past it (HNSW).
+const HNSW_THRESHOLD: usize = 200;
+
+fn cfg() -> Config {
+    let mut c = config();
+    c.index.hnsw_threshold = HNSW_THRESHOLD;
+    c
+}
+
+/// Everything a search can show for the two collectives.
+#[derive(Debug, Clone)]
+struct Answers {
+    flat: Vec<Vec<(ExperienceId, f32)>>,
+    flat_insights: Vec<Vec<(InsightId, f32)>>,
+    graph_count: usize,
+    stats: (IndexStats, IndexStats),
+}
+
+async fn answers(db: &PulseHandle, flat: CollectiveId, graph: CollectiveId) -> Answers {
+    let mut out = Answers {
+        flat: Vec::new(),
+        flat_insights: Vec::new(),
+        graph_count: 0,
+        stats: (
+            db.index_stats(flat).await.unwrap(),
+            db.index_stats(graph).await.unwrap(),
+        ),
+    };
+    for q in 0..12u64 {
+        let query = vec16(7_000 + q);
+        let hits = db.search_similar(flat, &query, 1000).await.unwrap();
+        out.flat.push(
+            hits.iter()
+                .map(|h| (h.experience.id, h.similarity))
+                .collect(),
+        );
+        let filtered = db
+            .search_similar_filtered(
+                flat,
+                &query,
+                20,
+                SearchFilter {
+                    domains: Some(vec!["even".into()]),
+                    ..SearchFilter::default()
+                },
+            )
+            .await
+            .unwrap();
+        out.flat.push(
+            filtered
+                .iter()
+                .map(|h| (h.experience.id, h.similarity))
+                .collect(),
+        );
+        let ins = db.get_insights(flat, &query, 1000).await.unwrap();
+        out.flat_insights
+            .push(ins.iter().map(|(i, s)| (i.id, *s)).collect());
+    }
+    // The HNSW collective: every live record is found by its own vector.
+    let mut offset = 0;
+    loop {
+        let page = db.list_experiences(graph, 1000, offset).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        offset += page.len();
+        for e in page.iter().filter(|e| !e.archived) {
+            let hits = db.search_similar(graph, &e.embedding, 3).await.unwrap();
+            assert!(
+                hits.iter().any(|h| h.experience.id == e.id),
+                "{} lost from the graph index",
+                e.id
+            );
+            out.graph_count += 1;
+        }
+    }
+    out
+}
+
+fn assert_same(got: &Answers, want: &Answers, what: &str) {
+    assert_eq!(got.flat.len(), want.flat.len());
+    for (g, w) in got.flat.iter().zip(&want.flat) {
+        let gi: Vec<_> = g.iter().map(|(id, _)| *id).collect();
+        let wi: Vec<_> = w.iter().map(|(id, _)| *id).collect();
+        assert_eq!(gi, wi, "{what}: experience results differ");
+        for ((_, a), (_, b)) in g.iter().zip(w) {
+            assert!((a - b).abs() < 1e-6, "{what}: similarity {a} != {b}");
+        }
+    }
+    for (g, w) in got.flat_insights.iter().zip(&want.flat_insights) {
+        let gi: Vec<_> = g.iter().map(|(id, _)| *id).collect();
+        let wi: Vec<_> = w.iter().map(|(id, _)| *id).collect();
+        assert_eq!(gi, wi, "{what}: insight results differ");
+    }
+    assert_eq!(got.graph_count, want.graph_count, "{what}");
+    assert_eq!(
+        got.stats.0.indexed, want.stats.0.indexed,
+        "{what}: flat count"
+    );
+    assert_eq!(
+        got.stats.1.indexed, want.stats.1.indexed,
+        "{what}: graph count"
+    );
+    assert_eq!(got.stats.0.insights, want.stats.0.insights, "{what}");
+    assert!(
+        got.stats.1.hnsw,
+        "{what}: graph collective lost its HNSW index"
+    );
+}
+
+async fn populate(db: &PulseHandle, c: CollectiveId, from: u64, n: u64) -> Vec<ExperienceId> {
+    let exps = (from..from + n)
+        .map(|i| NewExperience {
+            domain: vec![if i % 2 == 0 { "even" } else { "odd" }.into()],
+            ..exp(c, i)
+        })
+        .collect();
+    db.record_experiences(exps).await.unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn snapshot_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "idx"))
+        .collect();
+    files.sort();
+    files
+}
+
+type Mutation = Box<dyn Fn(&Path, &Path)>;
+
+fn for_each_file(f: impl Fn(&Path, Vec<u8>) -> Option<Vec<u8>> + 'static) -> Mutation {
+    Box::new(move |idx: &Path, _old: &Path| {
+        for p in snapshot_files(idx) {
+            let bytes = std::fs::read(&p).unwrap();
+            match f(&p, bytes) {
+                Some(b) => std::fs::write(&p, b).unwrap(),
+                None => std::fs::remove_file(&p).unwrap(),
+            }
+        }
+    })
+}
+
+fn flip(at: fn(usize) -> usize) -> Mutation {
+    for_each_file(move |_, mut b| {
+        let i = at(b.len()).min(b.len() - 1);
+        b[i] ^= 0x5A;
+        Some(b)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_snapshots_are_rebuilt_and_answer_as_before() {
+    let t = TempDb::new();
+    let db = t.open_with(cfg()).await;
+    let flat = db.create_collective("flat").await.unwrap();
+    let graph = db.create_collective("graph").await.unwrap();
+    let ids = populate(&db, flat, 0, 120).await;
+    populate(&db, graph, 10_000, 300).await;
+    for i in 0..10u64 {
+        db.store_insight(NewDerivedInsight {
+            collective_id: flat,
+            content: format!("insight {i}"),
+            embedding: Some(vec16(50_000 + i)),
+            source_experience_ids: vec![ids[i as usize]],
+            insight_type: InsightType::Pattern,
+            confidence: 0.5,
+            domain: vec![],
+        })
+        .await
+        .unwrap();
+    }
+    db.close().await.unwrap();
+    // The snapshots of this earlier state, for the stale case.
+    let old = tempfile::tempdir().unwrap();
+    copy_dir(&t.index_dir(), old.path());
+
+    // More writes: records, deletes (tombstones), archives, a deleted insight.
+    let db = t.open_with(cfg()).await;
+    let more = populate(&db, flat, 200, 40).await;
+    for id in ids.iter().step_by(9) {
+        db.delete_experience(*id).await.unwrap();
+    }
+    for id in more.iter().step_by(7) {
+        db.archive_experience(*id).await.unwrap();
+    }
+    let graph_ids = populate(&db, graph, 20_000, 60).await;
+    for id in graph_ids.iter().step_by(3) {
+        db.delete_experience(*id).await.unwrap();
+    }
+    let gone = db.get_insights(flat, &vec16(50_003), 1).await.unwrap()[0]
+        .0
+        .id;
+    db.delete_insight(gone).await.unwrap();
+    let want = answers(&db, flat, graph).await;
+    assert!(want.stats.1.hnsw && !want.stats.0.hnsw);
+    assert!(want.stats.0.tombstones > 0 || want.stats.1.tombstones > 0);
+    db.close().await.unwrap();
+    assert_eq!(snapshot_files(&t.index_dir()).len(), 4);
+
+    // The intact snapshots answer as before (the baseline of the cases).
+    let db = t.open_with(cfg()).await;
+    assert_same(&answers(&db, flat, graph).await, &want, "intact");
+    db.close().await.unwrap();
+
+    let cases: Vec<(&str, Mutation)> = vec![
+        ("all deleted", for_each_file(|_, _| None)),
+        (
+            "experience snapshots deleted",
+            for_each_file(|p, b| (!p.to_string_lossy().contains("experiences")).then_some(b)),
+        ),
+        ("emptied", for_each_file(|_, _| Some(Vec::new()))),
+        (
+            "truncated to the header",
+            for_each_file(|_, b| Some(b[..20.min(b.len())].to_vec())),
+        ),
+        (
+            "truncated by half",
+            for_each_file(|_, b| Some(b[..b.len() / 2].to_vec())),
+        ),
+        (
+            "last byte cut",
+            for_each_file(|_, b| Some(b[..b.len() - 1].to_vec())),
+        ),
+        ("magic flipped", flip(|_| 0)),
+        ("dimension flipped", flip(|_| 12)),
+        ("sequence flipped", flip(|_| 20)),
+        ("extra length flipped", flip(|_| 28)),
+        ("middle byte flipped", flip(|n| n / 2)),
+        ("checksum flipped", flip(|n| n - 1)),
+        (
+            "garbage appended",
+            for_each_file(|_, mut b| {
+                b.extend_from_slice(b"garbage");
+                Some(b)
+            }),
+        ),
+        (
+            "replaced by random bytes",
+            for_each_file(|_, b| Some((0..b.len()).map(|i| (i * 131 % 251) as u8).collect())),
+        ),
+        (
+            "kinds swapped",
+            Box::new(|idx: &Path, _: &Path| {
+                for p in snapshot_files(idx) {
+                    let s = p.to_string_lossy().to_string();
+                    if s.ends_with(".experiences.idx") {
+                        let other = PathBuf::from(s.replace(".experiences.idx", ".insights.idx"));
+                        let tmp = idx.join("swap.tmp");
+                        std::fs::rename(&p, &tmp).unwrap();
+                        std::fs::rename(&other, &p).unwrap();
+                        std::fs::rename(&tmp, &other).unwrap();
+                    }
+                }
+            }),
+        ),
+        (
+            "collectives swapped",
+            Box::new(|idx: &Path, _: &Path| {
+                let files = snapshot_files(idx);
+                let names: Vec<String> = files
+                    .iter()
+                    .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
+                    .collect();
+                let ids: std::collections::BTreeSet<&str> =
+                    names.iter().map(|n| n.split('.').next().unwrap()).collect();
+                let ids: Vec<&str> = ids.into_iter().collect();
+                for p in &files {
+                    let n = p.file_name().unwrap().to_string_lossy().to_string();
+                    let swapped = if n.starts_with(ids[0]) {
+                        n.replacen(ids[0], ids[1], 1)
+                    } else {
+                        n.replacen(ids[1], ids[0], 1)
+                    };
+                    std::fs::rename(p, idx.join(format!("{swapped}.new"))).unwrap();
+                }
+                for e in std::fs::read_dir(idx).unwrap() {
+                    let p = e.unwrap().path();
+                    let s = p.to_string_lossy().to_string();
+                    if let Some(base) = s.strip_suffix(".new") {
+                        std::fs::rename(&p, base).unwrap();
+                    }
+                }
+            }),
+        ),
+        (
+            "stale (from an earlier close)",
+            Box::new(|idx: &Path, old: &Path| {
+                for p in snapshot_files(idx) {
+                    std::fs::remove_file(p).unwrap();
+                }
+                copy_dir(old, idx);
+            }),
+        ),
+        (
+            "index directory replaced by a file",
+            Box::new(|idx: &Path, _: &Path| {
+                std::fs::remove_dir_all(idx).unwrap();
+                std::fs::write(idx, b"not a directory").unwrap();
+            }),
+        ),
+    ];
+
+    for (what, mutate) in &cases {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(t.dir.path(), copy.path());
+        let path = copy.path().join("pulse.db");
+        let idx = copy.path().join("pulse.db.idx");
+        mutate(&idx, old.path());
+        let db = within(PulseHandle::open(&path, cfg()))
+            .await
+            .unwrap_or_else(|e| panic!("{what}: open failed: {e}"));
+        assert_same(&answers(&db, flat, graph).await, &want, what);
+        // Still right after writes and another close / reopen.
+        let extra = db.record_experience(exp(flat, 99_999)).await.unwrap();
+        assert_eq!(
+            db.search_similar(flat, &vec16(99_999), 1).await.unwrap()[0]
+                .experience
+                .id,
+            extra
+        );
+        db.delete_experience(extra).await.unwrap();
+        let _ = db.close().await;
+        let db = within(PulseHandle::open(&path, cfg())).await.unwrap();
+        assert_same(
+            &answers(&db, flat, graph).await,
+            &want,
+            &format!("{what}, reopened"),
+        );
+        db.close().await.ok();
+    }
+
+    // Snapshots ahead of the log (taken after writes this file never saw).
+    let behind = tempfile::tempdir().unwrap();
+    copy_dir(t.dir.path(), behind.path());
+    let path = behind.path().join("pulse.db");
+    let db = t.open_with(cfg()).await;
+    for id in more.iter().take(5) {
+        db.delete_experience(*id).await.unwrap();
+    }
+    populate(&db, flat, 900, 5).await;
+    db.close().await.unwrap();
+    let idx = behind.path().join("pulse.db.idx");
+    std::fs::remove_dir_all(&idx).unwrap();
+    copy_dir(&t.index_dir(), &idx);
+    let db = within(PulseHandle::open(&path, cfg())).await.unwrap();
+    assert_same(&answers(&db, flat, graph).await, &want, "ahead of the log");
+    db.close().await.unwrap();
+}
