@@ -31,7 +31,7 @@ const MAX_IN_FLIGHT: usize = 256;
 /// engine itself buffers at most `MAX_IN_FLIGHT` requests, and the 6 000
 /// records written stay in the in-memory database (with their change-log
 /// copies and redb's page cache).
-const PEAK_GROWTH_PER_CALLER_KIB: u64 = 24;
+const PEAK_GROWTH_PER_CALLER_KIB: u64 = 16;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_callers_complete_in_bounded_memory() {

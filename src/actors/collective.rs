@@ -18,7 +18,7 @@ use super::storage::{PendingWrite, StorageMsg};
 use crate::collective::CollectiveId;
 use crate::error::{Error, Result};
 use crate::experience::{Experience, ExperienceId};
-use crate::index::{FaissIndex, IndexConfig, IndexError, Slot, Snapshot, StagedIndex, VectorIndex};
+use crate::index::{FaissIndex, IndexConfig, IndexError, Slot, Snapshot, StagedIndex};
 use crate::insight::InsightId;
 use crate::search::columns::Columns;
 use crate::search::SearchFilter;
@@ -36,54 +36,59 @@ pub(crate) struct CollectiveArgs {
     pub(crate) snapshot_dir: Option<PathBuf>,
 }
 
-/// A vector index and the id stored under each of its slots.
+/// A vector index and the id stored under each of its slots. Shared by the
+/// actor (updates) and blocking search tasks; internally synchronised.
 pub(crate) struct Shared<Id> {
     index: StagedIndex,
-    ids: Vec<Option<Id>>,
+    ids: RwLock<Vec<Option<Id>>>,
 }
 
 impl<Id: Copy> Shared<Id> {
     fn new(index: StagedIndex) -> Self {
         Shared {
             index,
-            ids: Vec::new(),
+            ids: RwLock::new(Vec::new()),
         }
     }
 
-    fn add(&mut self, items: &[(Slot, Id, &[f32])]) -> Result<(), IndexError> {
+    /// Buffers vectors: searchable at once, moved into the graph by a drain.
+    fn add(&self, items: &[(Slot, Id, &[f32])]) -> Result<()> {
+        // Ids first, so a search that finds a new slot can name it.
+        self.record_ids(items)?;
         let vectors: Vec<(Slot, &[f32])> = items.iter().map(|(s, _, v)| (*s, *v)).collect();
-        self.index.add(&vectors)?;
-        self.record_ids(items);
-        Ok(())
+        Ok(self.index.add(&vectors)?)
     }
 
-    fn remove(&mut self, slot: Slot) {
-        self.index.remove(slot);
-        if let Some(cell) = self.ids.get_mut(slot as usize) {
-            *cell = None;
-        }
-    }
-
-    fn compact_if_needed(&mut self) -> Result<(), IndexError> {
-        self.index.compact_if_needed()
-    }
-
-    /// Adds straight to the main index (loading at open, nobody waiting).
-    fn add_direct(&mut self, items: &[(Slot, Id, &[f32])]) -> Result<(), IndexError> {
+    /// Adds straight to the graph (loading at open, nobody waiting).
+    fn add_direct(&self, items: &[(Slot, Id, &[f32])]) -> Result<()> {
+        self.record_ids(items)?;
         let vectors: Vec<(Slot, &[f32])> = items.iter().map(|(s, _, v)| (*s, *v)).collect();
-        self.index.add_direct(&vectors)?;
-        self.record_ids(items);
-        Ok(())
+        Ok(self.index.add_direct(&vectors)?)
     }
 
-    fn record_ids(&mut self, items: &[(Slot, Id, &[f32])]) {
+    fn record_ids(&self, items: &[(Slot, Id, &[f32])]) -> Result<()> {
+        let mut ids = self.ids.write().map_err(|_| poisoned())?;
         for (slot, id, _) in items {
             let i = *slot as usize;
-            if self.ids.len() <= i {
-                self.ids.resize(i + 1, None);
+            if ids.len() <= i {
+                ids.resize(i + 1, None);
             }
-            self.ids[i] = Some(*id);
+            ids[i] = Some(*id);
         }
+        Ok(())
+    }
+
+    fn remove(&self, slot: Slot) -> Result<()> {
+        self.index.remove(slot)?;
+        if let Some(cell) = self
+            .ids
+            .write()
+            .map_err(|_| poisoned())?
+            .get_mut(slot as usize)
+        {
+            *cell = None;
+        }
+        Ok(())
     }
 
     fn search(
@@ -93,17 +98,18 @@ impl<Id: Copy> Shared<Id> {
         eligible: Option<&crate::index::SlotSet>,
     ) -> Result<Vec<(Id, f32)>> {
         let hits = self.index.search(query, k, eligible)?;
+        let ids = self.ids.read().map_err(|_| poisoned())?;
         Ok(hits
             .into_iter()
             .filter_map(|h| {
-                let id = self.ids.get(h.slot as usize).copied().flatten()?;
+                let id = ids.get(h.slot as usize).copied().flatten()?;
                 Some((id, h.similarity))
             })
             .collect())
     }
 }
 
-type SharedIndex<Id> = Arc<RwLock<Shared<Id>>>;
+type SharedIndex<Id> = Arc<Shared<Id>>;
 
 pub(crate) struct CollectiveState {
     id: CollectiveId,
@@ -193,10 +199,10 @@ impl Actor for CollectiveActor {
             storage: args.storage,
             storage_actor: args.storage_actor,
             columns: loaded.columns,
-            experiences: Arc::new(RwLock::new(loaded.experiences)),
+            experiences: Arc::new(loaded.experiences),
             insight_slots: loaded.insight_slots,
             next_insight_slot: loaded.next_insight_slot,
-            insights: Arc::new(RwLock::new(loaded.insights)),
+            insights: Arc::new(loaded.insights),
             snapshot_dir: args.snapshot_dir,
             snapshots: args.index.snapshots,
             draining: false,
@@ -243,7 +249,7 @@ impl Actor for CollectiveActor {
                 let storage = state.storage.clone();
                 tokio::spawn(async move {
                     let result = blocking(move || {
-                        let hits = read(&shared)?.search(&query, k, eligible.as_ref())?;
+                        let hits = shared.search(&query, k, eligible.as_ref())?;
                         let ids: Vec<ExperienceId> = hits.iter().map(|(id, _)| *id).collect();
                         let records = storage.get_experiences(&ids)?;
                         let mut by_id: HashMap<ExperienceId, Experience> =
@@ -260,7 +266,7 @@ impl Actor for CollectiveActor {
             CollectiveMsg::SearchInsights { query, k, reply } => {
                 let shared = state.insights.clone();
                 tokio::spawn(async move {
-                    let result = blocking(move || read(&shared)?.search(&query, k, None)).await;
+                    let result = blocking(move || shared.search(&query, k, None)).await;
                     let _ = reply.send(result);
                 });
             }
@@ -271,13 +277,13 @@ impl Actor for CollectiveActor {
                 let (experiences, insights) = (state.experiences.clone(), state.insights.clone());
                 tokio::spawn(async move {
                     let stats = blocking(move || {
-                        let exp = read(&experiences)?;
+                        let exp = &experiences.index;
                         Ok(crate::api::IndexStats {
-                            indexed: exp.index.len(),
-                            staged: exp.index.staged_len(),
-                            tombstones: exp.index.tombstones(),
-                            hnsw: exp.index.main().is_hnsw(),
-                            insights: read(&insights)?.index.len(),
+                            indexed: exp.len()?,
+                            staged: exp.staged_len()?,
+                            tombstones: exp.tombstones()?,
+                            hnsw: exp.is_hnsw()?,
+                            insights: insights.index.len()?,
                         })
                     })
                     .await;
@@ -298,14 +304,6 @@ impl Actor for CollectiveActor {
         }
         Ok(())
     }
-}
-
-fn read<Id>(shared: &RwLock<Shared<Id>>) -> Result<std::sync::RwLockReadGuard<'_, Shared<Id>>> {
-    shared.read().map_err(|_| poisoned())
-}
-
-fn write<Id>(shared: &RwLock<Shared<Id>>) -> Result<std::sync::RwLockWriteGuard<'_, Shared<Id>>> {
-    shared.write().map_err(|_| poisoned())
 }
 
 fn poisoned() -> Error {
@@ -384,36 +382,35 @@ async fn apply_committed(state: &mut CollectiveState, batch: Vec<CommittedWrite>
 }
 
 fn update_index<Id: Copy>(
-    shared: &RwLock<Shared<Id>>,
+    shared: &Shared<Id>,
     added: &[(Slot, Id, Vec<f32>)],
     removed: &[Slot],
 ) -> Result<()> {
     if added.is_empty() && removed.is_empty() {
         return Ok(());
     }
-    let mut guard = write(shared)?;
     if !added.is_empty() {
         let items: Vec<(Slot, Id, &[f32])> = added
             .iter()
             .map(|(s, id, v)| (*s, *id, v.as_slice()))
             .collect();
-        guard.add(&items)?;
+        shared.add(&items)?;
     }
     for slot in removed {
-        guard.remove(*slot);
+        shared.remove(*slot)?;
     }
     // Backpressure: the buffer is searched by brute force, so it stays
-    // bounded; past the bound the writer pays for the graph insertion.
-    while guard.index.staged_len() > MAX_STAGED {
-        guard.index.drain(DRAIN_CHUNK)?;
+    // bounded; past the bound the writer waits for graph insertions.
+    while shared.index.staged_len()? > MAX_STAGED {
+        shared.index.drain(DRAIN_CHUNK)?;
     }
     Ok(())
 }
 
 /// Most vectors waiting in a write buffer before writers wait for the drain.
 const MAX_STAGED: usize = 4096;
-/// Vectors moved into the graph per write-lock hold (searches run between).
-const DRAIN_CHUNK: usize = 128;
+/// Vectors moved into the graph per graph-lock hold (searches run between).
+const DRAIN_CHUNK: usize = 32;
 
 /// Starts the background drain of the write buffers unless one is running.
 fn schedule_drain(myself: &ActorRef<CollectiveMsg>, state: &mut CollectiveState) {
@@ -437,11 +434,10 @@ fn schedule_drain(myself: &ActorRef<CollectiveMsg>, state: &mut CollectiveState)
 }
 
 /// Moves every buffered vector into the graph, a chunk per lock hold.
-fn drain_all<Id: Copy>(shared: &RwLock<Shared<Id>>) -> Result<()> {
+fn drain_all<Id: Copy>(shared: &Shared<Id>) -> Result<()> {
     loop {
-        let mut guard = write(shared)?;
-        if guard.index.drain(DRAIN_CHUNK)? == 0 {
-            guard.compact_if_needed()?;
+        if shared.index.drain(DRAIN_CHUNK)? == 0 {
+            shared.index.compact_if_needed()?;
             return Ok(());
         }
     }
@@ -471,16 +467,14 @@ async fn write_snapshots(state: &CollectiveState) -> Result<()> {
         drain_all(&insights)?;
         std::fs::create_dir_all(&dir)?;
         let sequence = storage.current_sequence()?;
-        read(&experiences)?.index.save_snapshot(
+        experiences.index.save_snapshot(
             &snapshot_path(&dir, id, "experiences"),
             sequence,
             &exp_extra,
         )?;
-        read(&insights)?.index.save_snapshot(
-            &snapshot_path(&dir, id, "insights"),
-            sequence,
-            &ins_extra,
-        )?;
+        insights
+            .index
+            .save_snapshot(&snapshot_path(&dir, id, "insights"), sequence, &ins_extra)?;
         Ok(())
     })
     .await
@@ -548,9 +542,9 @@ fn load(
 
     // Experiences.
     let mut columns = Columns::default();
-    let mut experiences = match snapshot("experiences") {
+    let experiences = match snapshot("experiences") {
         Some((index, slots)) => {
-            let mut shared = Shared::new(StagedIndex::from_main(index));
+            let shared = Shared::new(StagedIndex::from_main(index));
             let stored_ids: HashMap<ExperienceId, usize> =
                 stored.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
             let mut max_slot = None;
@@ -558,16 +552,12 @@ fn load(
                 let eid = ExperienceId::from_bytes(*raw);
                 max_slot = max_slot.max(Some(*slot));
                 match stored_ids.get(&eid) {
-                    Some(i) if shared.index.contains(*slot) => {
+                    Some(i) if shared.index.contains(*slot)? => {
                         columns.insert(*slot, &stored[*i]);
-                        let s = *slot as usize;
-                        if shared.ids.len() <= s {
-                            shared.ids.resize(s + 1, None);
-                        }
-                        shared.ids[s] = Some(eid);
+                        shared.record_ids(&[(*slot, eid, &[])])?;
                     }
                     _ => {
-                        shared.index.remove(*slot);
+                        shared.index.remove(*slot)?;
                     }
                 }
             }
@@ -600,7 +590,7 @@ fn load(
             .collect();
         experiences.add_direct(&items)?;
     }
-    experiences.compact_if_needed()?;
+    experiences.index.compact_if_needed()?;
 
     // Insights.
     let mut stored_insights = Vec::new();
@@ -615,23 +605,19 @@ fn load(
     }
     let mut insight_slots = HashMap::new();
     let mut next_insight_slot: Slot = 0;
-    let mut insights = match snapshot("insights") {
+    let insights = match snapshot("insights") {
         Some((index, slots)) => {
-            let mut shared = Shared::new(StagedIndex::from_main(index));
+            let shared = Shared::new(StagedIndex::from_main(index));
             let known: std::collections::HashSet<InsightId> =
                 stored_insights.iter().copied().collect();
             for (slot, raw) in &slots {
                 let iid = InsightId::from_bytes(*raw);
                 next_insight_slot = next_insight_slot.max(slot + 1);
-                if known.contains(&iid) && shared.index.contains(*slot) {
+                if known.contains(&iid) && shared.index.contains(*slot)? {
                     insight_slots.insert(iid, *slot);
-                    let s = *slot as usize;
-                    if shared.ids.len() <= s {
-                        shared.ids.resize(s + 1, None);
-                    }
-                    shared.ids[s] = Some(iid);
+                    shared.record_ids(&[(*slot, iid, &[])])?;
                 } else {
-                    shared.index.remove(*slot);
+                    shared.index.remove(*slot)?;
                 }
             }
             shared
@@ -650,7 +636,7 @@ fn load(
         insights.add_direct(&[(slot, iid, insight.embedding.as_slice())])?;
         insight_slots.insert(iid, slot);
     }
-    insights.compact_if_needed()?;
+    insights.index.compact_if_needed()?;
 
     Ok(Loaded {
         columns,

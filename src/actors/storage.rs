@@ -182,6 +182,9 @@ fn start_commit(myself: &ActorRef<StorageMsg>, state: &mut StorageState) {
         let started = std::time::Instant::now();
         let n = ops.len();
         let results = blocking(move || storage.apply(ops)).await;
+        if std::env::var_os("PULSEDB_DEBUG_COMMIT").is_some() {
+            eprintln!("commit ops={} us={}", n, started.elapsed().as_micros());
+        }
         tracing::trace!(
             ops = n,
             elapsed_us = started.elapsed().as_micros() as u64,

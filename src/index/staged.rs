@@ -11,17 +11,34 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::exact::rank;
 use super::{ExactIndex, FaissIndex, Hit, IndexConfig, IndexError, Slot, SlotSet, VectorIndex};
 
-/// A graph index with an exact write buffer in front of it.
+/// A graph index with an exact write buffer in front of it, safe to share
+/// between threads: every method takes `&self`.
+///
+/// The graph and the buffer have separate locks, so buffering a write never
+/// waits for a graph insertion in progress; searches read both. Lock order:
+/// a thread holding both takes the buffer first; a drain never holds both.
 #[derive(Debug)]
 pub struct StagedIndex {
-    main: FaissIndex,
-    staged: ExactIndex,
-    /// Staged slots in arrival order (may hold slots removed since).
+    main: RwLock<FaissIndex>,
+    buffer: RwLock<Buffer>,
+    /// One drain at a time: two would insert the same vectors.
+    draining: Mutex<()>,
+}
+
+#[derive(Debug)]
+struct Buffer {
+    exact: ExactIndex,
+    /// Buffered slots in arrival order (may hold slots removed since).
     order: VecDeque<Slot>,
+}
+
+fn poisoned() -> IndexError {
+    IndexError::Faiss("index lock poisoned by a panic during an update".into())
 }
 
 impl StagedIndex {
@@ -37,128 +54,224 @@ impl StagedIndex {
     pub fn from_main(main: FaissIndex) -> StagedIndex {
         let dimension = main.dimension();
         StagedIndex {
-            main,
-            staged: ExactIndex::new(dimension),
-            order: VecDeque::new(),
+            main: RwLock::new(main),
+            buffer: RwLock::new(Buffer {
+                exact: ExactIndex::new(dimension),
+                order: VecDeque::new(),
+            }),
+            draining: Mutex::new(()),
         }
     }
 
-    /// Vectors waiting in the buffer.
-    pub fn staged_len(&self) -> usize {
-        self.staged.len()
+    fn main(&self) -> Result<RwLockReadGuard<'_, FaissIndex>, IndexError> {
+        self.main.read().map_err(|_| poisoned())
     }
 
-    /// The graph (or flat) index behind the buffer.
-    pub fn main(&self) -> &FaissIndex {
-        &self.main
+    fn main_mut(&self) -> Result<RwLockWriteGuard<'_, FaissIndex>, IndexError> {
+        self.main.write().map_err(|_| poisoned())
     }
 
-    /// Adds vectors straight to the main index, bypassing the buffer (bulk
-    /// loads at open, where nobody waits).
+    fn buffer(&self) -> Result<RwLockReadGuard<'_, Buffer>, IndexError> {
+        self.buffer.read().map_err(|_| poisoned())
+    }
+
+    fn buffer_mut(&self) -> Result<RwLockWriteGuard<'_, Buffer>, IndexError> {
+        self.buffer.write().map_err(|_| poisoned())
+    }
+
+    /// Buffers vectors (all or nothing); they are searchable at once and
+    /// [`StagedIndex::drain`] moves them into the graph.
+    ///
+    /// # Errors
+    /// As [`VectorIndex::add`]; nothing is added then.
+    pub fn add(&self, items: &[(Slot, &[f32])]) -> Result<(), IndexError> {
+        {
+            let main = self.main()?;
+            if let Some((slot, _)) = items.iter().find(|(s, _)| main.contains(*s)) {
+                return Err(IndexError::SlotTaken(*slot));
+            }
+        }
+        let mut buffer = self.buffer_mut()?;
+        buffer.exact.add(items)?;
+        buffer.order.extend(items.iter().map(|(s, _)| *s));
+        Ok(())
+    }
+
+    /// Adds vectors straight to the graph, bypassing the buffer (bulk loads
+    /// at open, where nobody waits).
     ///
     /// # Errors
     /// As [`VectorIndex::add`].
-    pub fn add_direct(&mut self, items: &[(Slot, &[f32])]) -> Result<(), IndexError> {
-        self.main.add(items)
+    pub fn add_direct(&self, items: &[(Slot, &[f32])]) -> Result<(), IndexError> {
+        self.main_mut()?.add(items)
     }
 
-    /// Moves up to `max` buffered vectors into the main index, oldest first.
-    /// Returns how many moved.
+    /// Removes a slot, buffered or not. Returns whether it was live.
+    ///
+    /// # Errors
+    /// A poisoned lock.
+    pub fn remove(&self, slot: Slot) -> Result<bool, IndexError> {
+        if self.buffer_mut()?.exact.remove(slot) {
+            return Ok(true);
+        }
+        Ok(self.main_mut()?.remove(slot))
+    }
+
+    /// Moves up to `max` buffered vectors into the graph, oldest first.
+    /// Returns how many moved. The buffer stays searchable meanwhile; a
+    /// vector briefly in both is reported once.
     ///
     /// # Errors
     /// [`IndexError::Faiss`]; the vectors then stay buffered (still found).
-    pub fn drain(&mut self, max: usize) -> Result<usize, IndexError> {
-        let mut slots = Vec::with_capacity(max.min(self.order.len()));
-        while slots.len() < max {
-            let Some(slot) = self.order.pop_front() else {
-                break;
-            };
-            if self.staged.contains(slot) {
-                slots.push(slot);
-            }
-        }
-        if slots.is_empty() {
+    pub fn drain(&self, max: usize) -> Result<usize, IndexError> {
+        let _one_at_a_time = self.draining.lock().map_err(|_| poisoned())?;
+        let batch: Vec<(Slot, Vec<f32>)> = {
+            let buffer = self.buffer()?;
+            buffer
+                .order
+                .iter()
+                .filter_map(|s| Some((*s, buffer.exact.vector(*s)?.to_vec())))
+                .take(max)
+                .collect()
+        };
+        if batch.is_empty() {
+            // Only removed slots (or nothing) left in the queue.
+            self.buffer_mut()?.order.clear();
             return Ok(0);
         }
-        let items: Vec<(Slot, &[f32])> = slots
-            .iter()
-            .filter_map(|s| Some((*s, self.staged.vector(*s)?)))
-            .collect();
-        if let Err(e) = self.main.add(&items) {
-            for s in slots.iter().rev() {
-                self.order.push_front(*s);
+        let items: Vec<(Slot, &[f32])> = batch.iter().map(|(s, v)| (*s, v.as_slice())).collect();
+        self.main_mut()?.add(&items)?;
+        // Drop the moved slots from the buffer. A slot removed while it was
+        // being inserted is gone from the buffer: remove it from the graph.
+        let mut removed_meanwhile = Vec::new();
+        {
+            let mut buffer = self.buffer_mut()?;
+            let last = batch.last().map(|(s, _)| *s);
+            while let Some(front) = buffer.order.pop_front() {
+                if Some(front) == last {
+                    break;
+                }
             }
-            return Err(e);
+            for (slot, _) in &batch {
+                if !buffer.exact.remove(*slot) {
+                    removed_meanwhile.push(*slot);
+                }
+            }
         }
-        for s in &slots {
-            self.staged.remove(*s);
+        if !removed_meanwhile.is_empty() {
+            let mut main = self.main_mut()?;
+            for slot in removed_meanwhile {
+                main.remove(slot);
+            }
         }
-        Ok(slots.len())
+        Ok(batch.len())
     }
 
-    /// Rebuilds the main index when its tombstones call for it.
+    /// Rebuilds the graph when its tombstones call for it.
     ///
     /// # Errors
     /// [`IndexError::Faiss`]; the index is then unchanged.
-    pub fn compact_if_needed(&mut self) -> Result<(), IndexError> {
-        if self.main.needs_compaction() {
-            self.main.compact()?;
+    pub fn compact_if_needed(&self) -> Result<(), IndexError> {
+        if self.main()?.needs_compaction() {
+            self.main_mut()?.compact()?;
         }
         Ok(())
     }
-}
 
-impl VectorIndex for StagedIndex {
-    fn dimension(&self) -> usize {
-        self.main.dimension()
-    }
-
-    /// Buffers the vectors (all or nothing); [`StagedIndex::drain`] moves
-    /// them into the main index.
-    fn add(&mut self, items: &[(Slot, &[f32])]) -> Result<(), IndexError> {
-        if let Some((slot, _)) = items.iter().find(|(s, _)| self.main.contains(*s)) {
-            return Err(IndexError::SlotTaken(*slot));
-        }
-        self.staged.add(items)?;
-        self.order.extend(items.iter().map(|(s, _)| *s));
-        Ok(())
-    }
-
-    fn remove(&mut self, slot: Slot) -> bool {
-        self.staged.remove(slot) || self.main.remove(slot)
-    }
-
-    fn search(
+    /// The `k` nearest live vectors, from the graph and the buffer.
+    ///
+    /// # Errors
+    /// As [`VectorIndex::search`].
+    pub fn search(
         &self,
         query: &[f32],
         k: usize,
         eligible: Option<&SlotSet>,
     ) -> Result<Vec<Hit>, IndexError> {
-        let mut hits = self.main.search(query, k, eligible)?;
-        if !self.staged.is_empty() {
-            hits.extend(self.staged.search(query, k, eligible)?);
+        // Hold the buffer for the whole search: a drain removes moved
+        // vectors from the buffer only after inserting them into the graph,
+        // and cannot do so meanwhile, so every vector is seen in one or both.
+        let buffer = self.buffer()?;
+        let mut hits = self.main()?.search(query, k, eligible)?;
+        if !buffer.exact.is_empty() {
+            hits.extend(buffer.exact.search(query, k, eligible)?);
+            drop(buffer);
+            hits.sort_by_key(|h| h.slot);
+            hits.dedup_by_key(|h| h.slot);
             hits = rank(hits, k);
         }
         Ok(hits)
     }
 
-    fn len(&self) -> usize {
-        self.main.len() + self.staged.len()
+    /// Live vectors (graph and buffer).
+    ///
+    /// # Errors
+    /// A poisoned lock.
+    pub fn len(&self) -> Result<usize, IndexError> {
+        let buffer = self.buffer()?;
+        let main = self.main()?;
+        // A vector being moved is in both for a moment: count it once.
+        let only_buffered = buffer
+            .order
+            .iter()
+            .filter(|s| buffer.exact.contains(**s) && !main.contains(**s))
+            .count();
+        Ok(main.len() + only_buffered)
     }
 
-    fn tombstones(&self) -> usize {
-        self.main.tombstones()
+    /// True when no live vector is held.
+    ///
+    /// # Errors
+    /// A poisoned lock.
+    pub fn is_empty(&self) -> Result<bool, IndexError> {
+        Ok(self.len()? == 0)
     }
 
-    fn contains(&self, slot: Slot) -> bool {
-        self.staged.contains(slot) || self.main.contains(slot)
+    /// Vectors waiting in the buffer.
+    ///
+    /// # Errors
+    /// A poisoned lock.
+    pub fn staged_len(&self) -> Result<usize, IndexError> {
+        Ok(self.buffer()?.exact.len())
     }
 
-    /// Saves the main index. Buffered vectors are not in the snapshot; the
-    /// owner reconciles snapshots with redb on load, so they are re-added
-    /// then (drain first to keep that cheap).
-    fn save_snapshot(&self, path: &Path, sequence: u64, extra: &[u8]) -> Result<(), IndexError> {
-        self.main.save_snapshot(path, sequence, extra)
+    /// Removed vectors still taking space in the graph.
+    ///
+    /// # Errors
+    /// A poisoned lock.
+    pub fn tombstones(&self) -> Result<usize, IndexError> {
+        Ok(self.main()?.tombstones())
+    }
+
+    /// Whether the graph is HNSW (otherwise flat).
+    ///
+    /// # Errors
+    /// A poisoned lock.
+    pub fn is_hnsw(&self) -> Result<bool, IndexError> {
+        Ok(self.main()?.is_hnsw())
+    }
+
+    /// Whether `slot` is live.
+    ///
+    /// # Errors
+    /// A poisoned lock.
+    pub fn contains(&self, slot: Slot) -> Result<bool, IndexError> {
+        Ok(self.buffer()?.exact.contains(slot) || self.main()?.contains(slot))
+    }
+
+    /// Saves the graph. Buffered vectors are not in the snapshot; the owner
+    /// reconciles snapshots with redb on load, so they are re-added then
+    /// (drain first to keep that cheap).
+    ///
+    /// # Errors
+    /// As [`VectorIndex::save_snapshot`].
+    pub fn save_snapshot(
+        &self,
+        path: &Path,
+        sequence: u64,
+        extra: &[u8],
+    ) -> Result<(), IndexError> {
+        self.main()?.save_snapshot(path, sequence, extra)
     }
 }
 
@@ -197,7 +310,7 @@ mod tests {
     fn buffered_and_drained_vectors_answer_like_an_exact_index() {
         let dim = 16;
         let data = vectors(300, dim, 7);
-        let mut staged = StagedIndex::new(dim, &config()).unwrap();
+        let staged = StagedIndex::new(dim, &config()).unwrap();
         let mut oracle = ExactIndex::new(dim);
         let items: Vec<(Slot, &[f32])> = data
             .iter()
@@ -207,13 +320,13 @@ mod tests {
         staged.add_direct(&items[..100]).unwrap();
         staged.add(&items[100..]).unwrap();
         oracle.add(&items).unwrap();
-        assert_eq!(staged.staged_len(), 200);
-        assert_eq!(staged.len(), 300);
+        assert_eq!(staged.staged_len().unwrap(), 200);
+        assert_eq!(staged.len().unwrap(), 300);
         for slot in [5, 150, 299] {
-            assert!(staged.remove(slot));
+            assert!(staged.remove(slot).unwrap());
             oracle.remove(slot);
         }
-        assert!(!staged.contains(150) && !staged.contains(5));
+        assert!(!staged.contains(150).unwrap() && !staged.contains(5).unwrap());
         let queries = vectors(20, dim, 99);
         let eligible: SlotSet = (0..300).filter(|s| s % 3 == 0).collect();
         let check = |staged: &StagedIndex| {
@@ -227,8 +340,8 @@ mod tests {
         };
         check(&staged);
         while staged.drain(64).unwrap() > 0 {}
-        assert_eq!(staged.staged_len(), 0);
-        assert_eq!(staged.len(), 297);
+        assert_eq!(staged.staged_len().unwrap(), 0);
+        assert_eq!(staged.len().unwrap(), 297);
         check(&staged);
     }
 
@@ -236,7 +349,7 @@ mod tests {
     fn a_slot_cannot_be_added_twice_across_buffer_and_main() {
         let dim = 8;
         let data = vectors(2, dim, 1);
-        let mut staged = StagedIndex::new(dim, &config()).unwrap();
+        let staged = StagedIndex::new(dim, &config()).unwrap();
         staged.add_direct(&[(0, data[0].as_slice())]).unwrap();
         assert!(matches!(
             staged.add(&[(0, data[1].as_slice())]),
@@ -247,6 +360,6 @@ mod tests {
             staged.add(&[(1, data[1].as_slice())]),
             Err(IndexError::SlotTaken(1))
         ));
-        assert_eq!(staged.len(), 2);
+        assert_eq!(staged.len().unwrap(), 2);
     }
 }
