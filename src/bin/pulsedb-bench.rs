@@ -1,7 +1,8 @@
 //! `pulsedb-bench`: the standard agent-memory workload of
 //! `shared/bench/WORKLOAD.md`, run against a fresh database in a temporary
 //! directory. Prints one JSON object on one line to stdout; progress goes to
-//! stderr.
+//! stderr. With `PULSEDB_BENCH_KEEP` set, the database directory is kept
+//! for inspection.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -516,6 +517,10 @@ async fn run(a: Args) -> pulsedb::Result<()> {
 
     let body: Vec<String> = out.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
     println!("{{{}}}", body.join(","));
-    let _ = std::fs::remove_dir_all(&tmp);
+    if std::env::var_os("PULSEDB_BENCH_KEEP").is_some() {
+        progress(&format!("database kept in {}", tmp.display()));
+    } else {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
     Ok(())
 }
