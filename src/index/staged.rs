@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::exact::rank;
@@ -28,6 +29,8 @@ pub struct StagedIndex {
     buffer: RwLock<Buffer>,
     /// One drain at a time: two would insert the same vectors.
     draining: Mutex<()>,
+    /// Buffered vectors, readable without a lock (updated under the buffer lock).
+    buffered: AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -60,6 +63,7 @@ impl StagedIndex {
                 order: VecDeque::new(),
             }),
             draining: Mutex::new(()),
+            buffered: AtomicUsize::new(0),
         }
     }
 
@@ -94,6 +98,7 @@ impl StagedIndex {
         let mut buffer = self.buffer_mut()?;
         buffer.exact.add(items)?;
         buffer.order.extend(items.iter().map(|(s, _)| *s));
+        self.buffered.store(buffer.exact.len(), Ordering::Relaxed);
         Ok(())
     }
 
@@ -111,8 +116,12 @@ impl StagedIndex {
     /// # Errors
     /// A poisoned lock.
     pub fn remove(&self, slot: Slot) -> Result<bool, IndexError> {
-        if self.buffer_mut()?.exact.remove(slot) {
-            return Ok(true);
+        {
+            let mut buffer = self.buffer_mut()?;
+            if buffer.exact.remove(slot) {
+                self.buffered.store(buffer.exact.len(), Ordering::Relaxed);
+                return Ok(true);
+            }
         }
         Ok(self.main_mut()?.remove(slot))
     }
@@ -157,6 +166,7 @@ impl StagedIndex {
                     removed_meanwhile.push(*slot);
                 }
             }
+            self.buffered.store(buffer.exact.len(), Ordering::Relaxed);
         }
         if !removed_meanwhile.is_empty() {
             let mut main = self.main_mut()?;
@@ -225,6 +235,12 @@ impl StagedIndex {
     /// A poisoned lock.
     pub fn is_empty(&self) -> Result<bool, IndexError> {
         Ok(self.len()? == 0)
+    }
+
+    /// Vectors waiting in the buffer, read without a lock (may be a moment
+    /// out of date).
+    pub fn buffered(&self) -> usize {
+        self.buffered.load(Ordering::Relaxed)
     }
 
     /// Vectors waiting in the buffer.
