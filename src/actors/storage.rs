@@ -35,6 +35,10 @@ pub(crate) struct StorageState {
     max_batch_ops: usize,
     pending: Vec<PendingWrite>,
     committing: bool,
+    /// While set, the next commit waits until this many writes are queued
+    /// (or [`GATHER_TIMEOUT`] passes): the writers just answered are about
+    /// to send their next writes.
+    gathering: Option<usize>,
     flushing: bool,
     /// Writes received so far.
     received: u64,
@@ -74,6 +78,8 @@ pub(crate) enum StorageMsg {
     Flush,
     /// A flush finished.
     FlushDone,
+    /// Stop gathering and commit what is queued.
+    GatherTimeout,
 }
 
 impl Actor for StorageActor {
@@ -95,6 +101,7 @@ impl Actor for StorageActor {
             max_batch_ops: args.max_batch_ops,
             pending: Vec::new(),
             committing: false,
+            gathering: None,
             flushing: false,
             received: 0,
             finished: 0,
@@ -112,17 +119,17 @@ impl Actor for StorageActor {
             StorageMsg::Write(write) => {
                 state.received += 1;
                 state.pending.push(write);
-                if !state.committing {
+                let gathered = state.gathering.is_none_or(|want| state.pending.len() >= want);
+                if !state.committing && gathered {
                     start_commit(&myself, state);
                 }
             }
             StorageMsg::CommitDone { writes, results } => {
                 state.committing = false;
                 state.finished += writes.len() as u64;
+                let committed = writes.len();
                 finish_commit(state, writes, results);
-                if !state.pending.is_empty() {
-                    start_commit(&myself, state);
-                }
+                plan_commit(&myself, state, committed);
                 // A barrier waits only for the writes received before it, so
                 // a steady stream of new writes cannot starve it.
                 let finished = state.finished;
@@ -156,6 +163,11 @@ impl Actor for StorageActor {
                 }
             }
             StorageMsg::FlushDone => state.flushing = false,
+            StorageMsg::GatherTimeout => {
+                if state.gathering.is_some() && !state.committing && !state.pending.is_empty() {
+                    start_commit(&myself, state);
+                }
+            }
         }
         Ok(())
     }
@@ -176,6 +188,7 @@ fn start_commit(myself: &ActorRef<StorageMsg>, state: &mut StorageState) {
         })
         .unzip();
     state.committing = true;
+    state.gathering = None;
     let storage = state.storage.clone();
     let me = myself.clone();
     tokio::spawn(async move {
@@ -194,6 +207,28 @@ fn start_commit(myself: &ActorRef<StorageMsg>, state: &mut StorageState) {
         // error rather than a hang.
         let _ = me.send_message(StorageMsg::CommitDone { writes, results });
     });
+}
+
+/// Longest a commit waits for returning writers (tokio's timer granularity).
+const GATHER_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1);
+/// Batches smaller than this never make the next commit wait.
+const GATHER_MIN_BATCH: usize = 8;
+
+/// Starts the next commit after one finished, or waits briefly for the
+/// writers of a large batch to come back: committing the one or two writes
+/// that arrived meanwhile costs a whole fsync and splits the writers into
+/// two alternating groups, halving the batch size.
+fn plan_commit(myself: &ActorRef<StorageMsg>, state: &mut StorageState, committed: usize) {
+    if state.pending.is_empty() {
+        return;
+    }
+    let want = committed / 2;
+    if committed < GATHER_MIN_BATCH || state.pending.len() >= want {
+        start_commit(myself, state);
+    } else {
+        state.gathering = Some(want);
+        myself.send_after(GATHER_TIMEOUT, || StorageMsg::GatherTimeout);
+    }
 }
 
 fn finish_commit(
