@@ -9,6 +9,9 @@ use crate::error::{Result, ValidationError};
 pub use crate::index::IndexConfig;
 use crate::search::RecallWeights;
 
+/// Smallest `cache_size`: 1 MiB.
+pub const MIN_CACHE_SIZE: usize = 1024 * 1024;
+
 /// Largest `max_in_flight`.
 pub const MAX_IN_FLIGHT: usize = 1_000_000;
 
@@ -124,6 +127,10 @@ pub struct Config {
     pub max_batch_ops: usize,
     /// With [`Durability::Eventual`], the longest time between durable commits.
     pub eventual_flush_interval: Duration,
+    /// Bytes of redb page cache. Reads of records not cached go to the OS
+    /// page cache, so a modest cache keeps memory flat without slowing reads
+    /// much.
+    pub cache_size: usize,
 }
 
 impl Default for Config {
@@ -139,6 +146,7 @@ impl Default for Config {
             decay: DecayConfig::default(),
             max_batch_ops: 4096,
             eventual_flush_interval: Duration::from_millis(200),
+            cache_size: 64 * 1024 * 1024,
         }
     }
 }
@@ -151,6 +159,7 @@ impl Config {
     /// | `embedding_dimension` | `1..=4096` |
     /// | `max_in_flight` | `1..=1_000_000` |
     /// | `max_batch_ops`, `watch.buffer_size` | ≥ 1 |
+    /// | `cache_size` | ≥ 1 MiB |
     /// | `index.hnsw_m` | `2..=256` |
     /// | `index.ef_construction`, `index.ef_search` | `1..=4096` |
     /// | `index.tombstone_ratio`, `index.exact_scan_selectivity` | finite, `0.0..=1.0` |
@@ -170,6 +179,9 @@ impl Config {
         }
         if self.max_batch_ops == 0 {
             return Err(bad("max_batch_ops", "must be at least 1"));
+        }
+        if self.cache_size < MIN_CACHE_SIZE {
+            return Err(bad("cache_size", "must be at least 1 MiB"));
         }
         if self.watch.buffer_size == 0 {
             return Err(bad("watch.buffer_size", "must be at least 1"));

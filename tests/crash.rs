@@ -360,6 +360,7 @@ async fn verify(path: &Path, acked: &Acked, full_search_check: bool) -> usize {
         durability: Durability::Immediate,
         read_only: true,
         embedder_model: None,
+        cache_size: None,
     })
     .unwrap();
     let current = storage.current_sequence().unwrap();

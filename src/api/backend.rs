@@ -67,6 +67,7 @@ impl PulseHandle {
             durability: config.durability,
             read_only: config.read_only,
             embedder_model: None,
+            cache_size: Some(config.cache_size),
         };
         let storage = blocking(move || {
             let db = ::redb::Database::builder()

@@ -129,6 +129,7 @@ impl PulseHandle {
             durability: config.durability,
             read_only: config.read_only,
             embedder_model: embedder.as_ref().map(|e| e.model_id().to_string()),
+            cache_size: Some(config.cache_size),
         };
         let storage = Arc::new(blocking(move || RedbStorage::open(&options)).await?);
         Self::start_over(storage, config, embedder, snapshot_dir).await

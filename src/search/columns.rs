@@ -4,8 +4,15 @@
 //! A [`SearchFilter`] becomes an eligibility bitmap ([`SlotSet`]) over these
 //! columns, which the vector index applies *during* its traversal — so a
 //! filtered search returns `k` results whenever `k` experiences match.
+//!
+//! Set-valued fields (archived, type, domains, tags) keep a compressed
+//! posting bitmap per value, so a filter on them costs a few bitmap
+//! operations rather than a pass over every row; only the numeric
+//! thresholds look at rows, and only at the rows the bitmaps admit.
 
 use std::collections::HashMap;
+
+use roaring::RoaringBitmap;
 
 use crate::experience::{Experience, ExperienceId, ExperienceTypeTag};
 use crate::id::Timestamp;
@@ -27,6 +34,9 @@ struct Row {
 }
 
 /// Slot map plus filter columns for one collective's experiences.
+///
+/// Slots are bitmap positions, so a collective holds at most `u32::MAX`
+/// slots over its lifetime.
 #[derive(Debug, Default)]
 pub(crate) struct Columns {
     rows: Vec<Option<Row>>,
@@ -35,6 +45,56 @@ pub(crate) struct Columns {
     tag_ids: HashMap<(String, String), u32>,
     live: usize,
     archived: usize,
+    postings: Postings,
+}
+
+/// Posting bitmaps: for each value, the slots that hold it.
+#[derive(Debug, Default)]
+struct Postings {
+    live: RoaringBitmap,
+    archived: RoaringBitmap,
+    by_type: HashMap<ExperienceTypeTag, RoaringBitmap>,
+    by_domain: HashMap<u32, RoaringBitmap>,
+    by_tag: HashMap<u32, RoaringBitmap>,
+}
+
+impl Postings {
+    fn add(&mut self, slot: u32, row: &Row) {
+        self.live.insert(slot);
+        if row.archived {
+            self.archived.insert(slot);
+        }
+        self.by_type.entry(row.type_tag).or_default().insert(slot);
+        for d in &row.domains {
+            self.by_domain.entry(*d).or_default().insert(slot);
+        }
+        for t in &row.tags {
+            self.by_tag.entry(*t).or_default().insert(slot);
+        }
+    }
+
+    fn remove(&mut self, slot: u32, row: &Row) {
+        self.live.remove(slot);
+        self.archived.remove(slot);
+        if let Some(b) = self.by_type.get_mut(&row.type_tag) {
+            b.remove(slot);
+        }
+        for d in &row.domains {
+            if let Some(b) = self.by_domain.get_mut(d) {
+                b.remove(slot);
+            }
+        }
+        for t in &row.tags {
+            if let Some(b) = self.by_tag.get_mut(t) {
+                b.remove(slot);
+            }
+        }
+    }
+}
+
+/// A slot as a bitmap position (see [`Columns`] for the ceiling).
+fn bit(slot: Slot) -> u32 {
+    u32::try_from(slot).unwrap_or(u32::MAX)
 }
 
 impl Columns {
@@ -68,6 +128,7 @@ impl Columns {
         if self.rows.len() <= i {
             self.rows.resize(i + 1, None);
         }
+        self.postings.add(bit(slot), &row);
         if let Some(old) = self.rows[i].replace(row) {
             self.forget_counts(&old);
         }
@@ -85,9 +146,12 @@ impl Columns {
         };
         let row = self.row_of(exp);
         if let Some(cell) = self.rows.get_mut(slot as usize) {
-            if let Some(old) = cell.replace(row) {
+            if let Some(old) = cell.as_ref() {
+                self.postings.remove(bit(slot), old);
                 self.archived -= usize::from(old.archived);
             }
+            self.postings.add(bit(slot), &row);
+            *cell = Some(row);
             self.archived += usize::from(exp.archived);
         }
     }
@@ -96,6 +160,7 @@ impl Columns {
     pub(crate) fn remove(&mut self, id: &ExperienceId) -> Option<Slot> {
         let slot = self.slot_of.remove(id)?;
         if let Some(old) = self.rows.get_mut(slot as usize).and_then(Option::take) {
+            self.postings.remove(bit(slot), &old);
             self.forget_counts(&old);
         }
         Some(slot)
@@ -143,15 +208,53 @@ impl Columns {
         if trivial {
             return None;
         }
-        let compiled = Compiled::new(self, filter);
         let mut set = SlotSet::new(self.rows.len());
-        if let Some(compiled) = compiled {
-            for (slot, row) in self.rows.iter().enumerate() {
-                if let Some(row) = row {
-                    if compiled.admits(row) {
-                        set.insert(slot as Slot);
-                    }
+        let Some(compiled) = Compiled::new(self, filter) else {
+            return Some(set);
+        };
+        let p = &self.postings;
+        let mut admitted = p.live.clone();
+        if filter.exclude_archived {
+            admitted -= &p.archived;
+        }
+        if let Some(types) = &filter.experience_types {
+            let mut any = RoaringBitmap::new();
+            for t in types {
+                if let Some(b) = p.by_type.get(t) {
+                    any |= b;
                 }
+            }
+            admitted &= any;
+        }
+        if let Some(domains) = &compiled.domains {
+            let mut any = RoaringBitmap::new();
+            for d in domains {
+                if let Some(b) = p.by_domain.get(d) {
+                    any |= b;
+                }
+            }
+            admitted &= any;
+        }
+        if let Some(tags) = &compiled.tags {
+            for t in tags {
+                match p.by_tag.get(t) {
+                    Some(b) => admitted &= b,
+                    None => admitted.clear(),
+                }
+            }
+        }
+        let numeric = filter.min_importance.is_some()
+            || filter.min_confidence.is_some()
+            || filter.since.is_some();
+        for slot in admitted.iter() {
+            let passes = !numeric
+                || self
+                    .rows
+                    .get(slot as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|row| compiled.admits(row));
+            if passes {
+                set.insert(Slot::from(slot));
             }
         }
         Some(set)
@@ -241,5 +344,122 @@ impl<'f> Compiled<'f> {
             }
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::collective::CollectiveId;
+    use crate::experience::ExperienceType;
+
+    fn experience(seed: u64) -> Experience {
+        let pick = |n: u64, salt: u64| (seed.wrapping_mul(2654435761).wrapping_add(salt * 97)) % n;
+        Experience {
+            id: ExperienceId::new(),
+            collective_id: CollectiveId::from_bytes([1; 16]),
+            content: "x".into(),
+            embedding: Vec::new(),
+            experience_type: if pick(3, 1) == 0 {
+                ExperienceType::Fact {
+                    statement: "s".into(),
+                    source: "t".into(),
+                }
+            } else {
+                ExperienceType::default()
+            },
+            importance: pick(10, 2) as f32 / 10.0,
+            confidence: pick(10, 3) as f32 / 10.0,
+            applications: 0,
+            domain: (0..pick(3, 4)).map(|d| format!("d{}", (d + pick(4, 5)) % 4)).collect(),
+            tags: BTreeMap::from([
+                ("topic".to_string(), format!("t{}", pick(5, 6))),
+                ("team".to_string(), format!("x{}", pick(2, 7))),
+            ]),
+            related_files: Vec::new(),
+            source_agent: "a".into(),
+            source_task: None,
+            timestamp: Timestamp(pick(100, 8) as i64),
+            last_reinforced: Timestamp(0),
+            archived: pick(4, 9) == 0,
+        }
+    }
+
+    fn filters() -> Vec<SearchFilter> {
+        let base = SearchFilter::default();
+        vec![
+            base.clone(),
+            SearchFilter {
+                exclude_archived: false,
+                ..base.clone()
+            },
+            SearchFilter {
+                domains: Some(vec!["d1".into(), "d3".into()]),
+                ..base.clone()
+            },
+            SearchFilter {
+                domains: Some(vec!["nowhere".into()]),
+                ..base.clone()
+            },
+            SearchFilter {
+                tags_all: Some(BTreeMap::from([
+                    ("topic".into(), "t2".into()),
+                    ("team".into(), "x1".into()),
+                ])),
+                ..base.clone()
+            },
+            SearchFilter {
+                tags_all: Some(BTreeMap::from([("topic".into(), "t9".into())])),
+                ..base.clone()
+            },
+            SearchFilter {
+                experience_types: Some(vec![ExperienceTypeTag::Fact]),
+                min_importance: Some(0.5),
+                min_confidence: Some(0.3),
+                since: Some(Timestamp(40)),
+                ..base.clone()
+            },
+        ]
+    }
+
+    /// The bitmaps admit exactly the live rows `SearchFilter::matches` admits,
+    /// through inserts, updates and removals.
+    #[test]
+    fn eligibility_matches_the_filter_predicate() {
+        let mut cols = Columns::default();
+        let mut live: Vec<(Slot, Experience)> = Vec::new();
+        for i in 0..400u64 {
+            let e = experience(i);
+            let slot = cols.next_slot();
+            cols.insert(slot, &e);
+            live.push((slot, e));
+        }
+        for i in (0..400).step_by(7) {
+            let mut e = live[i].1.clone();
+            e.archived = !e.archived;
+            e.tags.insert("topic".into(), "t2".into());
+            e.domain = vec!["d3".into()];
+            cols.update(&e);
+            live[i].1 = e;
+        }
+        for i in (0..400).rev().step_by(11) {
+            let (_, e) = live.remove(i);
+            assert!(cols.remove(&e.id).is_some());
+        }
+        assert_eq!(cols.len(), live.len());
+        for f in filters() {
+            let want: Vec<Slot> = live
+                .iter()
+                .filter(|(_, e)| f.matches(e))
+                .map(|(s, _)| *s)
+                .collect();
+            let got: Vec<Slot> = match cols.eligible(&f) {
+                Some(set) => set.iter().collect(),
+                None => live.iter().map(|(s, _)| *s).collect(),
+            };
+            assert_eq!(got, want, "filter {f:?}");
+        }
     }
 }

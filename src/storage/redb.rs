@@ -25,6 +25,8 @@ pub struct OpenOptions {
     pub read_only: bool,
     /// Model id of the embedder, if the handle has one.
     pub embedder_model: Option<String>,
+    /// redb's page cache, in bytes (`None`: redb's default).
+    pub cache_size: Option<usize>,
 }
 
 /// The redb implementation of [`super::StorageEngine`].
@@ -54,9 +56,13 @@ impl RedbStorage {
     /// `Validation(DimensionMismatch)` for another dimension,
     /// `SchemaTooNew`, `EmbedderMismatch`, or a storage fault.
     pub fn open(options: &OpenOptions) -> Result<RedbStorage> {
+        let mut builder = Database::builder();
+        if let Some(bytes) = options.cache_size {
+            builder.set_cache_size(bytes);
+        }
         let db = match &options.location {
-            Location::File(path) => Database::create(path).map_err(map_open_error)?,
-            Location::Memory => Database::builder()
+            Location::File(path) => builder.create(path).map_err(map_open_error)?,
+            Location::Memory => builder
                 .create_with_backend(::redb::backends::InMemoryBackend::new())
                 .map_err(map_open_error)?,
         };

@@ -22,6 +22,7 @@ pub fn options(location: Location, dimension: usize) -> OpenOptions {
         durability: Durability::Immediate,
         read_only: false,
         embedder_model: None,
+        cache_size: None,
     }
 }
 
