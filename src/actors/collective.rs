@@ -409,7 +409,7 @@ fn update_index<Id: Copy>(
     // Backpressure: the buffer is searched by brute force, so it stays
     // bounded; past the bound the writer waits for graph insertions.
     while shared.index.staged_len()? > MAX_STAGED {
-        shared.index.drain(DRAIN_CHUNK)?;
+        shared.index.drain(DRAIN_CHUNK_PRESSED)?;
     }
     Ok(())
 }
@@ -418,6 +418,10 @@ fn update_index<Id: Copy>(
 const MAX_STAGED: usize = 4096;
 /// Vectors moved into the graph per graph-lock hold (searches run between).
 const DRAIN_CHUNK: usize = 32;
+/// Chunk size while the buffer is more than half full: FAISS inserts
+/// batches of more than 100 vectors on every OpenMP thread, which drains
+/// faster but holds the graph lock (and so stalls searches) longer.
+const DRAIN_CHUNK_PRESSED: usize = 128;
 
 /// Buffered vectors at which a background drain starts at once. Below it,
 /// the drain waits for a quiet moment ([`IDLE_DRAIN_DELAY`]): graph
@@ -469,7 +473,12 @@ fn schedule_drain(myself: &ActorRef<CollectiveMsg>, state: &mut CollectiveState)
 /// Moves every buffered vector into the graph, a chunk per lock hold.
 fn drain_all<Id: Copy>(shared: &Shared<Id>) -> Result<()> {
     loop {
-        if shared.index.drain(DRAIN_CHUNK)? == 0 {
+        let chunk = if shared.index.buffered() > MAX_STAGED / 2 {
+            DRAIN_CHUNK_PRESSED
+        } else {
+            DRAIN_CHUNK
+        };
+        if shared.index.drain(chunk)? == 0 {
             shared.index.compact_if_needed()?;
             return Ok(());
         }

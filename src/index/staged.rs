@@ -22,7 +22,8 @@ use super::{ExactIndex, FaissIndex, Hit, IndexConfig, IndexError, Slot, SlotSet,
 ///
 /// The graph and the buffer have separate locks, so buffering a write never
 /// waits for a graph insertion in progress; searches read both. Lock order:
-/// a thread holding both takes the buffer first; a drain never holds both.
+/// a thread holding both takes the graph first (so a search waiting for the
+/// graph holds nothing a writer needs); a drain never holds both.
 #[derive(Debug)]
 pub struct StagedIndex {
     main: RwLock<FaissIndex>,
@@ -196,11 +197,13 @@ impl StagedIndex {
         k: usize,
         eligible: Option<&SlotSet>,
     ) -> Result<Vec<Hit>, IndexError> {
-        // Hold the buffer for the whole search: a drain removes moved
-        // vectors from the buffer only after inserting them into the graph,
-        // and cannot do so meanwhile, so every vector is seen in one or both.
+        // Hold the graph for the whole search: a drain inserts moved vectors
+        // into the graph before removing them from the buffer, and cannot
+        // insert meanwhile, so every vector is seen in one or both.
+        let main = self.main()?;
+        let mut hits = main.search(query, k, eligible)?;
         let buffer = self.buffer()?;
-        let mut hits = self.main()?.search(query, k, eligible)?;
+        drop(main);
         if !buffer.exact.is_empty() {
             hits.extend(buffer.exact.search(query, k, eligible)?);
             drop(buffer);
@@ -216,8 +219,8 @@ impl StagedIndex {
     /// # Errors
     /// A poisoned lock.
     pub fn len(&self) -> Result<usize, IndexError> {
-        let buffer = self.buffer()?;
         let main = self.main()?;
+        let buffer = self.buffer()?;
         // A vector being moved is in both for a moment: count it once.
         let only_buffered = buffer
             .order
