@@ -216,9 +216,16 @@ impl RawIndex {
             .collect())
     }
 
-    /// Serialises the index with `faiss::write_index`.
-    pub(crate) fn to_bytes(&self) -> Result<Vec<u8>, IndexError> {
-        WRITE_BUFFER.with(|b| b.borrow_mut().clear());
+    /// Serialises the index with `faiss::write_index` into a buffer
+    /// reserved for `capacity_hint` bytes (a close estimate spares the
+    /// doubling reallocations of a growing buffer, which at 100 000 vectors
+    /// would briefly hold several hundred megabytes).
+    pub(crate) fn to_bytes(&self, capacity_hint: usize) -> Result<Vec<u8>, IndexError> {
+        WRITE_BUFFER.with(|b| {
+            let mut b = b.borrow_mut();
+            b.clear();
+            b.reserve_exact(capacity_hint);
+        });
         let mut writer = ptr::null_mut();
         // SAFETY: valid out-pointer; `write_callback` is a plain function.
         check(unsafe { sys::faiss_CustomIOWriter_new(&mut writer, Some(write_callback)) })?;

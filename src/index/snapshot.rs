@@ -77,26 +77,35 @@ pub(crate) fn write(
 ) -> Result<(), IndexError> {
     let faiss = index.faiss_bytes()?;
     let dead = index.dead_rows();
-    let mut out = Vec::with_capacity(64 + extra.len() + faiss.len() + dead.len() * 8);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&(index.dimension() as u64).to_le_bytes());
-    out.extend_from_slice(&sequence.to_le_bytes());
-    out.extend_from_slice(&(extra.len() as u64).to_le_bytes());
-    out.extend_from_slice(extra);
-    out.extend_from_slice(&(faiss.len() as u64).to_le_bytes());
-    out.extend_from_slice(&faiss);
-    out.extend_from_slice(&(dead.len() as u64).to_le_bytes());
+    let mut dead_bytes = Vec::with_capacity(dead.len() * 8);
     for row in &dead {
-        out.extend_from_slice(&row.to_le_bytes());
+        dead_bytes.extend_from_slice(&row.to_le_bytes());
     }
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
+    // Streamed to the file with a running checksum: the FAISS bytes are the
+    // bulk of a snapshot and are not copied again.
+    let parts: [&[u8]; 10] = [
+        MAGIC,
+        &VERSION.to_le_bytes(),
+        &(index.dimension() as u64).to_le_bytes(),
+        &sequence.to_le_bytes(),
+        &(extra.len() as u64).to_le_bytes(),
+        extra,
+        &(faiss.len() as u64).to_le_bytes(),
+        &faiss,
+        &(dead.len() as u64).to_le_bytes(),
+        &dead_bytes,
+    ];
 
     let tmp = temporary_path(path);
     let result = (|| {
-        let mut file = File::create(&tmp)?;
-        file.write_all(&out)?;
+        let mut file = std::io::BufWriter::new(File::create(&tmp)?);
+        let mut crc = crc32fast::Hasher::new();
+        for part in parts {
+            crc.update(part);
+            file.write_all(part)?;
+        }
+        file.write_all(&crc.finalize().to_le_bytes())?;
+        let file = file.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         drop(file);
         fs::rename(&tmp, path)?;
