@@ -119,7 +119,9 @@ impl Actor for StorageActor {
             StorageMsg::Write(write) => {
                 state.received += 1;
                 state.pending.push(write);
-                let gathered = state.gathering.is_none_or(|want| state.pending.len() >= want);
+                let gathered = state
+                    .gathering
+                    .is_none_or(|want| state.pending.len() >= want);
                 if !state.committing && gathered {
                     start_commit(&myself, state);
                 }

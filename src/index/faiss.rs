@@ -254,9 +254,14 @@ impl FaissIndex {
         // Vectors, plus up to 2·M level-0 links and bookkeeping per row for
         // HNSW; a little slack for headers and upper levels.
         let rows = self.raw.ntotal();
-        let links = if self.hnsw { 2 * self.config.hnsw_m + 8 } else { 0 };
+        let links = if self.hnsw {
+            2 * self.config.hnsw_m + 8
+        } else {
+            0
+        };
         let per_row = self.dimension * 4 + links * 4 + 16;
-        self.raw.to_bytes(rows.saturating_mul(per_row) + rows / 8 + 4096)
+        self.raw
+            .to_bytes(rows.saturating_mul(per_row) + rows / 8 + 4096)
     }
 
     /// Rows holding removed vectors, in increasing order.

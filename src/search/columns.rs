@@ -373,7 +373,9 @@ mod tests {
             importance: pick(10, 2) as f32 / 10.0,
             confidence: pick(10, 3) as f32 / 10.0,
             applications: 0,
-            domain: (0..pick(3, 4)).map(|d| format!("d{}", (d + pick(4, 5)) % 4)).collect(),
+            domain: (0..pick(3, 4))
+                .map(|d| format!("d{}", (d + pick(4, 5)) % 4))
+                .collect(),
             tags: BTreeMap::from([
                 ("topic".to_string(), format!("t{}", pick(5, 6))),
                 ("team".to_string(), format!("x{}", pick(2, 7))),
