@@ -4,144 +4,15 @@
 //! number of calls. A crash of the machine is a reopen over `synced`; a crash
 //! of the process is a reopen over `live`.
 
+#[path = "common/faulty.rs"]
+mod faulty;
 #[path = "common/storage.rs"]
 mod storage_common;
 
-use std::io;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
-
+use faulty::{Disk, Fault, FaultyBackend};
 use pulsedb::storage::{ChangeKind, Location, RedbStorage, StorageEngine, WriteOp};
 use pulsedb::{CollectiveId, Durability, Experience, ExperienceId, RelationType};
-use redb::StorageBackend;
 use storage_common::*;
-
-#[derive(Debug, Default, Clone)]
-struct Disk {
-    live: Vec<u8>,
-    synced: Vec<u8>,
-}
-
-/// Calls left before an operation starts failing; negative: never fails.
-#[derive(Debug)]
-struct Countdown(AtomicI64);
-
-impl Countdown {
-    fn off() -> Self {
-        Countdown(AtomicI64::new(-1))
-    }
-    fn arm(&self, calls: i64) {
-        self.0.store(calls, Ordering::SeqCst);
-    }
-    /// Whether this call fails (and every later one: a dead disk).
-    fn fails(&self) -> bool {
-        let left = self.0.load(Ordering::SeqCst);
-        if left < 0 {
-            return false;
-        }
-        if left == 0 {
-            return true;
-        }
-        self.0.store(left - 1, Ordering::SeqCst);
-        false
-    }
-}
-
-#[derive(Debug)]
-struct Faults {
-    write: Countdown,
-    sync: Countdown,
-    set_len: Countdown,
-}
-
-#[derive(Debug, Clone)]
-struct FaultyBackend {
-    disk: Arc<Mutex<Disk>>,
-    faults: Arc<Faults>,
-}
-
-impl FaultyBackend {
-    fn new(disk: Disk) -> Self {
-        FaultyBackend {
-            disk: Arc::new(Mutex::new(disk)),
-            faults: Arc::new(Faults {
-                write: Countdown::off(),
-                sync: Countdown::off(),
-                set_len: Countdown::off(),
-            }),
-        }
-    }
-
-    /// What survives a power cut: the bytes of the last sync.
-    fn power_cut_image(&self) -> Disk {
-        let synced = self.disk.lock().unwrap().synced.clone();
-        Disk {
-            live: synced.clone(),
-            synced,
-        }
-    }
-
-    /// What survives a process kill: every byte written.
-    fn process_kill_image(&self) -> Disk {
-        let live = self.disk.lock().unwrap().live.clone();
-        Disk {
-            live: live.clone(),
-            synced: live,
-        }
-    }
-}
-
-fn injected() -> io::Error {
-    io::Error::other("injected fault")
-}
-
-impl StorageBackend for FaultyBackend {
-    fn len(&self) -> Result<u64, io::Error> {
-        Ok(self.disk.lock().unwrap().live.len() as u64)
-    }
-
-    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
-        let disk = self.disk.lock().unwrap();
-        let start = offset as usize;
-        let src = disk
-            .live
-            .get(start..start + out.len())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "read past end"))?;
-        out.copy_from_slice(src);
-        Ok(())
-    }
-
-    fn set_len(&self, len: u64) -> Result<(), io::Error> {
-        if self.faults.set_len.fails() {
-            return Err(injected());
-        }
-        self.disk.lock().unwrap().live.resize(len as usize, 0);
-        Ok(())
-    }
-
-    fn sync_data(&self) -> Result<(), io::Error> {
-        if self.faults.sync.fails() {
-            return Err(injected());
-        }
-        let mut disk = self.disk.lock().unwrap();
-        disk.synced = disk.live.clone();
-        Ok(())
-    }
-
-    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
-        if self.faults.write.fails() {
-            return Err(injected());
-        }
-        let mut disk = self.disk.lock().unwrap();
-        let start = offset as usize;
-        let dst = disk
-            .live
-            .get_mut(start..start + data.len())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "write past end"))?;
-        dst.copy_from_slice(data);
-        Ok(())
-    }
-}
 
 fn open_over(backend: FaultyBackend, durability: Durability) -> pulsedb::Result<RedbStorage> {
     let db = redb::Database::builder()
@@ -221,14 +92,6 @@ fn big_batch(c: CollectiveId, ids: &[ExperienceId]) -> Vec<WriteOp> {
 fn assert_consistent(st: &State) {
     let seqs: Vec<u64> = st.log.iter().map(|(q, _, _)| *q).collect();
     assert_eq!(seqs, (1..=st.sequence).collect::<Vec<_>>(), "log has gaps");
-}
-
-/// Which fault to inject.
-#[derive(Debug, Clone, Copy)]
-enum Fault {
-    Write,
-    Sync,
-    SetLen,
 }
 
 /// Injects `fault` after `calls` calls while `batch` commits over a copy of
