@@ -417,7 +417,7 @@ fn update_index<Id: Copy>(
 /// Most vectors waiting in a write buffer before writers wait for the drain.
 const MAX_STAGED: usize = 4096;
 /// Vectors moved into the graph per graph-lock hold (searches run between).
-const DRAIN_CHUNK: usize = 32;
+const DRAIN_CHUNK: usize = 8;
 /// Chunk size while the buffer is more than half full: FAISS inserts
 /// batches of more than 100 vectors on every OpenMP thread, which drains
 /// faster but holds the graph lock (and so stalls searches) longer.
