@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/pulsedb-target
 CARGO ?= cargo
 APT_PACKAGES := cmake g++ libopenblas-dev pkg-config
 
-.PHONY: deps demo test bench bench-smoke crash-soak
+.PHONY: deps demo test bench crash-soak
 
 # Installs the system packages the FAISS build needs, only when missing.
 deps:
