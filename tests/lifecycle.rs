@@ -167,39 +167,13 @@ async fn second_close_is_ok_and_sync_accessors_still_answer() {
 async fn every_call_after_close_is_closed() {
     let t = TempDb::new();
     let db = t.open().await;
-    let c = db.create_collective("c").await.unwrap();
-    let a = db.record_experience(exp(c, 1)).await.unwrap();
-    let b = db.record_experience(exp(c, 2)).await.unwrap();
-    let r = db
-        .store_relation(NewExperienceRelation {
-            source_id: a,
-            target_id: b,
-            relation_type: RelationType::Supports,
-            strength: 0.5,
-            metadata: None,
-        })
-        .await
-        .unwrap();
-    let i = db
-        .store_insight(NewDerivedInsight {
-            collective_id: c,
-            content: "insight".into(),
-            embedding: Some(vec16(3)),
-            source_experience_ids: vec![a],
-            insight_type: InsightType::Pattern,
-            confidence: 0.5,
-            domain: vec![],
-        })
-        .await
-        .unwrap();
-    db.register_activity(NewActivity {
-        agent_id: "agent".into(),
-        collective_id: c,
-        current_task: None,
-        context_summary: None,
-    })
-    .await
-    .unwrap();
+    let EveryKind {
+        collective: c,
+        first: a,
+        second: b,
+        relation: r,
+        insight: i,
+    } = store_every_kind(&db).await;
     let clone = db.clone();
     db.close().await.unwrap();
 
@@ -413,39 +387,13 @@ async fn dropping_the_last_handle_loses_nothing_and_releases_the_file() {
 async fn read_only_refuses_every_mutation_and_serves_reads() {
     let t = TempDb::new();
     let db = t.open().await;
-    let c = db.create_collective_with_owner("c", "owner").await.unwrap();
-    let a = db.record_experience(exp(c, 1)).await.unwrap();
-    let b = db.record_experience(exp(c, 2)).await.unwrap();
-    let r = db
-        .store_relation(NewExperienceRelation {
-            source_id: a,
-            target_id: b,
-            relation_type: RelationType::Supports,
-            strength: 0.5,
-            metadata: None,
-        })
-        .await
-        .unwrap();
-    let i = db
-        .store_insight(NewDerivedInsight {
-            collective_id: c,
-            content: "insight".into(),
-            embedding: Some(vec16(3)),
-            source_experience_ids: vec![a],
-            insight_type: InsightType::Pattern,
-            confidence: 0.5,
-            domain: vec![],
-        })
-        .await
-        .unwrap();
-    db.register_activity(NewActivity {
-        agent_id: "agent".into(),
-        collective_id: c,
-        current_task: None,
-        context_summary: None,
-    })
-    .await
-    .unwrap();
+    let EveryKind {
+        collective: c,
+        first: a,
+        second: b,
+        relation: r,
+        insight: i,
+    } = store_every_kind(&db).await;
     let seq = db.get_current_sequence().await.unwrap();
     db.close().await.unwrap();
 

@@ -261,3 +261,57 @@ impl Embedder for TestEmbedder {
         &self.model
     }
 }
+
+/// One stored entity of every kind, for tests that exercise the whole API.
+pub struct EveryKind {
+    pub collective: CollectiveId,
+    pub first: pulsedb::ExperienceId,
+    pub second: pulsedb::ExperienceId,
+    pub relation: pulsedb::RelationId,
+    pub insight: pulsedb::InsightId,
+}
+
+/// Stores two experiences, a relation between them, an insight and an
+/// activity of agent `"agent"` in a new collective owned by `"owner"`.
+pub async fn store_every_kind(db: &PulseHandle) -> EveryKind {
+    let c = db.create_collective_with_owner("c", "owner").await.unwrap();
+    let a = db.record_experience(exp(c, 1)).await.unwrap();
+    let b = db.record_experience(exp(c, 2)).await.unwrap();
+    let relation = db
+        .store_relation(pulsedb::NewExperienceRelation {
+            source_id: a,
+            target_id: b,
+            relation_type: pulsedb::RelationType::Supports,
+            strength: 0.5,
+            metadata: None,
+        })
+        .await
+        .unwrap();
+    let insight = db
+        .store_insight(pulsedb::NewDerivedInsight {
+            collective_id: c,
+            content: "insight".into(),
+            embedding: Some(vec16(3)),
+            source_experience_ids: vec![a],
+            insight_type: pulsedb::InsightType::Pattern,
+            confidence: 0.5,
+            domain: vec![],
+        })
+        .await
+        .unwrap();
+    db.register_activity(pulsedb::NewActivity {
+        agent_id: "agent".into(),
+        collective_id: c,
+        current_task: None,
+        context_summary: None,
+    })
+    .await
+    .unwrap();
+    EveryKind {
+        collective: c,
+        first: a,
+        second: b,
+        relation,
+        insight,
+    }
+}
