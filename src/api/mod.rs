@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::error::{Error, Result, ValidationError};
 use crate::id::{InstanceId, Timestamp};
 use crate::metadata::DatabaseMetadata;
-use crate::storage::{Applied, Location, OpenOptions, RedbStorage, StorageEngine, WriteOp};
+use crate::storage::{Location, OpenOptions, RedbStorage, StorageEngine, WriteOp};
 use crate::watch::WatchHub;
 
 /// Turns text into embeddings, for records and insights given without one.
@@ -405,8 +405,7 @@ impl PulseHandle {
             Access::Write,
             Admission::Wait,
             async {
-                let committed = e.write_direct(WriteOp::DeleteCollective(id)).await?;
-                debug_assert!(matches!(committed.applied, Applied::CollectiveDeleted(_)));
+                e.write_direct(WriteOp::DeleteCollective(id)).await?;
                 e.forget_collective(id);
                 e.router
                     .call(|reply| RouterMsg::Forget(id, reply), None)

@@ -371,7 +371,6 @@ impl StorageEngine for RedbStorage {
         let prefix = schema::tag_key(c.as_bytes(), tag_key, value, None);
         Ok(ids_with_prefix(&t, &prefix)?
             .into_iter()
-            .filter(|_| true)
             .map(ExperienceId::from_bytes)
             .collect())
     }
