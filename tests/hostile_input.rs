@@ -1052,7 +1052,12 @@ fn load(bytes: &[u8]) -> Option<pulsedb::index::Snapshot> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.idx");
     std::fs::write(&path, bytes).unwrap();
-    pulsedb::index::Snapshot::load(&path, &pulsedb::index::IndexConfig::default(), DIM)
+    pulsedb::index::Snapshot::load(
+        &path,
+        &pulsedb::index::IndexConfig::default(),
+        DIM,
+        &mut |slot| Some(vec16(slot as _)),
+    )
 }
 
 /// A header with the given fields, a body of `body` bytes and a valid CRC.

@@ -18,7 +18,7 @@ use super::storage::{PendingWrite, StorageMsg};
 use crate::collective::CollectiveId;
 use crate::error::{Error, Result};
 use crate::experience::{Experience, ExperienceId};
-use crate::index::{FaissIndex, IndexConfig, IndexError, Slot, Snapshot, StagedIndex};
+use crate::index::{IndexConfig, IndexError, Slot, SnapshotFile, StagedIndex};
 use crate::insight::InsightId;
 use crate::search::columns::Columns;
 use crate::search::SearchFilter;
@@ -567,24 +567,39 @@ fn load(
     let mut stored: Vec<Experience> = Vec::new();
     storage.scan_experiences(id, false, &mut |e| stored.push(e))?;
 
-    let snapshot = |kind: &str| -> Option<(FaissIndex, SlotMap)> {
+    let snapshot = |kind: &str| -> Option<(SnapshotFile, SlotMap)> {
         let path = snapshot_path(dir?, id, kind);
-        let snap = Snapshot::load(&path, config, dimension)?;
-        if snap.sequence > current {
-            tracing::warn!(path = %path.display(), snapshot = snap.sequence, current,
+        let file = SnapshotFile::read(&path, dimension)?;
+        if file.sequence() > current {
+            tracing::warn!(path = %path.display(), snapshot = file.sequence(), current,
                 "index snapshot is ahead of the change log; rebuilding");
             return None;
         }
-        let Some(slots) = decode_slot_bytes(&snap.extra) else {
+        let Some(slots) = decode_slot_bytes(file.extra()) else {
             tracing::warn!(path = %path.display(), "index snapshot slot map unreadable; rebuilding");
             return None;
         };
-        Some((snap.index, slots))
+        Some((file, slots))
     };
 
     // Experiences.
     let mut columns = Columns::default();
-    let experiences = match snapshot("experiences") {
+    let restored = match snapshot("experiences") {
+        Some((mut file, slots)) => {
+            // Snapshots hold the graph, not the vectors: put back those of
+            // the experiences still stored (the rest are removed below).
+            let ids: Vec<ExperienceId> = slots
+                .iter()
+                .map(|(_, raw)| ExperienceId::from_bytes(*raw))
+                .collect();
+            storage.visit_embeddings(&ids, &mut |i, v| {
+                file.fill(slots[i].0, v);
+            })?;
+            file.restore(config).map(|index| (index, slots))
+        }
+        None => None,
+    };
+    let experiences = match restored {
         Some((index, slots)) => {
             let shared = Shared::new(StagedIndex::from_main(index));
             let stored_ids: HashMap<ExperienceId, usize> =
@@ -647,7 +662,18 @@ fn load(
     }
     let mut insight_slots = HashMap::new();
     let mut next_insight_slot: Slot = 0;
-    let insights = match snapshot("insights") {
+    let restored = match snapshot("insights") {
+        Some((mut file, slots)) => {
+            for (slot, raw) in &slots {
+                if let Some(insight) = storage.get_insight(InsightId::from_bytes(*raw))? {
+                    file.fill(*slot, &insight.embedding);
+                }
+            }
+            file.restore(config).map(|index| (index, slots))
+        }
+        None => None,
+    };
+    let insights = match restored {
         Some((index, slots)) => {
             let shared = Shared::new(StagedIndex::from_main(index));
             let known: std::collections::HashSet<InsightId> =

@@ -264,6 +264,55 @@ impl FaissIndex {
             .to_bytes(rows.saturating_mul(per_row) + rows / 8 + 4096)
     }
 
+    /// As [`VectorIndex::add`] for vectors already normalised by
+    /// [`normalized`] (those of an [`ExactIndex`](super::ExactIndex)): they
+    /// are stored as given, bit for bit, which snapshots rely on (a vector
+    /// normalised twice can differ in its last bits).
+    pub(crate) fn add_normalized(&mut self, items: &[(Slot, &[f32])]) -> Result<(), IndexError> {
+        self.insert(items, false)
+    }
+
+    fn insert(&mut self, items: &[(Slot, &[f32])], normalize: bool) -> Result<(), IndexError> {
+        let mut batch = HashSet::with_capacity(items.len());
+        for (slot, vector) in items {
+            check_vector(vector, self.dimension)?;
+            if self.live.contains(*slot) || !batch.insert(*slot) {
+                return Err(IndexError::SlotTaken(*slot));
+            }
+        }
+        let new_slots: Vec<Slot> = items.iter().map(|(s, _)| *s).collect();
+        let ids = labels(&new_slots)?;
+        let mut vectors = Vec::with_capacity(items.len() * self.dimension);
+        for (_, v) in items {
+            if normalize {
+                vectors.extend(normalized(v));
+            } else {
+                vectors.extend_from_slice(v);
+            }
+        }
+        if !self.hnsw && self.live.len() + items.len() >= self.config.hnsw_threshold {
+            // Crossing the threshold: build the graph from everything live.
+            let (mut slots, mut all) = self.live_vectors()?;
+            slots.extend_from_slice(&new_slots);
+            all.extend_from_slice(&vectors);
+            let raw = build(self.dimension, &self.config, &slots, &all)?;
+            self.install(raw, &slots);
+            return Ok(());
+        }
+        let first_row = self.raw.ntotal();
+        self.raw.add_with_ids(&vectors, &ids)?;
+        for (i, slot) in new_slots.iter().enumerate() {
+            self.rows.insert(*slot, first_row + i);
+            self.live.insert(*slot);
+        }
+        Ok(())
+    }
+
+    /// The FAISS id map: the slot of every row, `-1` for removed ones.
+    pub(crate) fn labels(&self) -> &[i64] {
+        self.raw.labels()
+    }
+
     /// Rows holding removed vectors, in increasing order.
     pub(crate) fn dead_rows(&self) -> Vec<u64> {
         self.raw
@@ -323,35 +372,7 @@ impl VectorIndex for FaissIndex {
     }
 
     fn add(&mut self, items: &[(Slot, &[f32])]) -> Result<(), IndexError> {
-        let mut batch = HashSet::with_capacity(items.len());
-        for (slot, vector) in items {
-            check_vector(vector, self.dimension)?;
-            if self.live.contains(*slot) || !batch.insert(*slot) {
-                return Err(IndexError::SlotTaken(*slot));
-            }
-        }
-        let new_slots: Vec<Slot> = items.iter().map(|(s, _)| *s).collect();
-        let ids = labels(&new_slots)?;
-        let mut vectors = Vec::with_capacity(items.len() * self.dimension);
-        for (_, v) in items {
-            vectors.extend(normalized(v));
-        }
-        if !self.hnsw && self.live.len() + items.len() >= self.config.hnsw_threshold {
-            // Crossing the threshold: build the graph from everything live.
-            let (mut slots, mut all) = self.live_vectors()?;
-            slots.extend_from_slice(&new_slots);
-            all.extend_from_slice(&vectors);
-            let raw = build(self.dimension, &self.config, &slots, &all)?;
-            self.install(raw, &slots);
-            return Ok(());
-        }
-        let first_row = self.raw.ntotal();
-        self.raw.add_with_ids(&vectors, &ids)?;
-        for (i, slot) in new_slots.iter().enumerate() {
-            self.rows.insert(*slot, first_row + i);
-            self.live.insert(*slot);
-        }
-        Ok(())
+        self.insert(items, true)
     }
 
     /// Tombstones `slot`; when tombstones then exceed

@@ -130,7 +130,10 @@ fn measure_index() {
     hnsw.save_snapshot(&path, 1, b"").unwrap();
     let save = t.elapsed();
     let t = Instant::now();
-    let snap = Snapshot::load(&path, &IndexConfig::default(), DIM).unwrap();
+    let snap = Snapshot::load(&path, &IndexConfig::default(), DIM, &mut |slot| {
+        Some(vectors[slot as usize].clone())
+    })
+    .unwrap();
     println!(
         "save {save:?} load {:?} size {} MB",
         t.elapsed(),

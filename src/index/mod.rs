@@ -22,7 +22,7 @@ pub use self::config::IndexConfig;
 pub use self::exact::ExactIndex;
 pub use self::faiss::FaissIndex;
 pub use self::slots::SlotSet;
-pub use self::snapshot::Snapshot;
+pub use self::snapshot::{Snapshot, SnapshotFile};
 pub use self::staged::StagedIndex;
 
 use std::path::Path;

@@ -1,55 +1,141 @@
 //! Index snapshots: a [`FaissIndex`] saved with the change-log sequence it
 //! covers, so an open can skip the rebuild.
 //!
+//! A snapshot holds the index's **structure** — FAISS's serialised form with
+//! the flat vector storage cut out — but not the live vectors: those are
+//! already stored exactly (in redb), and keeping a second, normalised copy
+//! would double the footprint of every experience (1.5 KB per 384-d vector).
+//! On load the owner hands each live slot's vector back
+//! ([`SnapshotFile::fill`]); they are normalised exactly as at insertion and
+//! checked against a CRC of the vectors that were cut out, so a snapshot
+//! never comes back with other vectors than it was saved with. Rows of
+//! removed vectors (tombstones, at most [`IndexConfig::tombstone_ratio`] of
+//! the rows) keep their vectors in the file: the graph still routes through
+//! them and their source may be gone.
+//!
 //! # File layout (little-endian)
 //!
 //! | field            | size                 |
 //! |------------------|----------------------|
 //! | magic `PULSEIDX` | 8                    |
-//! | format version   | 4 (`u32`, = 1)       |
+//! | format version   | 4 (`u32`, = 2)       |
 //! | dimension        | 8 (`u64`)            |
 //! | sequence         | 8 (`u64`)            |
 //! | extra length     | 8 (`u64`)            |
 //! | extra            | extra length         |
-//! | FAISS length     | 8 (`u64`)            |
-//! | FAISS index      | FAISS length (`write_index` output) |
+//! | rows             | 8 (`u64`): vectors in the FAISS index, tombstones included |
+//! | vectors CRC-32   | 4 (`u32`, over the cut-out storage: rows × dimension normalised `f32`) |
+//! | head length      | 8 (`u64`)            |
+//! | head             | FAISS `write_index` output up to the flat storage's vectors |
+//! | tail length      | 8 (`u64`)            |
+//! | tail             | the rest of it: the id map (`u64` count, `i64` labels) |
 //! | tombstone count  | 8 (`u64`)            |
-//! | tombstone rows   | 8 each (`u64`)       |
+//! | tombstones       | per tombstone: row (`u64`), then its normalised vector (dimension × `f32`) |
 //! | CRC-32           | 4 (`u32`, over every byte before it) |
+//!
+//! The head ends with FAISS's length prefix of the storage (`u64`, rows ×
+//! dimension), the tail is exactly the id map of an `IndexIDMap`; both are
+//! checked when saving and when loading, so a FAISS whose layout differs
+//! fails loudly instead of restoring garbage.
 //!
 //! The file is written to `<path>.tmp`, fsynced, renamed over `path`, and the
 //! directory fsynced, so `path` holds either the old or the new snapshot.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::ffi::RawIndex;
-use super::{FaissIndex, IndexConfig, IndexError, VectorIndex};
+use super::ffi::{RawIndex, DEAD_LABEL};
+use super::{normalized, FaissIndex, IndexConfig, IndexError, Slot, VectorIndex};
 
 const MAGIC: &[u8; 8] = b"PULSEIDX";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
-/// A snapshot read back from disk.
+/// A snapshot restored from disk.
 #[derive(Debug)]
 pub struct Snapshot {
     /// The restored index, answering exactly as the saved one did.
     pub index: FaissIndex,
-    /// The change-log sequence the snapshot covers; the caller replays the
-    /// writes after it (and judges staleness).
+    /// The change-log sequence the snapshot covers; the caller judges
+    /// staleness and adds what the snapshot lacks.
     pub sequence: u64,
     /// The owner's payload given to `save_snapshot`.
     pub extra: Vec<u8>,
 }
 
 impl Snapshot {
-    /// Loads the snapshot at `path` for an index of `dimension` components.
+    /// Loads the snapshot at `path` for an index of `dimension` components,
+    /// asking `vector_of` for the vector of every live slot (as it was
+    /// added, not normalised).
     ///
     /// Returns `None` when the file is missing (silently) or unreadable,
-    /// truncated, corrupt (bad magic, version or checksum) or of another
-    /// dimension (each logged with `tracing::warn!`): the caller rebuilds.
-    /// Never panics.
-    pub fn load(path: &Path, config: &IndexConfig, dimension: usize) -> Option<Snapshot> {
+    /// truncated, corrupt, of another dimension, or when the vectors given
+    /// back are not the ones saved (each logged with `tracing::warn!`): the
+    /// caller rebuilds. A slot `vector_of` knows nothing about is restored
+    /// with a zero vector, so the caller must remove it. Never panics.
+    pub fn load(
+        path: &Path,
+        config: &IndexConfig,
+        dimension: usize,
+        vector_of: &mut dyn FnMut(Slot) -> Option<Vec<f32>>,
+    ) -> Option<Snapshot> {
+        let mut file = SnapshotFile::read(path, dimension)?;
+        for slot in file.slots().to_vec() {
+            if let Some(v) = vector_of(slot) {
+                file.fill(slot, &v);
+            }
+        }
+        let sequence = file.sequence();
+        let extra = file.extra().to_vec();
+        let index = file.restore(config)?;
+        Some(Snapshot {
+            index,
+            sequence,
+            extra,
+        })
+    }
+}
+
+/// A snapshot read from disk, waiting for its live vectors.
+///
+/// [`read`](Self::read) it, look at [`sequence`](Self::sequence) and
+/// [`extra`](Self::extra), [`fill`](Self::fill) the vectors of its
+/// [`slots`](Self::slots), then [`restore`](Self::restore) the index.
+pub struct SnapshotFile {
+    path: PathBuf,
+    dimension: usize,
+    sequence: u64,
+    extra: Vec<u8>,
+    /// The whole FAISS serialisation; the storage region is filled in place.
+    faiss: Vec<u8>,
+    /// Byte offset of the storage region in `faiss`.
+    vectors_at: usize,
+    vectors_crc: u32,
+    dead_rows: Vec<u64>,
+    /// Row of every live slot.
+    rows: HashMap<Slot, usize>,
+    /// Live slots in row order.
+    slots: Vec<Slot>,
+    filled: Vec<bool>,
+    unfilled: usize,
+}
+
+impl std::fmt::Debug for SnapshotFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotFile")
+            .field("path", &self.path)
+            .field("sequence", &self.sequence)
+            .field("rows", &self.filled.len())
+            .field("unfilled", &self.unfilled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SnapshotFile {
+    /// Reads and checks the snapshot at `path`. `None` as for
+    /// [`Snapshot::load`].
+    pub fn read(path: &Path, dimension: usize) -> Option<SnapshotFile> {
         let bytes = match fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
@@ -58,14 +144,113 @@ impl Snapshot {
                 return None;
             }
         };
-        match decode(&bytes, config, dimension) {
-            Ok(snapshot) => Some(snapshot),
+        match decode(&bytes, dimension) {
+            Ok(mut file) => {
+                file.path = path.to_owned();
+                Some(file)
+            }
             Err(reason) => {
                 tracing::warn!(path = %path.display(), %reason, "ignoring index snapshot");
                 None
             }
         }
     }
+
+    /// The change-log sequence the snapshot covers.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// The owner's payload given to `save_snapshot`.
+    pub fn extra(&self) -> &[u8] {
+        &self.extra
+    }
+
+    /// The live slots, in FAISS row order.
+    pub fn slots(&self) -> &[Slot] {
+        &self.slots
+    }
+
+    /// Puts back the vector of `slot` (as it was added, not normalised).
+    /// Returns false, changing nothing, for a slot the snapshot does not
+    /// hold live or a vector of another dimension.
+    pub fn fill(&mut self, slot: Slot, vector: &[f32]) -> bool {
+        let Some(&row) = self.rows.get(&slot) else {
+            return false;
+        };
+        if vector.len() != self.dimension {
+            return false;
+        }
+        let width = self.dimension * 4;
+        let at = self.vectors_at + row * width;
+        let Some(out) = self.faiss.get_mut(at..at + width) else {
+            return false;
+        };
+        for (chunk, x) in out.chunks_exact_mut(4).zip(normalized(vector)) {
+            chunk.copy_from_slice(&x.to_le_bytes());
+        }
+        if let Some(f) = self.filled.get_mut(row) {
+            if !*f {
+                *f = true;
+                self.unfilled -= 1;
+            }
+        }
+        true
+    }
+
+    /// Builds the index. Live slots never filled hold a zero vector (the
+    /// caller removes them); when every slot was filled, the vectors must
+    /// match the saved ones' checksum. `None` (logged) otherwise.
+    pub fn restore(self, config: &IndexConfig) -> Option<FaissIndex> {
+        match self.try_restore(config) {
+            Ok(index) => Some(index),
+            Err(reason) => {
+                tracing::warn!(path = %self.path.display(), %reason, "ignoring index snapshot");
+                None
+            }
+        }
+    }
+
+    fn try_restore(&self, config: &IndexConfig) -> Result<FaissIndex, String> {
+        if self.unfilled == 0 {
+            let end = self.vectors_at + self.filled.len() * self.dimension * 4;
+            let region = self.faiss.get(self.vectors_at..end).ok_or("bad layout")?;
+            if crc32fast::hash(region) != self.vectors_crc {
+                return Err("the vectors given back differ from the saved ones".into());
+            }
+        }
+        let raw = RawIndex::from_bytes(&self.faiss).map_err(|e| e.to_string())?;
+        FaissIndex::from_raw(raw, config, self.dimension, &self.dead_rows)
+    }
+}
+
+/// Where the flat storage's vectors sit in a FAISS `IndexIDMap`
+/// serialisation of `rows` vectors of `dimension` components: the byte
+/// range, checked against the length prefix before it and the id map after
+/// it.
+fn storage_range(faiss: &[u8], rows: usize, dimension: usize) -> Result<(usize, usize), String> {
+    let layout = || "unexpected FAISS layout".to_string();
+    let width = dimension.checked_mul(4).ok_or_else(layout)?;
+    let vectors = rows.checked_mul(width).ok_or_else(layout)?;
+    let id_map = rows
+        .checked_mul(8)
+        .and_then(|n| n.checked_add(8))
+        .ok_or_else(layout)?;
+    let end = faiss.len().checked_sub(id_map).ok_or_else(layout)?;
+    let start = end.checked_sub(vectors).ok_or_else(layout)?;
+    let prefix = start.checked_sub(8).ok_or_else(layout)?;
+    if le_u64(&faiss[prefix..start]) != (rows * dimension) as u64
+        || le_u64(&faiss[end..end + 8]) != rows as u64
+    {
+        return Err(layout());
+    }
+    Ok((start, end))
+}
+
+fn le_u64(bytes: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(b)
 }
 
 /// Writes `index` to `path` atomically (see the module docs).
@@ -75,23 +260,40 @@ pub(crate) fn write(
     sequence: u64,
     extra: &[u8],
 ) -> Result<(), IndexError> {
+    let dimension = index.dimension();
     let faiss = index.faiss_bytes()?;
-    let dead = index.dead_rows();
-    let mut dead_bytes = Vec::with_capacity(dead.len() * 8);
-    for row in &dead {
-        dead_bytes.extend_from_slice(&row.to_le_bytes());
+    let labels = index.labels();
+    let rows = labels.len();
+    let (start, end) = storage_range(&faiss, rows, dimension).map_err(IndexError::Faiss)?;
+    let (head, vectors, tail) = (&faiss[..start], &faiss[start..end], &faiss[end..]);
+    let labels_match = tail[8..]
+        .chunks_exact(8)
+        .zip(labels)
+        .all(|(b, l)| le_u64(b) as i64 == *l);
+    if !labels_match {
+        return Err(IndexError::Faiss("unexpected FAISS layout (id map)".into()));
     }
-    // Streamed to the file with a running checksum: the FAISS bytes are the
-    // bulk of a snapshot and are not copied again.
-    let parts: [&[u8]; 10] = [
+    let width = dimension * 4;
+    let dead = index.dead_rows();
+    let mut dead_bytes = Vec::with_capacity(dead.len() * (8 + width));
+    for row in &dead {
+        let at = *row as usize * width;
+        dead_bytes.extend_from_slice(&row.to_le_bytes());
+        dead_bytes.extend_from_slice(&vectors[at..at + width]);
+    }
+    let parts: [&[u8]; 14] = [
         MAGIC,
         &VERSION.to_le_bytes(),
-        &(index.dimension() as u64).to_le_bytes(),
+        &(dimension as u64).to_le_bytes(),
         &sequence.to_le_bytes(),
         &(extra.len() as u64).to_le_bytes(),
         extra,
-        &(faiss.len() as u64).to_le_bytes(),
-        &faiss,
+        &(rows as u64).to_le_bytes(),
+        &crc32fast::hash(vectors).to_le_bytes(),
+        &(head.len() as u64).to_le_bytes(),
+        head,
+        &(tail.len() as u64).to_le_bytes(),
+        tail,
         &(dead.len() as u64).to_le_bytes(),
         &dead_bytes,
     ];
@@ -143,10 +345,14 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
+    fn u32(&mut self, what: &str) -> Result<u32, String> {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(self.take(4, what)?);
+        Ok(u32::from_le_bytes(b))
+    }
+
     fn u64(&mut self, what: &str) -> Result<u64, String> {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(self.take(8, what)?);
-        Ok(u64::from_le_bytes(b))
+        Ok(le_u64(self.take(8, what)?))
     }
 
     fn len(&mut self, what: &str) -> Result<usize, String> {
@@ -154,7 +360,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn decode(bytes: &[u8], config: &IndexConfig, dimension: usize) -> Result<Snapshot, String> {
+fn decode(bytes: &[u8], dimension: usize) -> Result<SnapshotFile, String> {
     if bytes.len() < MAGIC.len() + 4 + 4 {
         return Err("truncated".into());
     }
@@ -169,14 +375,12 @@ fn decode(bytes: &[u8], config: &IndexConfig, dimension: usize) -> Result<Snapsh
     }
     let mut r = Reader { bytes: body };
     r.take(MAGIC.len(), "magic")?;
-    let mut version = [0u8; 4];
-    version.copy_from_slice(r.take(4, "version")?);
-    let version = u32::from_le_bytes(version);
+    let version = r.u32("version")?;
     if version != VERSION {
         return Err(format!("format version {version} (expected {VERSION})"));
     }
     let stored_dimension = r.u64("dimension")?;
-    if stored_dimension != dimension as u64 {
+    if stored_dimension != dimension as u64 || dimension == 0 {
         return Err(format!(
             "dimension {stored_dimension} (expected {dimension})"
         ));
@@ -184,31 +388,79 @@ fn decode(bytes: &[u8], config: &IndexConfig, dimension: usize) -> Result<Snapsh
     let sequence = r.u64("sequence")?;
     let extra_len = r.len("extra length")?;
     let extra = r.take(extra_len, "extra")?.to_vec();
-    let faiss_len = r.len("index length")?;
-    let faiss = r.take(faiss_len, "index")?;
-    let dead_count = r.len("tombstone count")?;
-    let dead_bytes = r.take(
-        dead_count
+    let rows = r.len("rows")?;
+    let vectors_crc = r.u32("vectors checksum")?;
+    let head_len = r.len("head length")?;
+    let head = r.take(head_len, "head")?;
+    let tail_len = r.len("tail length")?;
+    let tail = r.take(tail_len, "tail")?;
+    let width = dimension * 4;
+    let vectors_len = rows.checked_mul(width).ok_or("rows too large")?;
+    if tail_len
+        != rows
             .checked_mul(8)
-            .ok_or("tombstone count too large")?,
-        "tombstones",
-    )?;
+            .and_then(|n| n.checked_add(8))
+            .ok_or("rows too large")?
+    {
+        return Err("id map of the wrong size".into());
+    }
+
+    let mut faiss = Vec::new();
+    faiss
+        .try_reserve_exact(head_len + vectors_len + tail_len)
+        .map_err(|_| "index too large for memory")?;
+    faiss.extend_from_slice(head);
+    let vectors_at = faiss.len();
+    faiss.resize(vectors_at + vectors_len, 0);
+    faiss.extend_from_slice(tail);
+    storage_range(&faiss, rows, dimension)?;
+
+    let dead_count = r.len("tombstone count")?;
+    let mut dead_rows = Vec::with_capacity(dead_count.min(rows));
+    let mut dead = vec![false; rows];
+    for _ in 0..dead_count {
+        let row = r.len("tombstone row")?;
+        let vector = r.take(width, "tombstone vector")?;
+        if row >= rows || dead[row] {
+            return Err(format!("bad tombstone row {row}"));
+        }
+        dead[row] = true;
+        dead_rows.push(row as u64);
+        let at = vectors_at + row * width;
+        faiss[at..at + width].copy_from_slice(vector);
+    }
     if !r.bytes.is_empty() {
         return Err("trailing bytes".into());
     }
-    let dead: Vec<u64> = dead_bytes
+
+    let mut live = HashMap::with_capacity(rows - dead_count);
+    let mut slots = Vec::with_capacity(rows - dead_count);
+    for (row, label) in tail[8..]
         .chunks_exact(8)
-        .map(|c| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(c);
-            u64::from_le_bytes(b)
-        })
-        .collect();
-    let raw = RawIndex::from_bytes(faiss).map_err(|e| e.to_string())?;
-    let index = FaissIndex::from_raw(raw, config, dimension, &dead)?;
-    Ok(Snapshot {
-        index,
+        .map(|b| le_u64(b) as i64)
+        .enumerate()
+    {
+        match (label, dead[row]) {
+            (DEAD_LABEL, true) => {}
+            (l, false) if l >= 0 && live.insert(l as Slot, row).is_none() => slots.push(l as Slot),
+            _ => return Err(format!("bad or repeated label {label} at row {row}")),
+        }
+    }
+    // Tombstone rows came with their vectors.
+    let filled = dead;
+    let unfilled = slots.len();
+    Ok(SnapshotFile {
+        path: PathBuf::new(),
+        dimension,
         sequence,
         extra,
+        faiss,
+        vectors_at,
+        vectors_crc,
+        dead_rows,
+        rows: live,
+        slots,
+        filled,
+        unfilled,
     })
 }

@@ -148,7 +148,8 @@ impl StagedIndex {
             return Ok(0);
         }
         let items: Vec<(Slot, &[f32])> = batch.iter().map(|(s, v)| (*s, v.as_slice())).collect();
-        self.main_mut()?.add(&items)?;
+        // The buffer holds normalised vectors: stored as they are.
+        self.main_mut()?.add_normalized(&items)?;
         // Drop the moved slots from the buffer. A slot removed while it was
         // being inserted is gone from the buffer: remove it from the graph.
         let mut removed_meanwhile = Vec::new();
@@ -360,6 +361,61 @@ mod tests {
         assert_eq!(staged.staged_len().unwrap(), 0);
         assert_eq!(staged.len().unwrap(), 297);
         check(&staged);
+    }
+
+    #[test]
+    fn drained_vectors_restore_from_a_snapshot_and_the_added_vectors() {
+        let dim = 384;
+        // Vectors that come out of a second normalisation with other bits,
+        // so a drain that normalised again would fail the restore.
+        let renormalised_differs = |v: &Vec<f32>| {
+            crate::index::normalized(&crate::index::normalized(v)) != crate::index::normalized(v)
+        };
+        // Unit vectors normalised in f32, as embedding models hand them out.
+        let data: Vec<Vec<f32>> = vectors(300, dim, 11)
+            .into_iter()
+            .map(|v| {
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.iter().map(|x| x / norm).collect()
+            })
+            .collect();
+        let differing = data.iter().filter(|v| renormalised_differs(v)).count();
+        assert!(differing > 0, "no vector changes when normalised twice");
+        let config = IndexConfig {
+            hnsw_threshold: 50,
+            ..IndexConfig::default()
+        };
+        let staged = StagedIndex::new(dim, &config).unwrap();
+        let items: Vec<(Slot, &[f32])> = data
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as Slot, v.as_slice()))
+            .collect();
+        staged.add_direct(&items[..100]).unwrap();
+        staged.add(&items[100..]).unwrap();
+        while staged.drain(64).unwrap() > 0 {}
+        assert!(staged.remove(42).unwrap());
+        let dir = std::env::temp_dir().join(format!("pulsedb-staged-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.idx");
+        staged.save_snapshot(&path, 9, b"").unwrap();
+        // The snapshot takes back the vectors as they were added: drained
+        // vectors were stored exactly as the buffer normalised them.
+        let restored = crate::index::Snapshot::load(&path, &config, dim, &mut |slot| {
+            data.get(slot as usize).cloned()
+        })
+        .expect("snapshot restores")
+        .index;
+        assert!(restored.is_hnsw());
+        assert_eq!(restored.len(), 299);
+        assert_eq!(restored.tombstones(), 1);
+        for q in vectors(10, dim, 5) {
+            assert_eq!(
+                slots(&restored.search(&q, 10, None).unwrap()),
+                slots(&staged.search(&q, 10, None).unwrap())
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

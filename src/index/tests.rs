@@ -351,6 +351,7 @@ fn snapshot_round_trip_and_corruption() {
     let queries = clustered(&mut rng, &centres, 20);
     let config = small_hnsw_config();
     let filter = every_nth(3, 1_000);
+    let mut given = |slot: Slot| vectors.get(slot as usize).cloned();
     for (name, count) in [("flat", 300), ("hnsw", 1_000)] {
         let mut index = FaissIndex::new(24, &config).unwrap();
         index.add(&items(&vectors[..count])).unwrap();
@@ -361,7 +362,14 @@ fn snapshot_round_trip_and_corruption() {
         let path = dir.join(format!("{name}.snap"));
         index.save_snapshot(&path, 42, b"slot map").unwrap();
         assert!(!dir.join(format!("{name}.snap.tmp")).exists());
-        let loaded = Snapshot::load(&path, &config, 24).unwrap();
+        // The live vectors are not in the file: only the four removed ones.
+        let size = std::fs::metadata(&path).unwrap().len() as usize;
+        let full = index.faiss_bytes().unwrap().len();
+        assert!(
+            size + index.len() * 24 * 4 <= full + 1024,
+            "{name}: {size} of {full}"
+        );
+        let loaded = Snapshot::load(&path, &config, 24, &mut given).unwrap();
         assert_eq!(loaded.sequence, 42);
         assert_eq!(loaded.extra, b"slot map");
         let restored = loaded.index;
@@ -378,21 +386,44 @@ fn snapshot_round_trip_and_corruption() {
             }
         }
 
+        // Other vectors than the saved ones are refused.
+        let mut swapped = |slot: Slot| given(if slot == 7 { 8 } else { slot });
+        assert!(Snapshot::load(&path, &config, 24, &mut swapped).is_none());
+        // A slot without a vector comes back as a zero vector, still live,
+        // for the owner to remove; everything else answers as before.
+        let mut missing = |slot: Slot| if slot == 7 { None } else { given(slot) };
+        let mut partial = Snapshot::load(&path, &config, 24, &mut missing)
+            .unwrap()
+            .index;
+        assert!(partial.contains(7));
+        assert!(partial.remove(7));
+        assert_eq!(partial.len(), index.len() - 1);
+        for hit in partial.search(&vectors[9], 10, None).unwrap() {
+            assert_ne!(hit.slot, 7);
+        }
+        assert_eq!(partial.search(&vectors[9], 1, None).unwrap()[0].slot, 9);
+
         let bytes = std::fs::read(&path).unwrap();
         let bad = dir.join("bad.snap");
         for cut in [0, 5, 20, bytes.len() / 2, bytes.len() - 1] {
             std::fs::write(&bad, &bytes[..cut]).unwrap();
-            assert!(Snapshot::load(&bad, &config, 24).is_none(), "cut at {cut}");
+            assert!(
+                Snapshot::load(&bad, &config, 24, &mut given).is_none(),
+                "cut at {cut}"
+            );
         }
         for pos in [0, 10, 30, bytes.len() / 2, bytes.len() - 2] {
             let mut flipped = bytes.clone();
             flipped[pos] ^= 0x10;
             std::fs::write(&bad, &flipped).unwrap();
-            assert!(Snapshot::load(&bad, &config, 24).is_none(), "flip at {pos}");
+            assert!(
+                Snapshot::load(&bad, &config, 24, &mut given).is_none(),
+                "flip at {pos}"
+            );
         }
-        assert!(Snapshot::load(&path, &config, 25).is_none());
+        assert!(Snapshot::load(&path, &config, 25, &mut given).is_none());
     }
-    assert!(Snapshot::load(&dir.join("missing.snap"), &config, 24).is_none());
+    assert!(Snapshot::load(&dir.join("missing.snap"), &config, 24, &mut given).is_none());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
