@@ -131,6 +131,12 @@ pub struct Config {
     /// page cache, so a modest cache keeps memory flat without slowing reads
     /// much.
     pub cache_size: usize,
+    /// On `close`, give the file's free pages back to the file system
+    /// (redb's compaction: pages move towards the start and the free tail is
+    /// cut off). Costs time proportional to the file (75 ms for a 36 MB file
+    /// here), saves the space copy-on-write commits leave free (16 % of that
+    /// file). A failed compaction is logged and changes nothing committed.
+    pub compact_on_close: bool,
 }
 
 impl Default for Config {
@@ -147,6 +153,7 @@ impl Default for Config {
             max_batch_ops: 4096,
             eventual_flush_interval: Duration::from_millis(200),
             cache_size: 64 * 1024 * 1024,
+            compact_on_close: true,
         }
     }
 }

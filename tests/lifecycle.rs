@@ -682,3 +682,55 @@ async fn missing_embedding_without_embedder_is_a_validation_error() {
     assert_eq!(db.get_current_sequence().await.unwrap(), 1);
     db.close().await.unwrap();
 }
+
+/// The same writes and deletes into two files; only one compacts on close.
+/// Its file ends smaller and holds exactly the same data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_gives_free_pages_back_and_keeps_everything() {
+    let mut kept = Vec::new();
+    let mut sizes = Vec::new();
+    for compact_on_close in [false, true] {
+        let t = TempDb::new();
+        let cfg = Config {
+            compact_on_close,
+            ..config()
+        };
+        let db = t.open_with(cfg.clone()).await;
+        let c = db.create_collective("c").await.unwrap();
+        let mut ids = Vec::new();
+        for round in 0..5u64 {
+            let batch = (0..200).map(|i| exp(c, round * 1_000 + i)).collect();
+            ids.extend(db.record_experiences(batch).await.unwrap());
+        }
+        // Deleting half of it leaves free pages behind.
+        for id in ids.iter().skip(1).step_by(2) {
+            db.delete_experience(*id).await.unwrap();
+        }
+        db.close().await.unwrap();
+        sizes.push(std::fs::metadata(&t.path).unwrap().len());
+
+        let db = t.open_with(cfg).await;
+        let mut contents = Vec::new();
+        for id in &ids {
+            contents.push(
+                db.get_experience(*id)
+                    .await
+                    .unwrap()
+                    .map(|e| (e.content, e.embedding)),
+            );
+        }
+        assert_eq!(
+            db.get_collective_stats(c).await.unwrap().experience_count as usize,
+            contents.iter().flatten().count()
+        );
+        db.close().await.unwrap();
+        kept.push(contents);
+    }
+    assert_eq!(kept[0], kept[1], "both files hold the same experiences");
+    assert!(
+        sizes[1] < sizes[0] * 9 / 10,
+        "compacted {} bytes vs {} bytes",
+        sizes[1],
+        sizes[0]
+    );
+}

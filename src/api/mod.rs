@@ -225,6 +225,7 @@ impl PulseHandle {
         e.watch.close_all();
 
         let storage = e.storage.write().ok().and_then(|mut s| s.take());
+        let compact = e.config.compact_on_close && !e.config.read_only;
         if let Some(storage) = storage {
             let flushed = blocking(move || {
                 let result = storage.flush();
@@ -234,7 +235,14 @@ impl PulseHandle {
                 while Arc::strong_count(&storage) > 1 && std::time::Instant::now() < deadline {
                     std::thread::sleep(std::time::Duration::from_millis(1));
                 }
-                drop(storage);
+                if let (true, Ok(mut owned)) = (compact && result.is_ok(), Arc::try_unwrap(storage))
+                {
+                    // Everything is durable already: a failure here only
+                    // leaves free pages in the file.
+                    if let Err(error) = owned.compact() {
+                        tracing::warn!(%error, "compaction on close failed");
+                    }
+                }
                 result
             })
             .await;

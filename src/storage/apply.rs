@@ -58,7 +58,6 @@ struct Writer<'t> {
     sequence: u64,
     collectives: Bytes<'t>,
     experiences: Bytes<'t>,
-    embeddings: Bytes<'t>,
     by_collective: Index<'t>,
     by_type: Index<'t>,
     by_tag: Index<'t>,
@@ -88,7 +87,6 @@ impl<'t> Writer<'t> {
             sequence,
             collectives: txn.open_table(schema::COLLECTIVES).map_err(s)?,
             experiences: txn.open_table(schema::EXPERIENCES).map_err(s)?,
-            embeddings: txn.open_table(schema::EMBEDDINGS).map_err(s)?,
             by_collective: txn.open_table(schema::EXP_BY_COLLECTIVE).map_err(s)?,
             by_type: txn.open_table(schema::EXP_BY_TYPE).map_err(s)?,
             by_tag: txn.open_table(schema::EXP_BY_TAG).map_err(s)?,
@@ -205,15 +203,7 @@ impl<'t> Writer<'t> {
         let Some(raw) = self.experiences.get(id.as_bytes().as_slice()).map_err(s)? else {
             return Err(NotFoundError::Experience(id).into());
         };
-        let mut exp = codec::decode_experience(raw.value())?;
-        drop(raw);
-        let emb = self
-            .embeddings
-            .get(id.as_bytes().as_slice())
-            .map_err(s)?
-            .ok_or_else(|| StorageError::Corrupt(format!("experience {id} has no embedding")))?;
-        exp.embedding = codec::decode_embedding(emb.value())?;
-        Ok(exp)
+        Ok(codec::decode_experience_row(raw.value(), true)?)
     }
 
     fn prefix_ids(table: &Index<'t>, prefix: &[u8]) -> Result<Vec<[u8; 16]>> {
@@ -308,13 +298,7 @@ impl<'t> Writer<'t> {
         let id = e.id.as_bytes();
         let c = e.collective_id.as_bytes();
         self.experiences
-            .insert(id.as_slice(), codec::encode_experience(e)?.as_slice())
-            .map_err(s)?;
-        self.embeddings
-            .insert(
-                id.as_slice(),
-                codec::encode_embedding(&e.embedding).as_slice(),
-            )
+            .insert(id.as_slice(), codec::encode_experience_row(e)?.as_slice())
             .map_err(s)?;
         self.by_collective
             .insert(key(&[c, id]).as_slice(), ())
@@ -357,7 +341,6 @@ impl<'t> Writer<'t> {
         let id = e.id.as_bytes();
         self.remove_secondary(e)?;
         self.experiences.remove(id.as_slice()).map_err(s)?;
-        self.embeddings.remove(id.as_slice()).map_err(s)?;
         self.by_collective
             .remove(key(&[e.collective_id.as_bytes(), id]).as_slice())
             .map_err(s)?;
@@ -384,7 +367,7 @@ impl<'t> Writer<'t> {
         self.experiences
             .insert(
                 new.id.as_bytes().as_slice(),
-                codec::encode_experience(new)?.as_slice(),
+                codec::encode_experience_row(new)?.as_slice(),
             )
             .map_err(s)?;
         self.insert_secondary(new)
@@ -540,7 +523,7 @@ impl<'t> Writer<'t> {
             .experiences
             .get(r.source_id.as_bytes().as_slice())
             .map_err(s)?
-            .map(|v| codec::decode_experience(v.value()).map(|e| e.collective_id))
+            .map(|v| codec::decode_experience_row(v.value(), false).map(|e| e.collective_id))
             .transpose()?;
         if let Some(c) = collective {
             self.rel_by_collective
@@ -590,7 +573,7 @@ impl<'t> Writer<'t> {
             let Some(raw) = self.experiences.get(src.as_bytes().as_slice()).map_err(s)? else {
                 return Err(NotFoundError::Experience(*src).into());
             };
-            if codec::decode_experience(raw.value())?.collective_id != i.collective_id {
+            if codec::decode_experience_row(raw.value(), false)?.collective_id != i.collective_id {
                 return Err(ValidationError::invalid(
                     "source_experience_ids",
                     format!("experience {src} belongs to another collective"),

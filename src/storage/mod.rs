@@ -47,6 +47,9 @@ pub enum StorageError {
     /// A commit failed; the transaction's writes are discarded.
     #[error("commit: {0}")]
     Commit(#[from] ::redb::CommitError),
+    /// Compacting the file failed (the database stays as it was committed).
+    #[error("compaction: {0}")]
+    Compaction(#[from] ::redb::CompactionError),
     /// Setting the transaction durability failed.
     #[error("durability: {0}")]
     Durability(#[from] ::redb::SetDurabilityError),

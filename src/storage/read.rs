@@ -89,23 +89,16 @@ impl RedbStorage {
 
     fn load_experience(
         exps: &BytesTable,
-        embeddings: Option<&BytesTable>,
+        with_embedding: bool,
         id: &[u8; 16],
     ) -> Result<Option<Experience>> {
         let Some(raw) = exps.get(id.as_slice()).map_err(StorageError::from)? else {
             return Ok(None);
         };
-        let mut exp = codec::decode_experience(raw.value())?;
-        if let Some(embeddings) = embeddings {
-            let raw = embeddings
-                .get(id.as_slice())
-                .map_err(StorageError::from)?
-                .ok_or_else(|| {
-                    StorageError::Corrupt(format!("experience {} has no embedding", exp.id))
-                })?;
-            exp.embedding = codec::decode_embedding(raw.value())?;
-        }
-        Ok(Some(exp))
+        Ok(Some(codec::decode_experience_row(
+            raw.value(),
+            with_embedding,
+        )?))
     }
 
     fn collective_known(&self, txn: &::redb::ReadTransaction, c: CollectiveId) -> Result<()> {
@@ -121,7 +114,7 @@ impl RedbStorage {
 
     fn to_watch_event(
         &self,
-        embeddings: &BytesTable,
+        exps: &BytesTable,
         sequence: u64,
         change: ChangeRecord,
     ) -> Result<Option<WatchEvent>> {
@@ -132,11 +125,11 @@ impl RedbStorage {
             Some(mut exp) => {
                 // Embeddings never change; a record deleted since the event
                 // was logged no longer has one, and is returned without it.
-                if let Some(raw) = embeddings
+                if let Some(raw) = exps
                     .get(exp.id.as_bytes().as_slice())
                     .map_err(StorageError::from)?
                 {
-                    exp.embedding = codec::decode_embedding(raw.value())?;
+                    exp.embedding = codec::row_embedding(raw.value())?;
                 }
                 Some(exp)
             }
@@ -199,14 +192,13 @@ impl StorageEngine for RedbStorage {
         let prefix = id.as_bytes().as_slice();
         let by_collective = Self::index_table(&txn, schema::EXP_BY_COLLECTIVE)?;
         let exps = Self::bytes_table(&txn, schema::EXPERIENCES)?;
-        let embeddings = Self::bytes_table(&txn, schema::EMBEDDINGS)?;
         let mut stats = CollectiveStats::default();
         for exp_id in ids_with_prefix(&by_collective, prefix)? {
             let raw = exps
                 .get(exp_id.as_slice())
                 .map_err(StorageError::from)?
                 .ok_or_else(|| StorageError::Corrupt("dangling collective index entry".into()))?;
-            let exp = codec::decode_experience(raw.value())?;
+            let exp = codec::decode_experience_row(raw.value(), false)?;
             stats.experience_count += 1;
             if exp.archived {
                 stats.archived_count += 1;
@@ -221,11 +213,7 @@ impl StorageEngine for RedbStorage {
                     .newest_experience
                     .map_or(exp.timestamp, |t| t.max(exp.timestamp)),
             );
-            let emb_len = embeddings
-                .get(exp_id.as_slice())
-                .map_err(StorageError::from)?
-                .map_or(0, |v| v.value().len());
-            stats.storage_bytes += (16 + raw.value().len() + 16 + emb_len) as u64;
+            stats.storage_bytes += (16 + raw.value().len()) as u64;
         }
         let insights_idx = Self::index_table(&txn, schema::INSIGHTS_BY_COLLECTIVE)?;
         let insights = Self::bytes_table(&txn, schema::INSIGHTS)?;
@@ -255,17 +243,15 @@ impl StorageEngine for RedbStorage {
     fn get_experience(&self, id: ExperienceId) -> Result<Option<Experience>> {
         let txn = self.read_txn()?;
         let exps = Self::bytes_table(&txn, schema::EXPERIENCES)?;
-        let embeddings = Self::bytes_table(&txn, schema::EMBEDDINGS)?;
-        Self::load_experience(&exps, Some(&embeddings), id.as_bytes())
+        Self::load_experience(&exps, true, id.as_bytes())
     }
 
     fn get_experiences(&self, ids: &[ExperienceId]) -> Result<Vec<Experience>> {
         let txn = self.read_txn()?;
         let exps = Self::bytes_table(&txn, schema::EXPERIENCES)?;
-        let embeddings = Self::bytes_table(&txn, schema::EMBEDDINGS)?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(e) = Self::load_experience(&exps, Some(&embeddings), id.as_bytes())? {
+            if let Some(e) = Self::load_experience(&exps, true, id.as_bytes())? {
                 out.push(e);
             }
         }
@@ -274,11 +260,11 @@ impl StorageEngine for RedbStorage {
 
     fn get_embedding(&self, id: ExperienceId) -> Result<Option<Vec<f32>>> {
         let txn = self.read_txn()?;
-        let t = Self::bytes_table(&txn, schema::EMBEDDINGS)?;
+        let t = Self::bytes_table(&txn, schema::EXPERIENCES)?;
         let v = t
             .get(id.as_bytes().as_slice())
             .map_err(StorageError::from)?;
-        v.map(|v| codec::decode_embedding(v.value()))
+        v.map(|v| codec::row_embedding(v.value()))
             .transpose()
             .map_err(Into::into)
     }
@@ -289,13 +275,13 @@ impl StorageEngine for RedbStorage {
         visit: &mut dyn FnMut(usize, &[f32]),
     ) -> Result<()> {
         let txn = self.read_txn()?;
-        let t = Self::bytes_table(&txn, schema::EMBEDDINGS)?;
+        let t = Self::bytes_table(&txn, schema::EXPERIENCES)?;
         for (i, id) in ids.iter().enumerate() {
             let v = t
                 .get(id.as_bytes().as_slice())
                 .map_err(StorageError::from)?;
             if let Some(v) = v {
-                visit(i, &codec::decode_embedding(v.value())?);
+                visit(i, &codec::row_embedding(v.value())?);
             }
         }
         Ok(())
@@ -335,7 +321,7 @@ impl StorageEngine for RedbStorage {
             let Some(id) = schema::trailing_id(k.value()) else {
                 continue;
             };
-            if let Some(exp) = Self::load_experience(&exps, None, &id)? {
+            if let Some(exp) = Self::load_experience(&exps, false, &id)? {
                 if !visit(exp) {
                     break;
                 }
@@ -354,10 +340,8 @@ impl StorageEngine for RedbStorage {
         self.collective_known(&txn, c)?;
         let idx = Self::index_table(&txn, schema::EXP_BY_COLLECTIVE)?;
         let exps = Self::bytes_table(&txn, schema::EXPERIENCES)?;
-        let embeddings = Self::bytes_table(&txn, schema::EMBEDDINGS)?;
-        let emb = with_embeddings.then_some(&embeddings);
         for id in ids_with_prefix(&idx, c.as_bytes())? {
-            if let Some(exp) = Self::load_experience(&exps, emb, &id)? {
+            if let Some(exp) = Self::load_experience(&exps, with_embeddings, &id)? {
                 visit(exp);
             }
         }
@@ -554,7 +538,7 @@ impl StorageEngine for RedbStorage {
     fn poll_events(&self, since: u64, limit: usize) -> Result<(Vec<WatchEvent>, u64)> {
         let txn = self.read_txn()?;
         let wal = txn.open_table(schema::WAL).map_err(StorageError::from)?;
-        let embeddings = Self::bytes_table(&txn, schema::EMBEDDINGS)?;
+        let exps = Self::bytes_table(&txn, schema::EXPERIENCES)?;
         let mut events = Vec::new();
         let mut position = since;
         let start = since.saturating_add(1);
@@ -566,7 +550,7 @@ impl StorageEngine for RedbStorage {
                 if events.len() >= limit {
                     break;
                 }
-                if let Some(event) = self.to_watch_event(&embeddings, seq, change)? {
+                if let Some(event) = self.to_watch_event(&exps, seq, change)? {
                     events.push(event);
                 }
             }

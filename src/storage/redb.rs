@@ -69,6 +69,17 @@ impl RedbStorage {
         Self::from_database(db, options)
     }
 
+    /// Gives the file's free pages back: moves pages towards its start and
+    /// truncates the free tail (redb's `compact`, crash-safe). Needs the
+    /// only reference to the database, with no transaction open. Returns
+    /// whether anything moved.
+    ///
+    /// # Errors
+    /// A storage fault; what was committed stays as it was.
+    pub fn compact(&mut self) -> std::result::Result<bool, StorageError> {
+        Ok(self.db.compact()?)
+    }
+
     /// Opens over an already-created redb database (custom backends).
     ///
     /// # Errors
@@ -273,7 +284,6 @@ fn create_tables(txn: &::redb::WriteTransaction) -> Result<()> {
     create!(
         schema::COLLECTIVES,
         schema::EXPERIENCES,
-        schema::EMBEDDINGS,
         schema::EXP_BY_COLLECTIVE,
         schema::EXP_BY_TYPE,
         schema::EXP_BY_TAG,

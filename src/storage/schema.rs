@@ -36,11 +36,10 @@ pub mod meta_keys {
 /// `collective id (16) → CollectiveRecord`.
 pub const COLLECTIVES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("collectives");
 
-/// `experience id (16) → ExperienceRecord` (the record without its embedding).
+/// `experience id (16) → row`: the `ExperienceRecord`'s length (`u32`
+/// little-endian), the record without its embedding, then the embedding
+/// (`dimension × f32` little-endian). See `codec::encode_experience_row`.
 pub const EXPERIENCES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("experiences");
-
-/// `experience id (16) → embedding`, `dimension × f32` little-endian.
-pub const EMBEDDINGS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("embeddings");
 
 /// `collective id (16) ‖ experience id (16) → ()`: a collective's experiences
 /// in creation order.
