@@ -564,8 +564,6 @@ fn load(
     dir: Option<&std::path::Path>,
 ) -> Result<Loaded> {
     let current = storage.current_sequence()?;
-    let mut stored: Vec<Experience> = Vec::new();
-    storage.scan_experiences(id, false, &mut |e| stored.push(e))?;
 
     let snapshot = |kind: &str| -> Option<(SnapshotFile, SlotMap)> {
         let path = snapshot_path(dir?, id, kind);
@@ -582,54 +580,68 @@ fn load(
         Some((file, slots))
     };
 
-    // Experiences.
+    // Experiences, in one pass over the stored records. Snapshots hold the
+    // graph, not the vectors: each record the snapshot knows puts its vector
+    // back and its filter columns in place on the way, and is not kept; the
+    // others are kept (without embeddings) to be added after the restore.
     let mut columns = Columns::default();
-    let restored = match snapshot("experiences") {
-        Some((mut file, slots)) => {
-            // Snapshots hold the graph, not the vectors: put back those of
-            // the experiences still stored (the rest are removed below).
-            let ids: Vec<ExperienceId> = slots
+    let mut exp_snapshot = snapshot("experiences");
+    let snapshot_slot: HashMap<ExperienceId, Slot> = exp_snapshot
+        .as_ref()
+        .map(|(_, slots)| {
+            slots
                 .iter()
-                .map(|(_, raw)| ExperienceId::from_bytes(*raw))
-                .collect();
-            storage.visit_embeddings(&ids, &mut |i, v| {
-                file.fill(slots[i].0, v);
-            })?;
-            file.restore(config).map(|index| (index, slots))
+                .map(|(slot, raw)| (ExperienceId::from_bytes(*raw), *slot))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut known: Vec<(Slot, ExperienceId)> = Vec::new();
+    let mut missing: Vec<Experience> = Vec::new();
+    storage.scan_experiences(id, true, &mut |mut e| {
+        if let (Some((file, _)), Some(slot)) = (exp_snapshot.as_mut(), snapshot_slot.get(&e.id)) {
+            if file.fill(*slot, &e.embedding) {
+                columns.insert(*slot, &e);
+                known.push((*slot, e.id));
+                return;
+            }
         }
-        None => None,
-    };
+        e.embedding = Vec::new();
+        missing.push(e);
+    })?;
+    drop(snapshot_slot);
+    let restored =
+        exp_snapshot.and_then(|(file, slots)| file.restore(config).map(|index| (index, slots)));
     let experiences = match restored {
         Some((index, slots)) => {
             let shared = Shared::new(StagedIndex::from_main(index));
-            let stored_ids: HashMap<ExperienceId, usize> =
-                stored.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
-            let mut max_slot = None;
-            for (slot, raw) in &slots {
-                let eid = ExperienceId::from_bytes(*raw);
-                max_slot = max_slot.max(Some(*slot));
-                match stored_ids.get(&eid) {
-                    Some(i) if shared.index.contains(*slot)? => {
-                        columns.insert(*slot, &stored[*i]);
-                        shared.record_ids(&[(*slot, eid, &[])])?;
-                    }
-                    _ => {
-                        shared.index.remove(*slot)?;
-                    }
-                }
+            // A filled slot is live in the restored index.
+            let items: Vec<(Slot, ExperienceId, &[f32])> = known
+                .iter()
+                .map(|(slot, eid)| (*slot, *eid, &[][..]))
+                .collect();
+            shared.record_ids(&items)?;
+            // The snapshot's slots whose record is gone.
+            let kept: std::collections::HashSet<Slot> = known.iter().map(|(s, _)| *s).collect();
+            for (slot, _) in slots.iter().filter(|(s, _)| !kept.contains(s)) {
+                shared.index.remove(*slot)?;
             }
             // Slots past the snapshot's are free for the records it lacks.
-            if let Some(max) = max_slot {
+            if let Some(max) = slots.iter().map(|(s, _)| *s).max() {
                 columns.reserve_through(max);
             }
             shared
         }
-        None => Shared::new(StagedIndex::new(dimension, config)?),
+        None => {
+            if !known.is_empty() {
+                // The snapshot was refused after the scan: start over.
+                columns = Columns::default();
+                missing.clear();
+                storage.scan_experiences(id, false, &mut |e| missing.push(e))?;
+            }
+            Shared::new(StagedIndex::new(dimension, config)?)
+        }
     };
-    let missing: Vec<&Experience> = stored
-        .iter()
-        .filter(|e| columns.slot_of(&e.id).is_none())
-        .collect();
+    drop(known);
     for chunk in missing.chunks(4096) {
         let ids: Vec<ExperienceId> = chunk.iter().map(|e| e.id).collect();
         let mut vectors = Vec::with_capacity(chunk.len());

@@ -231,8 +231,13 @@ fn us(d: Duration) -> u64 {
     d.as_micros() as u64
 }
 
+/// A progress line on stderr, with the peak RSS so far (which phase sets
+/// `peak_rss_mb` is then visible).
 fn progress(msg: &str) {
-    eprintln!("[pulsedb-bench] {msg}");
+    eprintln!(
+        "[pulsedb-bench] {msg} (peak rss so far {:.0} MB)",
+        peak_rss_mb()
+    );
 }
 
 #[tokio::main]
@@ -477,10 +482,12 @@ async fn run(a: Args) -> pulsedb::Result<()> {
     let t = Instant::now();
     db.close().await?;
     put("close_ms", t.elapsed().as_millis().to_string());
+    progress("closed");
     let t = Instant::now();
     let db = PulseHandle::open(&path, config).await?;
     db.search_similar(c, &queries[0], a.k).await?;
     put("reopen_ms", t.elapsed().as_millis().to_string());
+    progress("reopened");
     db.close().await?;
 
     put(

@@ -47,7 +47,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::ffi::{RawIndex, DEAD_LABEL};
-use super::{normalized, FaissIndex, IndexConfig, IndexError, Slot, VectorIndex};
+use super::{l2_norm, unit_component, FaissIndex, IndexConfig, IndexError, Slot, VectorIndex};
 
 const MAGIC: &[u8; 8] = b"PULSEIDX";
 const VERSION: u32 = 2;
@@ -186,8 +186,9 @@ impl SnapshotFile {
         let Some(out) = self.faiss.get_mut(at..at + width) else {
             return false;
         };
-        for (chunk, x) in out.chunks_exact_mut(4).zip(normalized(vector)) {
-            chunk.copy_from_slice(&x.to_le_bytes());
+        let norm = l2_norm(vector);
+        for (chunk, x) in out.chunks_exact_mut(4).zip(vector) {
+            chunk.copy_from_slice(&unit_component(*x, norm).to_le_bytes());
         }
         if let Some(f) = self.filled.get_mut(row) {
             if !*f {

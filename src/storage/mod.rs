@@ -313,18 +313,6 @@ pub trait StorageEngine: Send + Sync + 'static {
     /// # Errors
     /// A storage fault.
     fn get_embedding(&self, id: ExperienceId) -> Result<Option<Vec<f32>>>;
-    /// Visits the embedding of each stored experience of `ids` with its
-    /// position in `ids`, all read in one transaction (ids not stored are
-    /// skipped). For restoring index snapshots: ids in creation order read
-    /// the table front to back.
-    ///
-    /// # Errors
-    /// A storage fault.
-    fn visit_embeddings(
-        &self,
-        ids: &[ExperienceId],
-        visit: &mut dyn FnMut(usize, &[f32]),
-    ) -> Result<()>;
     /// Experience ids of a collective, oldest first, paginated.
     ///
     /// # Errors

@@ -269,24 +269,6 @@ impl StorageEngine for RedbStorage {
             .map_err(Into::into)
     }
 
-    fn visit_embeddings(
-        &self,
-        ids: &[ExperienceId],
-        visit: &mut dyn FnMut(usize, &[f32]),
-    ) -> Result<()> {
-        let txn = self.read_txn()?;
-        let t = Self::bytes_table(&txn, schema::EXPERIENCES)?;
-        for (i, id) in ids.iter().enumerate() {
-            let v = t
-                .get(id.as_bytes().as_slice())
-                .map_err(StorageError::from)?;
-            if let Some(v) = v {
-                visit(i, &codec::row_embedding(v.value())?);
-            }
-        }
-        Ok(())
-    }
-
     fn list_experience_ids(
         &self,
         c: CollectiveId,
