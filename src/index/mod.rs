@@ -153,22 +153,24 @@ pub(crate) fn check_vector(vector: &[f32], dimension: usize) -> Result<(), Index
 
 /// Returns `vector` scaled to unit length (callers have run [`check_vector`]).
 pub(crate) fn normalized(vector: &[f32]) -> Vec<f32> {
-    let norm = l2_norm(vector);
-    vector.iter().map(|x| unit_component(*x, norm)).collect()
+    let scale = unit_scale(vector);
+    vector.iter().map(|x| unit_component(*x, scale)).collect()
 }
 
-/// The Euclidean norm, summed in `f64`.
-pub(crate) fn l2_norm(vector: &[f32]) -> f64 {
-    vector
+/// The factor that normalises `vector`: one over its Euclidean norm, in
+/// `f64`.
+pub(crate) fn unit_scale(vector: &[f32]) -> f64 {
+    let norm = vector
         .iter()
         .map(|x| f64::from(*x) * f64::from(*x))
         .sum::<f64>()
-        .sqrt()
+        .sqrt();
+    1.0 / norm
 }
 
 /// One component of the normalised vector: every normalised copy is made
 /// with this, so copies of the same vector are equal bit for bit.
 #[inline]
-pub(crate) fn unit_component(x: f32, norm: f64) -> f32 {
-    (f64::from(x) / norm) as f32
+pub(crate) fn unit_component(x: f32, scale: f64) -> f32 {
+    (f64::from(x) * scale) as f32
 }

@@ -47,7 +47,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::ffi::{RawIndex, DEAD_LABEL};
-use super::{l2_norm, unit_component, FaissIndex, IndexConfig, IndexError, Slot, VectorIndex};
+use super::{unit_component, unit_scale, FaissIndex, IndexConfig, IndexError, Slot, VectorIndex};
 
 const MAGIC: &[u8; 8] = b"PULSEIDX";
 const VERSION: u32 = 2;
@@ -186,9 +186,9 @@ impl SnapshotFile {
         let Some(out) = self.faiss.get_mut(at..at + width) else {
             return false;
         };
-        let norm = l2_norm(vector);
+        let scale = unit_scale(vector);
         for (chunk, x) in out.chunks_exact_mut(4).zip(vector) {
-            chunk.copy_from_slice(&unit_component(*x, norm).to_le_bytes());
+            chunk.copy_from_slice(&unit_component(*x, scale).to_le_bytes());
         }
         if let Some(f) = self.filled.get_mut(row) {
             if !*f {
@@ -406,14 +406,15 @@ fn decode(bytes: &[u8], dimension: usize) -> Result<SnapshotFile, String> {
         return Err("id map of the wrong size".into());
     }
 
-    let mut faiss = Vec::new();
-    faiss
-        .try_reserve_exact(head_len + vectors_len + tail_len)
-        .map_err(|_| "index too large for memory")?;
-    faiss.extend_from_slice(head);
-    let vectors_at = faiss.len();
-    faiss.resize(vectors_at + vectors_len, 0);
-    faiss.extend_from_slice(tail);
+    // Zeroed by the allocator (fresh pages), not by a pass over them.
+    let total = head_len
+        .checked_add(vectors_len)
+        .and_then(|n| n.checked_add(tail_len))
+        .ok_or("index too large")?;
+    let mut faiss = vec![0u8; total];
+    faiss[..head_len].copy_from_slice(head);
+    let vectors_at = head_len;
+    faiss[vectors_at + vectors_len..].copy_from_slice(tail);
     storage_range(&faiss, rows, dimension)?;
 
     let dead_count = r.len("tombstone count")?;
