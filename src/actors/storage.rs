@@ -238,7 +238,7 @@ fn finish_commit(
     writes: Vec<Waiter>,
     results: Result<Vec<Result<Committed>>>,
 ) {
-    let results = match results {
+    let mut results = match results {
         Ok(r) if r.len() == writes.len() => r,
         Ok(_) => {
             let e = Error::Storage(crate::storage::StorageError::Corrupt(
@@ -251,11 +251,10 @@ fn finish_commit(
             writes.iter().map(|_| Err(fault.duplicate())).collect()
         }
     };
-    let events: Vec<_> = results
-        .iter()
-        .filter_map(|r| r.as_ref().ok())
-        .flat_map(|c| c.events.iter().cloned())
-        .collect();
+    let mut events = Vec::new();
+    for committed in results.iter_mut().filter_map(|r| r.as_mut().ok()) {
+        events.append(&mut committed.events);
+    }
     state.watch.publish(&events);
 
     let mut per_collective: HashMap<ractor::ActorId, (ActorRef<CollectiveMsg>, Vec<_>)> =

@@ -10,7 +10,7 @@ use ::redb::{ReadableTable, Table, WriteTransaction};
 
 use super::codec;
 use super::schema::{self, key, meta_keys};
-use super::{Applied, ChangeKind, ChangeRecord, Committed, RedbStorage, StorageError, WriteOp};
+use super::{Applied, ChangeKind, Committed, RedbStorage, StorageError, WriteOp};
 use crate::activity::Activity;
 use crate::collective::{Collective, CollectiveId};
 use crate::error::{Error, NotFoundError, Result, ValidationError};
@@ -148,18 +148,10 @@ impl<'t> Writer<'t> {
     ) -> Result<(u64, Timestamp)> {
         self.sequence += 1;
         let timestamp = Timestamp::now();
-        let record = ChangeRecord {
-            kind,
-            collective_id,
-            entity_id,
-            timestamp,
-            experience: experience.map(|e| Experience {
-                embedding: Vec::new(),
-                ..e.clone()
-            }),
-        };
+        let record =
+            codec::encode_change_parts(kind, collective_id, entity_id, timestamp, experience)?;
         self.wal
-            .insert(self.sequence, codec::encode_change(&record)?.as_slice())
+            .insert(self.sequence, record.as_slice())
             .map_err(s)?;
         Ok((self.sequence, timestamp))
     }
