@@ -470,10 +470,15 @@ fn schedule_drain(myself: &ActorRef<CollectiveMsg>, state: &mut CollectiveState)
     });
 }
 
-/// Moves every buffered vector into the graph, a chunk per lock hold.
+/// Moves every buffered vector into the graph, a chunk per lock hold: large
+/// chunks (on every core, long holds) while the buffer is more than half
+/// full and nobody is searching, small ones otherwise, so searches wait at
+/// most a few insertions for the graph and keep a core. Writers that find
+/// the buffer full drain large chunks themselves (`update_index`).
 fn drain_all<Id: Copy>(shared: &Shared<Id>) -> Result<()> {
     loop {
-        let chunk = if shared.index.buffered() > MAX_STAGED / 2 {
+        let pressed = shared.index.buffered() > MAX_STAGED / 2;
+        let chunk = if pressed && shared.index.searches_running() == 0 {
             DRAIN_CHUNK_PRESSED
         } else {
             DRAIN_CHUNK

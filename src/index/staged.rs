@@ -32,6 +32,25 @@ pub struct StagedIndex {
     draining: Mutex<()>,
     /// Buffered vectors, readable without a lock (updated under the buffer lock).
     buffered: AtomicUsize,
+    /// Searches running now (a drain keeps its graph-lock holds short
+    /// while there are any).
+    searching: AtomicUsize,
+}
+
+/// Counts a search as running while alive.
+struct Searching<'a>(&'a AtomicUsize);
+
+impl<'a> Searching<'a> {
+    fn enter(count: &'a AtomicUsize) -> Searching<'a> {
+        count.fetch_add(1, Ordering::Relaxed);
+        Searching(count)
+    }
+}
+
+impl Drop for Searching<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug)]
@@ -65,6 +84,7 @@ impl StagedIndex {
             }),
             draining: Mutex::new(()),
             buffered: AtomicUsize::new(0),
+            searching: AtomicUsize::new(0),
         }
     }
 
@@ -198,6 +218,7 @@ impl StagedIndex {
         k: usize,
         eligible: Option<&SlotSet>,
     ) -> Result<Vec<Hit>, IndexError> {
+        let _counted = Searching::enter(&self.searching);
         // Hold the graph for the whole search: a drain inserts moved vectors
         // into the graph before removing them from the buffer, and cannot
         // insert meanwhile, so every vector is seen in one or both.
@@ -237,6 +258,11 @@ impl StagedIndex {
     /// A poisoned lock.
     pub fn is_empty(&self) -> Result<bool, IndexError> {
         Ok(self.len()? == 0)
+    }
+
+    /// Searches running now (may be a moment out of date).
+    pub fn searches_running(&self) -> usize {
+        self.searching.load(Ordering::Relaxed)
     }
 
     /// Vectors waiting in the buffer, read without a lock (may be a moment
