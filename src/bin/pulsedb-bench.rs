@@ -303,9 +303,13 @@ async fn run(a: Args) -> pulsedb::Result<()> {
     let items: Vec<Item> = (0..n_conc)
         .map(|i| item(&data, &mut rng, c, n_seq + i))
         .collect();
-    let mut per_writer: Vec<Vec<Item>> = (0..a.writers).map(|_| Vec::new()).collect();
+    // Requests and the harness's own copies are made before the clock starts.
+    let mut per_writer: Vec<Vec<NewExperience>> = (0..a.writers).map(|_| Vec::new()).collect();
+    let mut expected: Vec<Vec<(Vec<f32>, usize)>> = (0..a.writers).map(|_| Vec::new()).collect();
     for (i, it) in items.into_iter().enumerate() {
-        per_writer[i % a.writers].push(it);
+        let w = i % a.writers;
+        expected[w].push((it.new.embedding.clone().unwrap_or_default(), it.topic));
+        per_writer[w].push(it.new);
     }
     let t = Instant::now();
     let mut tasks = Vec::new();
@@ -313,21 +317,20 @@ async fn run(a: Args) -> pulsedb::Result<()> {
         let db = db.clone();
         tasks.push(tokio::spawn(async move {
             let mut done = Vec::with_capacity(batch.len());
-            for it in batch {
-                let v = it.new.embedding.clone().unwrap_or_default();
+            for new in batch {
                 let s = Instant::now();
-                let id = db.record_experience(it.new).await?;
-                done.push((id, v, it.topic, us(s.elapsed())));
+                let id = db.record_experience(new).await?;
+                done.push((id, us(s.elapsed())));
             }
             Ok::<_, pulsedb::Error>(done)
         }));
     }
     let mut lat = Vec::with_capacity(n_conc);
-    for task in tasks {
+    for (task, expected) in tasks.into_iter().zip(expected) {
         let done = task
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))??;
-        for (id, v, topic, l) in done {
+        for ((id, l), (v, topic)) in done.into_iter().zip(expected) {
             lat.push(l);
             stored.push((id, v, topic));
         }
@@ -341,21 +344,38 @@ async fn run(a: Args) -> pulsedb::Result<()> {
 
     // Bulk record: batches of 1000, the remaining N/4 (and any rounding rest).
     let n_bulk = a.n - n_seq - n_conc;
-    progress(&format!("bulk record of {n_bulk}"));
+    progress(&format!(
+        "bulk record of {n_bulk} ({} vectors buffered for the graph)",
+        db.index_stats(c).await.map_or(0, |s| s.staged)
+    ));
     let items: Vec<Item> = (0..n_bulk)
         .map(|i| item(&data, &mut rng, c, n_seq + n_conc + i))
         .collect();
-    let t = Instant::now();
-    for chunk in items.chunks(1000) {
-        let batch: Vec<NewExperience> = chunk.iter().map(|it| it.new.clone()).collect();
-        let ids = db.record_experiences(batch).await?;
-        for (id, it) in ids.into_iter().zip(chunk) {
-            stored.push((id, it.new.embedding.clone().unwrap_or_default(), it.topic));
+    let expected: Vec<(Vec<f32>, usize)> = items
+        .iter()
+        .map(|it| (it.new.embedding.clone().unwrap_or_default(), it.topic))
+        .collect();
+    let mut batches: Vec<Vec<NewExperience>> = Vec::new();
+    for (i, it) in items.into_iter().enumerate() {
+        if i % 1000 == 0 {
+            batches.push(Vec::with_capacity(1000));
         }
+        if let Some(b) = batches.last_mut() {
+            b.push(it.new);
+        }
+    }
+    let t = Instant::now();
+    let mut ids = Vec::with_capacity(n_bulk);
+    for batch in batches {
+        ids.extend(db.record_experiences(batch).await?);
+    }
+    let bulk_elapsed = t.elapsed();
+    for (id, (v, topic)) in ids.into_iter().zip(expected) {
+        stored.push((id, v, topic));
     }
     put(
         "record_bulk_per_s",
-        format!("{:.1}", n_bulk as f64 / t.elapsed().as_secs_f64()),
+        format!("{:.1}", n_bulk as f64 / bulk_elapsed.as_secs_f64()),
     );
 
     // Get by id.
