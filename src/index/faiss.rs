@@ -19,8 +19,8 @@ use super::{check_vector, normalized, Hit, IndexConfig, IndexError, Slot, SlotSe
 /// metric on L2-normalised vectors, so FAISS's score is the cosine.
 ///
 /// Vectors are **not** duplicated on the Rust side: the only copy lives in
-/// FAISS's flat storage, and rebuilds, snapshot restores and exact scans read
-/// rows back with `reconstruct` (a `d`-float copy per row). Keeping our own
+/// FAISS's flat storage, and rebuilds and exact scans read rows back with
+/// `reconstruct` (a `d`-float copy per row). Keeping our own
 /// copy would double the memory of the vectors (1.5 KB per 384-d vector,
 /// 150 MB per 100 000) to save a copy per row in operations that are either
 /// rare (rebuilds) or bounded by the exact-scan selectivity. What we do keep
