@@ -400,7 +400,11 @@ async fn run(a: Args) -> pulsedb::Result<()> {
     put("get_p99_us", percentile(&mut lat, 0.99).to_string());
 
     // Search, one client.
-    progress(&format!("{} searches", a.queries));
+    progress(&format!(
+        "{} searches ({} vectors buffered for the graph)",
+        a.queries,
+        db.index_stats(c).await.map_or(0, |s| s.staged)
+    ));
     let queries: Vec<Vec<f32>> = (0..a.queries).map(|_| data.vector(&mut rng)).collect();
     let truths: Vec<Vec<ExperienceId>> = queries
         .iter()
