@@ -476,17 +476,18 @@ fn schedule_drain(myself: &ActorRef<CollectiveMsg>, state: &mut CollectiveState)
 /// most a few insertions for the graph. Writers that find the buffer full
 /// drain large chunks themselves (`update_index`).
 ///
-/// Below [`DRAIN_START`] buffered vectors the drain yields to searches: it
-/// stops while any runs (returning `false`) and is planned again. Graph
-/// insertion competes with searches for the cores and the memory bandwidth
-/// (at 100 000 vectors a search overlapping a drain took 780–920 µs at the
-/// median against about 580 µs alone), while a small buffer costs each
-/// search an exact scan of at most that many vectors (about 0.12 ms).
+/// Up to half of [`MAX_STAGED`] buffered vectors, the drain yields to
+/// searches: it stops while any runs (returning `false`) and is planned
+/// again. Graph insertion competes with searches for the lock, the cores and
+/// the memory bandwidth (at 100 000 vectors a search overlapping a drain
+/// took 780–940 µs at the median against about 580 µs alone), while the
+/// buffer costs each search an exact scan of at most 2 048 vectors (about
+/// 0.24 ms at 384-d).
 fn drain_all<Id: Copy>(shared: &Shared<Id>) -> Result<bool> {
     loop {
         let buffered = shared.index.buffered();
         let searching = shared.index.searches_running() > 0;
-        if searching && buffered < DRAIN_START {
+        if searching && buffered <= MAX_STAGED / 2 {
             return Ok(buffered == 0);
         }
         let chunk = if buffered > MAX_STAGED / 2 && !searching {
