@@ -477,8 +477,8 @@ fn schedule_drain(myself: &ActorRef<CollectiveMsg>, state: &mut CollectiveState)
 /// drain large chunks themselves (`update_index`).
 ///
 /// Up to half of [`MAX_STAGED`] buffered vectors, the drain yields to
-/// searches: it stops while any runs (returning `false`) and is planned
-/// again. Graph insertion competes with searches for the lock, the cores and
+/// searches: it stops while any runs or one ended less than
+/// [`IDLE_DRAIN_DELAY`] ago (returning `false`) and is planned again. Graph insertion competes with searches for the lock, the cores and
 /// the memory bandwidth (at 100 000 vectors a search overlapping a drain
 /// took 780–940 µs at the median against about 580 µs alone), while the
 /// buffer costs each search an exact scan of at most 2 048 vectors (about
@@ -486,7 +486,7 @@ fn schedule_drain(myself: &ActorRef<CollectiveMsg>, state: &mut CollectiveState)
 fn drain_all<Id: Copy>(shared: &Shared<Id>) -> Result<bool> {
     loop {
         let buffered = shared.index.buffered();
-        let searching = shared.index.searches_running() > 0;
+        let searching = shared.index.searched_within(IDLE_DRAIN_DELAY);
         if searching && buffered <= MAX_STAGED / 2 {
             return Ok(buffered == 0);
         }

@@ -11,8 +11,9 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use super::exact::rank;
 use super::{ExactIndex, FaissIndex, Hit, IndexConfig, IndexError, Slot, SlotSet, VectorIndex};
@@ -32,24 +33,48 @@ pub struct StagedIndex {
     draining: Mutex<()>,
     /// Buffered vectors, readable without a lock (updated under the buffer lock).
     buffered: AtomicUsize,
-    /// Searches running now (a drain keeps its graph-lock holds short
-    /// while there are any).
-    searching: AtomicUsize,
+    /// Searches running now and when the last one ended, so a drain can
+    /// stay out of the way of a stream of searches (see
+    /// [`StagedIndex::searched_within`]).
+    searches: SearchActivity,
+}
+
+#[derive(Debug)]
+struct SearchActivity {
+    running: AtomicUsize,
+    /// Microseconds after `since` at which the last search ended.
+    last_end_us: AtomicU64,
+    since: Instant,
+}
+
+impl SearchActivity {
+    fn new() -> SearchActivity {
+        SearchActivity {
+            running: AtomicUsize::new(0),
+            last_end_us: AtomicU64::new(0),
+            since: Instant::now(),
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.since.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
 }
 
 /// Counts a search as running while alive.
-struct Searching<'a>(&'a AtomicUsize);
+struct Searching<'a>(&'a SearchActivity);
 
 impl<'a> Searching<'a> {
-    fn enter(count: &'a AtomicUsize) -> Searching<'a> {
-        count.fetch_add(1, Ordering::Relaxed);
-        Searching(count)
+    fn enter(activity: &'a SearchActivity) -> Searching<'a> {
+        activity.running.fetch_add(1, Ordering::Relaxed);
+        Searching(activity)
     }
 }
 
 impl Drop for Searching<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.last_end_us.store(self.0.now_us(), Ordering::Relaxed);
+        self.0.running.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -84,7 +109,7 @@ impl StagedIndex {
             }),
             draining: Mutex::new(()),
             buffered: AtomicUsize::new(0),
-            searching: AtomicUsize::new(0),
+            searches: SearchActivity::new(),
         }
     }
 
@@ -218,7 +243,7 @@ impl StagedIndex {
         k: usize,
         eligible: Option<&SlotSet>,
     ) -> Result<Vec<Hit>, IndexError> {
-        let _counted = Searching::enter(&self.searching);
+        let _counted = Searching::enter(&self.searches);
         // Hold the graph for the whole search: a drain inserts moved vectors
         // into the graph before removing them from the buffer, and cannot
         // insert meanwhile, so every vector is seen in one or both.
@@ -260,9 +285,17 @@ impl StagedIndex {
         Ok(self.len()? == 0)
     }
 
-    /// Searches running now (may be a moment out of date).
-    pub fn searches_running(&self) -> usize {
-        self.searching.load(Ordering::Relaxed)
+    /// Whether a search is running or ended less than `window` ago (one
+    /// client's back-to-back searches leave only short gaps).
+    pub fn searched_within(&self, window: Duration) -> bool {
+        let a = &self.searches;
+        if a.running.load(Ordering::Relaxed) > 0 {
+            return true;
+        }
+        let last = a.last_end_us.load(Ordering::Relaxed);
+        last > 0
+            && a.now_us().saturating_sub(last)
+                < u64::try_from(window.as_micros()).unwrap_or(u64::MAX)
     }
 
     /// Vectors waiting in the buffer, read without a lock (may be a moment
