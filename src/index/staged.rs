@@ -379,6 +379,14 @@ mod tests {
         }
     }
 
+    /// Each vector under its position as slot.
+    fn numbered(data: &[Vec<f32>]) -> Vec<(Slot, &[f32])> {
+        data.iter()
+            .enumerate()
+            .map(|(i, v)| (i as Slot, v.as_slice()))
+            .collect()
+    }
+
     fn slots(hits: &[Hit]) -> Vec<Slot> {
         hits.iter().map(|h| h.slot).collect()
     }
@@ -389,11 +397,7 @@ mod tests {
         let data = vectors(300, dim, 7);
         let staged = StagedIndex::new(dim, &config()).unwrap();
         let mut oracle = ExactIndex::new(dim);
-        let items: Vec<(Slot, &[f32])> = data
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (i as Slot, v.as_slice()))
-            .collect();
+        let items = numbered(&data);
         staged.add_direct(&items[..100]).unwrap();
         staged.add(&items[100..]).unwrap();
         oracle.add(&items).unwrap();
@@ -445,11 +449,7 @@ mod tests {
             ..IndexConfig::default()
         };
         let staged = StagedIndex::new(dim, &config).unwrap();
-        let items: Vec<(Slot, &[f32])> = data
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (i as Slot, v.as_slice()))
-            .collect();
+        let items = numbered(&data);
         staged.add_direct(&items[..100]).unwrap();
         staged.add(&items[100..]).unwrap();
         while staged.drain(64).unwrap() > 0 {}
