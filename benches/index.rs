@@ -1,5 +1,6 @@
 //! Vector index benchmarks: add and search, exact (flat) and HNSW, with and
-//! without a 10 % filter, on clustered 384-dimension vectors.
+//! without a 10 % filter, on clustered 384-dimension vectors; and the
+//! brute-force `ExactIndex` at write-buffer sizes (1 024 to 4 096 vectors).
 //!
 //! Sizes come from `PULSEDB_BENCH_SIZES` (comma list, default
 //! `10000,100000`); CI runs a smoke pass with a small size.
@@ -7,7 +8,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
-use pulsedb::index::{FaissIndex, IndexConfig, Slot, SlotSet, VectorIndex};
+use pulsedb::index::{ExactIndex, FaissIndex, IndexConfig, Slot, SlotSet, VectorIndex};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -123,5 +124,28 @@ fn bench_search(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_add, bench_search);
+/// The write buffer in front of each graph is an `ExactIndex`; every search
+/// scans it whole.
+fn bench_buffer_scan(c: &mut Criterion) {
+    let mut group = c.benchmark_group("buffer_scan");
+    let mut rng = StdRng::seed_from_u64(3);
+    let vectors = clustered(&mut rng, 4096 + 64);
+    let (data, queries) = vectors.split_at(4096);
+    for n in [1024, 2048, 4096] {
+        let mut index = ExactIndex::new(DIM);
+        if index.add(&items(&data[..n])).is_err() {
+            continue;
+        }
+        let mut i = 0;
+        group.bench_function(BenchmarkId::new("exact", n), |b| {
+            b.iter(|| {
+                i = (i + 1) % queries.len();
+                black_box(index.search(&queries[i], 10, None).ok())
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_add, bench_search, bench_buffer_scan);
 criterion_main!(benches);

@@ -431,7 +431,7 @@ const DRAIN_CHUNK_PRESSED: usize = 128;
 /// the drain waits for a quiet moment ([`IDLE_DRAIN_DELAY`]): graph
 /// insertion is the most expensive part of a write, and a burst of writes
 /// should not compete with it for the CPU. Searches pay for the buffer with
-/// an exact scan of at most this many vectors (about 0.12 ms at 384-d).
+/// an exact scan of at most this many vectors (about 0.1 ms at 384-d).
 const DRAIN_START: usize = 1024;
 /// Quiet time after the last index change before a small buffer is drained.
 const IDLE_DRAIN_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
@@ -482,7 +482,7 @@ fn schedule_drain(myself: &ActorRef<CollectiveMsg>, state: &mut CollectiveState)
 /// the memory bandwidth (at 100 000 vectors a search overlapping a drain
 /// took 780–940 µs at the median against about 580 µs alone), while the
 /// buffer costs each search an exact scan of at most 2 048 vectors (about
-/// 0.24 ms at 384-d).
+/// 0.2 ms at 384-d, `cargo bench --bench index -- buffer_scan`).
 fn drain_all<Id: Copy>(shared: &Shared<Id>) -> Result<bool> {
     loop {
         let buffered = shared.index.buffered();
