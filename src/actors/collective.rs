@@ -463,7 +463,9 @@ fn schedule_drain(myself: &ActorRef<CollectiveMsg>, state: &mut CollectiveState)
     let (experiences, insights) = (state.experiences.clone(), state.insights.clone());
     let me = myself.clone();
     tokio::spawn(async move {
-        let result = blocking(move || Ok(drain_all(&experiences)? & drain_all(&insights)?)).await;
+        let result =
+            blocking(move || Ok(drain_all(&experiences, true)? & drain_all(&insights, true)?))
+                .await;
         // If the actor is gone, the buffers go with it; its successor
         // rebuilds from redb.
         let _ = me.send_message(CollectiveMsg::Drained(result));
@@ -483,10 +485,13 @@ fn schedule_drain(myself: &ActorRef<CollectiveMsg>, state: &mut CollectiveState)
 /// took 780–940 µs at the median against about 580 µs alone), while the
 /// buffer costs each search an exact scan of at most 2 048 vectors (about
 /// 0.2 ms at 384-d, `cargo bench --bench index -- buffer_scan`).
-fn drain_all<Id: Copy>(shared: &Shared<Id>) -> Result<bool> {
+///
+/// With `yield_to_searches` false (before a snapshot) it always drains
+/// everything.
+fn drain_all<Id: Copy>(shared: &Shared<Id>, yield_to_searches: bool) -> Result<bool> {
     loop {
         let buffered = shared.index.buffered();
-        let searching = shared.index.searched_within(IDLE_DRAIN_DELAY);
+        let searching = yield_to_searches && shared.index.searched_within(IDLE_DRAIN_DELAY);
         if searching && buffered <= MAX_STAGED / 2 {
             return Ok(buffered == 0);
         }
@@ -522,8 +527,9 @@ async fn write_snapshots(state: &CollectiveState) -> Result<()> {
     insight_slots.sort_unstable();
     let ins_extra = encode_slot_bytes(&insight_slots);
     blocking(move || {
-        drain_all(&experiences)?;
-        drain_all(&insights)?;
+        // Everything into the graph first: the snapshot holds the graph only.
+        drain_all(&experiences, false)?;
+        drain_all(&insights, false)?;
         std::fs::create_dir_all(&dir)?;
         let sequence = storage.current_sequence()?;
         experiences.index.save_snapshot(
