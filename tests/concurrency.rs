@@ -180,3 +180,21 @@ async fn close_under_load_answers_every_caller() {
     }
     db.close().await.unwrap();
 }
+
+/// The graph drain steps aside while searches stream in, and comes back
+/// once they stop: the write buffer empties without further writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_vectors_reach_the_graph_after_a_stream_of_searches() {
+    let db = memory_db().await;
+    let c = db.create_collective("c").await.unwrap();
+    let batch = (0..300).map(|i| exp(c, i)).collect();
+    db.record_experiences(batch).await.unwrap();
+    let until = tokio::time::Instant::now() + std::time::Duration::from_millis(300);
+    let mut q = 0;
+    while tokio::time::Instant::now() < until {
+        db.search_similar(c, &vec16(10_000 + q), 5).await.unwrap();
+        q += 1;
+    }
+    wait_until(|| async { db.index_stats(c).await.unwrap().staged == 0 }).await;
+    assert_eq!(db.index_stats(c).await.unwrap().indexed, 300);
+}

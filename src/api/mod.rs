@@ -235,12 +235,13 @@ impl PulseHandle {
                 while Arc::strong_count(&storage) > 1 && std::time::Instant::now() < deadline {
                     std::thread::sleep(std::time::Duration::from_millis(1));
                 }
-                if let (true, Ok(mut owned)) = (compact && result.is_ok(), Arc::try_unwrap(storage))
-                {
-                    // Everything is durable already: a failure here only
-                    // leaves free pages in the file.
-                    if let Err(error) = owned.compact() {
-                        tracing::warn!(%error, "compaction on close failed");
+                // Everything is durable already: a failed compaction only
+                // leaves free pages in the file.
+                if compact && result.is_ok() {
+                    if let Ok(mut owned) = Arc::try_unwrap(storage) {
+                        if let Err(error) = owned.compact() {
+                            tracing::warn!(%error, "compaction on close failed");
+                        }
                     }
                 }
                 result

@@ -54,10 +54,10 @@ use serde::{Deserialize, Serialize};
 /// gives exact answers while graph recall dips), hence
 /// `exact_scan_selectivity` = 0.02.
 ///
-/// A snapshot of the 100 000-vector HNSW index saves in about 1.3 s; it
-/// holds the graph without the vectors (see `snapshot.rs`), and an open
-/// restores it with the vectors read back from redb in about 1.2–1.5 s
-/// (`reopen_ms` of `pulsedb-bench --n 100000`), against a 35–42 s rebuild.
+/// A snapshot holds the graph without the vectors (see `snapshot.rs`); an
+/// open of a 100 000-experience collective restores it, with the vectors
+/// read back from redb, in 1.1–1.6 s (`reopen_ms` of
+/// `pulsedb-bench --n 100000`), against a 35–42 s rebuild.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndexConfig {
     /// Collectives with fewer live vectors than this are searched exactly

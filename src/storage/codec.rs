@@ -267,7 +267,7 @@ pub(crate) fn row_embedding(row: &[u8]) -> Result<Vec<f32>, StorageError> {
     decode_embedding(split_row(row)?.1)
 }
 
-pub(crate) fn decode_embedding(bytes: &[u8]) -> Result<Vec<f32>, StorageError> {
+fn decode_embedding(bytes: &[u8]) -> Result<Vec<f32>, StorageError> {
     if bytes.len() % 4 != 0 {
         return Err(StorageError::Corrupt(format!(
             "embedding of {} bytes is not a whole number of f32",
