@@ -4,7 +4,20 @@
 #   make test   fmt check, clippy, the whole test suite, docs
 #   make bench  criterion benches and the pulsedb-bench workload
 
+# FAISS is compiled from source. On a CPU with AVX2 and FMA its distance
+# kernels are compiled for them (the binaries then need such a CPU; PulseDB's
+# own kernels choose at run time). FAISS's build script does not notice a
+# change of CXXFLAGS, so each kind of build has its own target directory.
+# PULSEDB_GENERIC=1 forces the portable build.
+ifeq ($(PULSEDB_GENERIC),)
+HAVE_AVX2 := $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo 2>/dev/null && echo yes)
+endif
+ifeq ($(HAVE_AVX2),yes)
+export CXXFLAGS += -mavx2 -mfma -mf16c
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/pulsedb-target-avx2
+else
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/pulsedb-target
+endif
 CARGO ?= cargo
 APT_PACKAGES := cmake g++ libopenblas-dev pkg-config
 
