@@ -586,6 +586,7 @@ fn load(
     dimension: usize,
     dir: Option<&std::path::Path>,
 ) -> Result<Loaded> {
+    let started = std::time::Instant::now();
     let current = storage.current_sequence()?;
 
     let snapshot = |kind: &str| -> Option<(SnapshotFile, SlotMap)> {
@@ -620,6 +621,7 @@ fn load(
         .unwrap_or_default();
     let mut known: Vec<(Slot, ExperienceId)> = Vec::new();
     let mut missing: Vec<Experience> = Vec::new();
+    // Reading the rows on a second thread overlaps it with this work.
     storage.scan_experiences(id, true, &mut |mut e| {
         if let (Some((file, _)), Some(slot)) = (exp_snapshot.as_mut(), snapshot_slot.get(&e.id)) {
             if file.fill(*slot, &e.embedding) {
@@ -632,8 +634,11 @@ fn load(
         missing.push(e);
     })?;
     drop(snapshot_slot);
+    let scanned = started.elapsed();
     let restored =
         exp_snapshot.and_then(|(file, slots)| file.restore(config).map(|index| (index, slots)));
+    let restored_at = started.elapsed();
+    let from_snapshot = restored.is_some();
     let experiences = match restored {
         Some((index, slots)) => {
             let shared = Shared::new(StagedIndex::from_main(index));
@@ -665,6 +670,14 @@ fn load(
         }
     };
     drop(known);
+    tracing::debug!(
+        collective = %id,
+        from_snapshot,
+        not_in_snapshot = missing.len(),
+        scan_ms = scanned.as_millis() as u64,
+        restore_ms = restored_at.saturating_sub(scanned).as_millis() as u64,
+        "experience rows scanned and index restored"
+    );
     for chunk in missing.chunks(4096) {
         let ids: Vec<ExperienceId> = chunk.iter().map(|e| e.id).collect();
         let mut vectors = Vec::with_capacity(chunk.len());
