@@ -426,6 +426,9 @@ const DRAIN_CHUNK: usize = 8;
 /// batches of more than 100 vectors on every OpenMP thread, which drains
 /// faster but holds the graph lock (and so stalls searches) longer.
 const DRAIN_CHUNK_PRESSED: usize = 128;
+/// Chunk size while writers are active and nobody searches: FAISS inserts
+/// up to 100 vectors on one thread, leaving the other cores to the writes.
+const DRAIN_CHUNK_ONE_CORE: usize = 96;
 
 /// Buffered vectors at which a background drain starts at once. Below it,
 /// the drain waits for a quiet moment ([`IDLE_DRAIN_DELAY`]): graph
@@ -472,19 +475,24 @@ fn schedule_drain(myself: &ActorRef<CollectiveMsg>, state: &mut CollectiveState)
     });
 }
 
-/// Moves buffered vectors into the graph, a chunk per lock hold: large
-/// chunks (on every core, long holds) while the buffer is more than half
-/// full and nobody is searching, small ones otherwise, so searches wait at
-/// most a few insertions for the graph. Writers that find the buffer full
-/// drain large chunks themselves (`update_index`).
+/// Moves buffered vectors into the graph, a chunk per lock hold. The chunk
+/// depends on who else wants the machine: small ones while searches run
+/// (they wait at most a few insertions for the graph); single-threaded ones
+/// of up to 96 while writes arrive (FAISS inserts up to 100 vectors on one
+/// thread, so the writers keep the other core: `record_conc_per_s` at
+/// n = 10 000 went from 7 212 to 7 463–8 680 in `pulsedb-bench`); large ones
+/// on every core while the buffer is more than half full and it has the
+/// machine to itself; small ones otherwise. Writers that find the buffer
+/// full drain large chunks themselves (`update_index`).
 ///
 /// Up to half of [`MAX_STAGED`] buffered vectors, the drain yields to
 /// searches: it stops while any runs or one ended less than
-/// [`IDLE_DRAIN_DELAY`] ago (returning `false`) and is planned again. Graph insertion competes with searches for the lock, the cores and
-/// the memory bandwidth (at 100 000 vectors a search overlapping a drain
-/// took 780–940 µs at the median against about 580 µs alone), while the
-/// buffer costs each search an exact scan of at most 2 048 vectors (about
-/// 0.2 ms at 384-d, `cargo bench --bench index -- buffer_scan`).
+/// [`IDLE_DRAIN_DELAY`] ago (returning `false`) and is planned again. Graph
+/// insertion competes with searches for the lock, the cores and the memory
+/// bandwidth (at 100 000 vectors a search overlapping a drain took
+/// 780–940 µs at the median against about 580 µs alone), while the buffer
+/// costs each search an exact scan of at most 2 048 vectors (about 0.1 ms
+/// at 384-d with AVX2, `cargo bench --bench index -- buffer_scan`).
 ///
 /// With `yield_to_searches` false (before a snapshot) it always drains
 /// everything.
@@ -495,7 +503,12 @@ fn drain_all<Id: Copy>(shared: &Shared<Id>, yield_to_searches: bool) -> Result<b
         if searching && buffered <= MAX_STAGED / 2 {
             return Ok(buffered == 0);
         }
-        let chunk = if buffered > MAX_STAGED / 2 && !searching {
+        let writing = yield_to_searches && shared.index.added_within(IDLE_DRAIN_DELAY);
+        let chunk = if searching {
+            DRAIN_CHUNK
+        } else if writing {
+            DRAIN_CHUNK_ONE_CORE
+        } else if buffered > MAX_STAGED / 2 {
             DRAIN_CHUNK_PRESSED
         } else {
             DRAIN_CHUNK

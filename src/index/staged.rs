@@ -37,6 +37,9 @@ pub struct StagedIndex {
     /// stay out of the way of a stream of searches (see
     /// [`StagedIndex::searched_within`]).
     searches: SearchActivity,
+    /// When vectors were last buffered, in microseconds after
+    /// `searches.since`.
+    last_add_us: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -110,6 +113,7 @@ impl StagedIndex {
             draining: Mutex::new(()),
             buffered: AtomicUsize::new(0),
             searches: SearchActivity::new(),
+            last_add_us: AtomicU64::new(0),
         }
     }
 
@@ -143,6 +147,8 @@ impl StagedIndex {
         buffer.exact.add(items)?;
         buffer.order.extend(items.iter().map(|(s, _)| *s));
         self.buffered.store(buffer.exact.len(), Ordering::Relaxed);
+        self.last_add_us
+            .store(self.searches.now_us(), Ordering::Relaxed);
         Ok(())
     }
 
@@ -298,6 +304,14 @@ impl StagedIndex {
                 < u64::try_from(window.as_micros()).unwrap_or(u64::MAX)
     }
 
+    /// Whether vectors were buffered less than `window` ago.
+    pub fn added_within(&self, window: Duration) -> bool {
+        let last = self.last_add_us.load(Ordering::Relaxed);
+        last > 0
+            && self.searches.now_us().saturating_sub(last)
+                < u64::try_from(window.as_micros()).unwrap_or(u64::MAX)
+    }
+
     /// Vectors waiting in the buffer, read without a lock (may be a moment
     /// out of date).
     pub fn buffered(&self) -> usize {
@@ -424,6 +438,21 @@ mod tests {
         assert_eq!(staged.staged_len().unwrap(), 0);
         assert_eq!(staged.len().unwrap(), 297);
         check(&staged);
+    }
+
+    #[test]
+    fn recent_writes_and_searches_are_seen_and_forgotten() {
+        let dim = 16;
+        let data = vectors(4, dim, 3);
+        let staged = StagedIndex::new(dim, &config()).unwrap();
+        let (long, short) = (Duration::from_secs(60), Duration::from_millis(20));
+        assert!(!staged.added_within(long) && !staged.searched_within(long));
+        staged.add(&numbered(&data)).unwrap();
+        assert!(staged.added_within(long) && !staged.searched_within(long));
+        staged.search(&data[0], 1, None).unwrap();
+        assert!(staged.searched_within(long));
+        std::thread::sleep(short * 3);
+        assert!(!staged.added_within(short) && !staged.searched_within(short));
     }
 
     #[test]
