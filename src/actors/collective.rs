@@ -480,7 +480,8 @@ fn schedule_drain(myself: &ActorRef<CollectiveMsg>, state: &mut CollectiveState)
 /// (they wait at most a few insertions for the graph); single-threaded ones
 /// of up to 96 while writes arrive (FAISS inserts up to 100 vectors on one
 /// thread, so the writers keep the other core: `record_conc_per_s` at
-/// n = 10 000 went from 7 212 to 7 463–8 680 in `pulsedb-bench`); large ones
+/// n = 10 000 was 7 212 and 7 620 in two `pulsedb-bench` runs before, and
+/// 7 463–8 680 in four after); large ones
 /// on every core while the buffer is more than half full and it has the
 /// machine to itself; small ones otherwise. Writers that find the buffer
 /// full drain large chunks themselves (`update_index`).
