@@ -481,7 +481,7 @@ fn schedule_drain(myself: &ActorRef<CollectiveMsg>, state: &mut CollectiveState)
 /// of up to 96 while writes arrive (FAISS inserts up to 100 vectors on one
 /// thread, so the writers keep the other core: `record_conc_per_s` at
 /// n = 10 000 was 7 212 and 7 620 in two `pulsedb-bench` runs before, and
-/// 7 463–8 680 in four after); large ones
+/// 7 463–9 056 in six after); large ones
 /// on every core while the buffer is more than half full and it has the
 /// machine to itself; small ones otherwise. Writers that find the buffer
 /// full drain large chunks themselves (`update_index`).
@@ -635,7 +635,6 @@ fn load(
         .unwrap_or_default();
     let mut known: Vec<(Slot, ExperienceId)> = Vec::new();
     let mut missing: Vec<Experience> = Vec::new();
-    // Reading the rows on a second thread overlaps it with this work.
     storage.scan_experiences(id, true, &mut |mut e| {
         if let (Some((file, _)), Some(slot)) = (exp_snapshot.as_mut(), snapshot_slot.get(&e.id)) {
             if file.fill(*slot, &e.embedding) {

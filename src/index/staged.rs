@@ -62,6 +62,14 @@ impl SearchActivity {
     fn now_us(&self) -> u64 {
         u64::try_from(self.since.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
+
+    /// Whether `at_us` (a [`SearchActivity::now_us`] reading, 0 for never)
+    /// is less than `window` ago.
+    fn is_recent(&self, at_us: u64, window: Duration) -> bool {
+        at_us > 0
+            && self.now_us().saturating_sub(at_us)
+                < u64::try_from(window.as_micros()).unwrap_or(u64::MAX)
+    }
 }
 
 /// Counts a search as running while alive.
@@ -298,18 +306,13 @@ impl StagedIndex {
         if a.running.load(Ordering::Relaxed) > 0 {
             return true;
         }
-        let last = a.last_end_us.load(Ordering::Relaxed);
-        last > 0
-            && a.now_us().saturating_sub(last)
-                < u64::try_from(window.as_micros()).unwrap_or(u64::MAX)
+        a.is_recent(a.last_end_us.load(Ordering::Relaxed), window)
     }
 
     /// Whether vectors were buffered less than `window` ago.
     pub fn added_within(&self, window: Duration) -> bool {
         let last = self.last_add_us.load(Ordering::Relaxed);
-        last > 0
-            && self.searches.now_us().saturating_sub(last)
-                < u64::try_from(window.as_micros()).unwrap_or(u64::MAX)
+        self.searches.is_recent(last, window)
     }
 
     /// Vectors waiting in the buffer, read without a lock (may be a moment
