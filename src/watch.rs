@@ -139,16 +139,24 @@ impl WatchHub {
         WatchStream { receiver, missed }
     }
 
-    /// Delivers committed events, in sequence order, without ever waiting.
-    pub(crate) fn publish(&self, events: &[WatchEvent]) {
-        if events.is_empty() {
+    /// Delivers one write's committed events, in sequence order, without
+    /// ever waiting. The writer logs events without the experience (copying
+    /// each record costs as much as a B-tree insert); `complete` puts it in,
+    /// and runs only when someone watches the events' collective.
+    pub(crate) fn publish(
+        &self,
+        events: &mut [WatchEvent],
+        complete: impl FnOnce(&mut [WatchEvent]),
+    ) {
+        let Some(collective) = events.first().map(|e| e.collective_id) else {
             return;
-        }
+        };
         let mut subs = self.lock();
-        for event in events {
-            let Some(list) = subs.get_mut(&event.collective_id) else {
-                continue;
-            };
+        let Some(list) = subs.get_mut(&collective) else {
+            return;
+        };
+        complete(events);
+        for event in events.iter() {
             list.retain(|s| {
                 if !s.filter.matches(event) {
                     return !s.sender.is_closed();

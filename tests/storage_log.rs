@@ -258,18 +258,22 @@ fn committed_events_match_polled_events() {
     let s = memory();
     let c = new_collective(&s, "c");
     let batch: Vec<_> = (0..3).map(|i| experience(c, &format!("e{i}"))).collect();
-    let mut committed = ok(&s, WriteOp::RecordExperiences(batch.clone())).events;
-    committed.extend(
-        ok(
-            &s,
-            WriteOp::ReinforceExperience {
-                id: batch[0].id,
-                at: Timestamp::now(),
-            },
-        )
-        .events,
-    );
-    committed.extend(ok(&s, WriteOp::DeleteExperience(batch[1].id)).events);
+    // Events leave the writer without the experience; `complete_events`
+    // puts it in (the engine does so when someone watches).
+    let mut committed = Vec::new();
+    for op in [
+        WriteOp::RecordExperiences(batch.clone()),
+        WriteOp::ReinforceExperience {
+            id: batch[0].id,
+            at: Timestamp::now(),
+        },
+        WriteOp::DeleteExperience(batch[1].id),
+    ] {
+        let mut done = ok(&s, op);
+        assert!(done.events.iter().all(|e| e.experience.is_none()));
+        done.applied.complete_events(&mut done.events);
+        committed.extend(done.events);
+    }
     let (polled, _) = s.poll_events(0, 100).unwrap();
     assert_eq!(polled.len(), 5);
     // The deleted experience's Created event can no longer carry an

@@ -328,19 +328,23 @@ fn poisoned() -> Error {
 /// An index failure here is a fault: the callers still get their (durable)
 /// results, and the actor fails so that its supervisor rebuilds the index
 /// from redb.
-async fn apply_committed(state: &mut CollectiveState, batch: Vec<CommittedWrite>) -> Result<()> {
+async fn apply_committed(
+    state: &mut CollectiveState,
+    mut batch: Vec<CommittedWrite>,
+) -> Result<()> {
     let mut added: Vec<(Slot, ExperienceId, Vec<f32>)> = Vec::new();
     let mut removed: Vec<Slot> = Vec::new();
     let mut insights_added: Vec<(Slot, InsightId, Vec<f32>)> = Vec::new();
     let mut insights_removed: Vec<Slot> = Vec::new();
-    for (result, _) in &batch {
+    for (result, _) in &mut batch {
         let Ok(committed) = result else { continue };
-        match &committed.applied {
+        match &mut committed.applied {
             Applied::ExperiencesRecorded(exps) => {
+                // The vectors move into the index: the callers want the ids.
                 for e in exps {
                     let slot = state.columns.next_slot();
                     state.columns.insert(slot, e);
-                    added.push((slot, e.id, e.embedding.clone()));
+                    added.push((slot, e.id, std::mem::take(&mut e.embedding)));
                 }
             }
             Applied::ExperienceChanged(e) => state.columns.update(e),

@@ -197,9 +197,6 @@ fn start_commit(myself: &ActorRef<StorageMsg>, state: &mut StorageState) {
         let started = std::time::Instant::now();
         let n = ops.len();
         let results = blocking(move || storage.apply(ops)).await;
-        if std::env::var_os("PULSEDB_DEBUG_COMMIT").is_some() {
-            eprintln!("commit ops={} us={}", n, started.elapsed().as_micros());
-        }
         tracing::trace!(
             ops = n,
             elapsed_us = started.elapsed().as_micros() as u64,
@@ -251,11 +248,13 @@ fn finish_commit(
             writes.iter().map(|_| Err(fault.duplicate())).collect()
         }
     };
-    let mut events = Vec::new();
     for committed in results.iter_mut().filter_map(|r| r.as_mut().ok()) {
-        events.append(&mut committed.events);
+        let Committed { applied, events } = committed;
+        state
+            .watch
+            .publish(events, |events| applied.complete_events(events));
+        events.clear();
     }
-    state.watch.publish(&events);
 
     let mut per_collective: HashMap<ractor::ActorId, (ActorRef<CollectiveMsg>, Vec<_>)> =
         HashMap::new();

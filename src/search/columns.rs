@@ -42,7 +42,9 @@ pub(crate) struct Columns {
     rows: Vec<Option<Row>>,
     slot_of: HashMap<ExperienceId, Slot>,
     domain_ids: HashMap<String, u32>,
-    tag_ids: HashMap<(String, String), u32>,
+    /// Tag key → value → id; ids are numbered across all pairs.
+    tag_ids: HashMap<String, HashMap<String, u32>>,
+    tag_count: u32,
     live: usize,
     archived: usize,
     postings: Postings,
@@ -171,18 +173,31 @@ impl Columns {
         self.archived -= usize::from(old.archived);
     }
 
+    fn intern_tag(&mut self, key: &str, value: &str) -> u32 {
+        if let Some(id) = self.tag_ids.get(key).and_then(|values| values.get(value)) {
+            return *id;
+        }
+        let id = self.tag_count;
+        self.tag_count += 1;
+        self.tag_ids
+            .entry(key.to_owned())
+            .or_default()
+            .insert(value.to_owned(), id);
+        id
+    }
+
     fn row_of(&mut self, exp: &Experience) -> Row {
         let mut domains: Vec<u32> = exp
             .domain
             .iter()
-            .map(|d| intern(&mut self.domain_ids, d.clone()))
+            .map(|d| intern(&mut self.domain_ids, d))
             .collect();
         domains.sort_unstable();
         domains.dedup();
         let mut tags: Vec<u32> = exp
             .tags
             .iter()
-            .map(|(k, v)| intern(&mut self.tag_ids, (k.clone(), v.clone())))
+            .map(|(k, v)| self.intern_tag(k, v))
             .collect();
         tags.sort_unstable();
         Row {
@@ -268,9 +283,15 @@ impl Columns {
     }
 }
 
-fn intern<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u32>, key: K) -> u32 {
+/// The id of `key` in `map`, numbered from 0 in order of first sight. Looks
+/// up by reference, so a known value (nearly every one) allocates nothing.
+fn intern(map: &mut HashMap<String, u32>, key: &str) -> u32 {
+    if let Some(id) = map.get(key) {
+        return *id;
+    }
     let next = map.len() as u32;
-    *map.entry(key).or_insert(next)
+    map.insert(key.to_owned(), next);
+    next
 }
 
 /// A filter resolved against the interned vocabularies.
@@ -302,7 +323,7 @@ impl<'f> Compiled<'f> {
             Some(pairs) => {
                 let mut ids = Vec::with_capacity(pairs.len());
                 for (k, v) in pairs {
-                    ids.push(*cols.tag_ids.get(&(k.clone(), v.clone()))?);
+                    ids.push(*cols.tag_ids.get(k)?.get(v)?);
                 }
                 Some(ids)
             }

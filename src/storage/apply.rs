@@ -156,7 +156,9 @@ impl<'t> Writer<'t> {
         Ok((self.sequence, timestamp))
     }
 
-    /// Logs an experience change and returns its watch event.
+    /// Logs an experience change and returns its watch event, without the
+    /// experience: the storage actor puts that in only when someone watches
+    /// (`Applied::complete_events`).
     fn log_experience(
         &mut self,
         kind: ChangeKind,
@@ -177,7 +179,7 @@ impl<'t> Writer<'t> {
             collective_id: exp.collective_id,
             event_type,
             timestamp,
-            experience: logged.cloned(),
+            experience: None,
         }])
     }
 

@@ -219,6 +219,25 @@ pub enum Applied {
 }
 
 impl Applied {
+    /// Puts the experience into each event of this write that carries one
+    /// (all but deletions). The writer leaves it out, so that a write
+    /// nobody watches does not copy its records.
+    pub fn complete_events(&self, events: &mut [WatchEvent]) {
+        match self {
+            Applied::ExperiencesRecorded(exps) => {
+                for (event, e) in events.iter_mut().zip(exps) {
+                    event.experience = Some(e.clone());
+                }
+            }
+            Applied::ExperienceChanged(e) => {
+                for event in events {
+                    event.experience = Some(e.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// The new total reinforcement count, for a reinforce.
     pub fn applications(&self) -> Option<u32> {
         match self {
@@ -233,7 +252,8 @@ impl Applied {
 pub struct Committed {
     /// What it did.
     pub applied: Applied,
-    /// Watch events of its change-log entries (experience changes only).
+    /// Watch events of its change-log entries (experience changes only),
+    /// without the experience: [`Applied::complete_events`] puts it in.
     pub events: Vec<WatchEvent>,
 }
 
