@@ -399,3 +399,75 @@ async fn close_right_after_searches_snapshots_every_vector() {
     let file = pulsedb::index::SnapshotFile::read(&path, DIM).expect("snapshot written");
     assert_eq!(file.slots().len(), ids.len());
 }
+
+/// Identity of each snapshot file: written files are renamed into place,
+/// so a rewrite gives a new inode.
+fn snapshot_identity(dir: &Path) -> Vec<(PathBuf, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    snapshot_files(dir)
+        .into_iter()
+        .map(|p| {
+            let ino = std::fs::metadata(&p).unwrap().ino();
+            (p, ino)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_rewrites_snapshots_only_after_index_changes() {
+    let t = TempDb::new();
+    let db = t.open_with(cfg()).await;
+    let c = db.create_collective("c").await.unwrap();
+    let ids = populate(&db, c, 0, 300).await;
+    db.close().await.unwrap();
+    let written = snapshot_identity(&t.index_dir());
+    assert_eq!(written.len(), 2, "experience and insight snapshots");
+
+    // Reads and writes that leave the vectors alone: nothing to rewrite.
+    let db = t.reopen_when_released(cfg()).await;
+    let before = db.search_similar(c, &vec16(7), 10).await.unwrap();
+    db.store_relation(NewExperienceRelation {
+        source_id: ids[0],
+        target_id: ids[1],
+        relation_type: RelationType::Supports,
+        strength: 0.5,
+        metadata: None,
+    })
+    .await
+    .unwrap();
+    db.register_activity(NewActivity {
+        agent_id: "a".into(),
+        collective_id: c,
+        current_task: None,
+        context_summary: None,
+    })
+    .await
+    .unwrap();
+    db.close().await.unwrap();
+    assert_eq!(snapshot_identity(&t.index_dir()), written);
+
+    // The kept snapshot still restores, and answers as before.
+    let db = t.reopen_when_released(cfg()).await;
+    let again = db.search_similar(c, &vec16(7), 10).await.unwrap();
+    let key = |hits: &[SearchResult]| -> Vec<ExperienceId> {
+        hits.iter().map(|h| h.experience.id).collect()
+    };
+    assert_eq!(key(&again), key(&before));
+    // A deletion changes the index: the experience snapshot is rewritten.
+    db.delete_experience(ids[5]).await.unwrap();
+    db.close().await.unwrap();
+    let after_delete = snapshot_identity(&t.index_dir());
+    assert_ne!(after_delete[0].1, written[0].1, "experiences rewritten");
+
+    // So does a new record; the reopened index holds it.
+    let db = t.reopen_when_released(cfg()).await;
+    let new = populate(&db, c, 1000, 1).await[0];
+    db.close().await.unwrap();
+    assert_ne!(snapshot_identity(&t.index_dir())[0].1, after_delete[0].1);
+    let db = t.reopen_when_released(cfg()).await;
+    let hits = db.search_similar(c, &vec16(1000), 1).await.unwrap();
+    assert_eq!(hits[0].experience.id, new);
+    let stats = db.index_stats(c).await.unwrap();
+    assert_eq!(stats.indexed, ids.len(), "one deleted, one added");
+    db.close().await.unwrap();
+}

@@ -122,6 +122,10 @@ pub(crate) struct CollectiveState {
     insights: SharedIndex<InsightId>,
     snapshot_dir: Option<PathBuf>,
     snapshots: bool,
+    /// The snapshot files hold exactly what the indexes hold (restored from
+    /// them and unchanged since, or just written): closing need not write
+    /// them again.
+    snapshot_current: bool,
     /// A background drain of the write buffers is running.
     draining: bool,
     /// The indexes changed since the running drain started.
@@ -211,6 +215,7 @@ impl Actor for CollectiveActor {
             insights: Arc::new(loaded.insights),
             snapshot_dir: args.snapshot_dir,
             snapshots: args.index.snapshots,
+            snapshot_current: loaded.snapshot_current,
             draining: false,
             added_since_drain: false,
             generation: 0,
@@ -276,7 +281,13 @@ impl Actor for CollectiveActor {
                 });
             }
             CollectiveMsg::Snapshot(reply) => {
-                let _ = reply.send(write_snapshots(state).await);
+                let result = if state.snapshot_current {
+                    Ok(())
+                } else {
+                    write_snapshots(state).await
+                };
+                state.snapshot_current = result.is_ok();
+                let _ = reply.send(result);
             }
             CollectiveMsg::IndexStats(reply) => {
                 let (experiences, insights) = (state.experiences.clone(), state.insights.clone());
@@ -368,10 +379,12 @@ async fn apply_committed(
         }
     }
     // Any index change schedules a drain: it also compacts tombstones.
-    state.added_since_drain |= !added.is_empty()
+    let changed = !added.is_empty()
         || !insights_added.is_empty()
         || !removed.is_empty()
         || !insights_removed.is_empty();
+    state.added_since_drain |= changed;
+    state.snapshot_current &= !changed;
     let outcome = if added.is_empty()
         && removed.is_empty()
         && insights_added.is_empty()
@@ -589,6 +602,8 @@ struct Loaded {
     insight_slots: HashMap<InsightId, Slot>,
     next_insight_slot: Slot,
     insights: Shared<InsightId>,
+    /// Both indexes came from their snapshots with nothing to reconcile.
+    snapshot_current: bool,
 }
 
 /// Builds the collective's indexes: from a snapshot reconciled with redb
@@ -656,6 +671,8 @@ fn load(
         exp_snapshot.and_then(|(file, slots)| file.restore(config).map(|index| (index, slots)));
     let restored_at = started.elapsed();
     let from_snapshot = restored.is_some();
+    // Whether the indexes differ from what the snapshots hold.
+    let mut reconciled = !from_snapshot;
     let experiences = match restored {
         Some((index, slots)) => {
             let shared = Shared::new(StagedIndex::from_main(index));
@@ -668,7 +685,7 @@ fn load(
             // The snapshot's slots whose record is gone.
             let kept: std::collections::HashSet<Slot> = known.iter().map(|(s, _)| *s).collect();
             for (slot, _) in slots.iter().filter(|(s, _)| !kept.contains(s)) {
-                shared.index.remove(*slot)?;
+                reconciled |= shared.index.remove(*slot)?;
             }
             // Slots past the snapshot's are free for the records it lacks.
             if let Some(max) = slots.iter().map(|(s, _)| *s).max() {
@@ -687,6 +704,7 @@ fn load(
         }
     };
     drop(known);
+    reconciled |= !missing.is_empty();
     tracing::debug!(
         collective = %id,
         from_snapshot,
@@ -738,6 +756,7 @@ fn load(
         }
         None => None,
     };
+    reconciled |= restored.is_none();
     let insights = match restored {
         Some((index, slots)) => {
             let shared = Shared::new(StagedIndex::from_main(index));
@@ -750,7 +769,7 @@ fn load(
                     insight_slots.insert(iid, *slot);
                     shared.record_ids(&[(*slot, iid, &[])])?;
                 } else {
-                    shared.index.remove(*slot)?;
+                    reconciled |= shared.index.remove(*slot)?;
                 }
             }
             shared
@@ -768,6 +787,7 @@ fn load(
         next_insight_slot += 1;
         insights.add_direct(&[(slot, iid, insight.embedding.as_slice())])?;
         insight_slots.insert(iid, slot);
+        reconciled = true;
     }
     insights.index.compact_if_needed()?;
 
@@ -777,5 +797,6 @@ fn load(
         insight_slots,
         next_insight_slot,
         insights,
+        snapshot_current: !reconciled,
     })
 }
