@@ -142,21 +142,21 @@ impl WatchHub {
     /// Delivers one write's committed events, in sequence order, without
     /// ever waiting. The writer logs events without the experience (copying
     /// each record costs as much as a B-tree insert); `complete` puts it in,
-    /// and runs only when someone watches the events' collective.
+    /// and runs only when someone watches a collective of the events.
     pub(crate) fn publish(
         &self,
         events: &mut [WatchEvent],
         complete: impl FnOnce(&mut [WatchEvent]),
     ) {
-        let Some(collective) = events.first().map(|e| e.collective_id) else {
-            return;
-        };
         let mut subs = self.lock();
-        let Some(list) = subs.get_mut(&collective) else {
+        if !events.iter().any(|e| subs.contains_key(&e.collective_id)) {
             return;
-        };
+        }
         complete(events);
         for event in events.iter() {
+            let Some(list) = subs.get_mut(&event.collective_id) else {
+                continue;
+            };
             list.retain(|s| {
                 if !s.filter.matches(event) {
                     return !s.sender.is_closed();
@@ -170,6 +170,11 @@ impl WatchHub {
                     Err(mpsc::error::TrySendError::Closed(_)) => false,
                 }
             });
+            // Forget a collective nobody watches any more, so its writes go
+            // back to skipping `complete`.
+            if list.is_empty() {
+                subs.remove(&event.collective_id);
+            }
         }
     }
 
@@ -189,5 +194,43 @@ impl WatchHub {
         self.subscribers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(collective: CollectiveId) -> WatchEvent {
+        WatchEvent {
+            sequence: 1,
+            experience_id: ExperienceId::new(),
+            collective_id: collective,
+            event_type: WatchEventType::Created,
+            timestamp: Timestamp::now(),
+            experience: None,
+        }
+    }
+
+    /// Publishes one event and says whether `complete` ran.
+    fn completes(hub: &WatchHub, collective: CollectiveId) -> bool {
+        let mut ran = false;
+        hub.publish(&mut [event(collective)], |_| ran = true);
+        ran
+    }
+
+    #[test]
+    fn events_are_completed_only_while_someone_watches() {
+        let hub = WatchHub::default();
+        let (watched, other) = (CollectiveId::new(), CollectiveId::new());
+        assert!(!completes(&hub, watched), "nobody watches yet");
+        let stream = hub.subscribe(watched, WatchFilter::default(), 4);
+        assert!(completes(&hub, watched));
+        assert!(!completes(&hub, other));
+        // The publish after the last stream is dropped forgets the
+        // collective; later writes skip `complete` again.
+        drop(stream);
+        completes(&hub, watched);
+        assert!(!completes(&hub, watched));
     }
 }

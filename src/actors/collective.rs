@@ -730,7 +730,8 @@ fn load(
             .collect();
         experiences.add_direct(&items)?;
     }
-    experiences.index.compact_if_needed()?;
+    // A rebuilt graph differs from the snapshot's (tombstones gone).
+    reconciled |= experiences.index.compact_if_needed()?;
 
     // Insights.
     let mut stored_insights = Vec::new();
@@ -789,7 +790,7 @@ fn load(
         insight_slots.insert(iid, slot);
         reconciled = true;
     }
-    insights.index.compact_if_needed()?;
+    reconciled |= insights.index.compact_if_needed()?;
 
     Ok(Loaded {
         columns,

@@ -236,15 +236,17 @@ impl StagedIndex {
         Ok(batch.len())
     }
 
-    /// Rebuilds the graph when its tombstones call for it.
+    /// Rebuilds the graph when its tombstones call for it. Returns whether
+    /// it did.
     ///
     /// # Errors
     /// [`IndexError::Faiss`]; the index is then unchanged.
-    pub fn compact_if_needed(&self) -> Result<(), IndexError> {
-        if self.main()?.needs_compaction() {
-            self.main_mut()?.compact()?;
+    pub fn compact_if_needed(&self) -> Result<bool, IndexError> {
+        if !self.main()?.needs_compaction() {
+            return Ok(false);
         }
-        Ok(())
+        self.main_mut()?.compact()?;
+        Ok(true)
     }
 
     /// The `k` nearest live vectors, from the graph and the buffer.

@@ -190,7 +190,9 @@ pub enum Applied {
     CollectiveCreated(Collective),
     /// The collective deleted.
     CollectiveDeleted(CollectiveId),
-    /// The experiences recorded, embeddings included.
+    /// The experiences recorded, embeddings included as the storage layer
+    /// returns them (the engine moves the embeddings into the index before
+    /// answering the caller).
     ExperiencesRecorded(Vec<Experience>),
     /// The experience after an update or reinforce (embedding included).
     ExperienceChanged(Experience),
