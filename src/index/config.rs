@@ -33,10 +33,20 @@ use serde::{Deserialize, Serialize};
 ///
 /// M 32, efConstruction 64, efSearch 64: recall ≥ 0.985 up to 100 000 at
 /// under 0.5 ms here, but 0.976 on the `pulsedb-bench` workload at
-/// n = 100 000 (`--n 100000`), where efSearch 80 gives 0.992 and 96 gives
-/// 0.991–0.996 at no better latency, so the default efSearch is 80; efConstruction 128 bought +0.006 recall for ~7 % more build
-/// time. At 20 000 vectors M 16 is as accurate (0.999) and faster, but falls
-/// to 0.964 at 100 000.
+/// n = 100 000 (`--n 100000`), and efSearch 80 gave 0.978–0.993 there over
+/// the runs, too close to 0.98. `measure_ef_search` (the graph built in the
+/// drain's chunks of 128) gives at 100 000:
+///
+/// | efSearch | 64 | 80 | 96 | 112 | 128 | 160 |
+/// |---|---|---|---|---|---|---|
+/// | recall@10 | 0.983 | 0.991 | 0.995 | 0.996 | 0.997 | 0.998 |
+/// | µs | 314 | 339 | 336 | 362 | 372 | 476 |
+///
+/// so the default efSearch is 128: +0.006 recall over 80 for about 10 %
+/// more latency. efConstruction 128 bought +0.006 recall for ~7 % more build
+/// time and slows every insertion, which bounds sustained ingest. At 20 000
+/// vectors M 16 is as accurate (0.999) and faster, but falls to 0.964 at
+/// 100 000.
 ///
 /// Filtered search at 100 000 vectors, graph with bitmap selector versus an
 /// exact scan of the eligible vectors:
@@ -85,7 +95,7 @@ impl Default for IndexConfig {
             hnsw_threshold: 2_000,
             hnsw_m: 32,
             ef_construction: 64,
-            ef_search: 80,
+            ef_search: 128,
             tombstone_ratio: 0.2,
             exact_scan_selectivity: 0.02,
             snapshots: true,

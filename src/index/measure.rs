@@ -142,3 +142,45 @@ fn measure_index() {
     assert_eq!(snap.index.len(), 100_000);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Recall and latency of the default graph at 100 000 vectors for a range of
+/// `ef_search`, the vectors inserted in the drain's chunks of 128.
+#[test]
+#[ignore = "measurement"]
+fn measure_ef_search() {
+    let mut rng = StdRng::seed_from_u64(42);
+    let c = centres(&mut rng, 100, DIM);
+    let vectors = clustered(&mut rng, &c, 100_000);
+    let queries = clustered(&mut rng, &c, 400);
+    let flat_cfg = IndexConfig {
+        hnsw_threshold: usize::MAX,
+        ..IndexConfig::default()
+    };
+    let (flat, _) = build(&vectors, &flat_cfg);
+    let truth: Vec<Vec<Hit>> = queries
+        .iter()
+        .map(|q| flat.search(q, 10, None).unwrap())
+        .collect();
+    let cfg = IndexConfig {
+        hnsw_threshold: 0,
+        ..IndexConfig::default()
+    };
+    let mut hnsw = FaissIndex::new(DIM, &cfg).unwrap();
+    let items: Vec<(Slot, &[f32])> = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i as Slot, v.as_slice()))
+        .collect();
+    let t = Instant::now();
+    for chunk in items.chunks(128) {
+        hnsw.add(chunk).unwrap();
+    }
+    println!("built 100 000 in chunks of 128: {:?}", t.elapsed());
+    for ef in [64, 80, 96, 112, 128, 160] {
+        hnsw.raw_set_ef_search(ef);
+        // Twice: the first pass warms the caches.
+        run(&hnsw, &queries, None, Some(&truth));
+        let (us, recall) = run(&hnsw, &queries, None, Some(&truth));
+        println!("efS={ef:>3}: {us:>7.1} us recall {recall:.4}");
+    }
+}
