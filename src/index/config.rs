@@ -66,7 +66,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// A snapshot holds the graph without the vectors (see `snapshot.rs`); an
 /// open of a 100 000-experience collective restores it, with the vectors
-/// read back from redb, in 1.1–1.6 s (`reopen_ms` of
+/// read back from redb, in 0.8–1.4 s (`reopen_ms` of
 /// `pulsedb-bench --n 100000`), against a 35–42 s rebuild.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndexConfig {
