@@ -2,7 +2,8 @@
 //! `shared/bench/WORKLOAD.md`, run against a fresh database in a temporary
 //! directory. Prints one JSON object on one line to stdout; progress goes to
 //! stderr. With `PULSEDB_BENCH_KEEP` set, the database directory is kept
-//! for inspection.
+//! for inspection; `PULSEDB_BENCH_EF_SEARCH` replaces the default efSearch
+//! (to compare settings; the JSON line reports the one used).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -259,11 +260,16 @@ async fn run(a: Args) -> pulsedb::Result<()> {
     let tmp = std::env::temp_dir().join(format!("pulsedb-bench-{}-{}", std::process::id(), a.seed));
     std::fs::create_dir_all(&tmp)?;
     let path: PathBuf = tmp.join("bench.db");
-    let config = Config {
+    let mut config = Config {
         embedding_dimension: EmbeddingDimension::Custom(a.dim),
         durability: a.durability,
         ..Config::default()
     };
+    if let Ok(ef) = std::env::var("PULSEDB_BENCH_EF_SEARCH") {
+        config.index.ef_search = ef.parse().map_err(|_| {
+            std::io::Error::other(format!("PULSEDB_BENCH_EF_SEARCH={ef}: not a number"))
+        })?;
+    }
     let index = config.index.clone();
     let mut rng = Rng(a.seed);
     let data = Data::new(a.dim, &mut rng);

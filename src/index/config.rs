@@ -42,8 +42,12 @@ use serde::{Deserialize, Serialize};
 /// | recall@10 | 0.983 | 0.991 | 0.995 | 0.996 | 0.997 | 0.998 |
 /// | µs | 314 | 339 | 336 | 362 | 372 | 476 |
 ///
-/// so the default efSearch is 128: +0.006 recall over 80 for about 10 %
-/// more latency. efConstruction 128 bought +0.006 recall for ~7 % more build
+/// On the bench at n = 100 000 (`PULSEDB_BENCH_EF_SEARCH=96 pulsedb-bench
+/// --n 100000`, two runs each, alternating, on a busy machine) efSearch 96 gave recall 0.990 and 0.995 at a search
+/// p50 of 639 and 644 µs; 128 gave 0.988 and 0.992 at 707 and 858 µs: the
+/// graph's build order moves recall more than efSearch past 96. So the
+/// default efSearch is 96: +0.004 recall over 80 at the same latency.
+/// efConstruction 128 bought +0.006 recall for ~7 % more build
 /// time and slows every insertion, which bounds sustained ingest. At 20 000
 /// vectors M 16 is as accurate (0.999) and faster, but falls to 0.964 at
 /// 100 000.
@@ -95,7 +99,7 @@ impl Default for IndexConfig {
             hnsw_threshold: 2_000,
             hnsw_m: 32,
             ef_construction: 64,
-            ef_search: 128,
+            ef_search: 96,
             tombstone_ratio: 0.2,
             exact_scan_selectivity: 0.02,
             snapshots: true,
