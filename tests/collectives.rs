@@ -200,14 +200,7 @@ async fn delete_collective_cascades_and_logs_one_entry() {
         })
         .await
         .unwrap();
-    db.register_activity(NewActivity {
-        agent_id: "a".into(),
-        collective_id: c,
-        current_task: None,
-        context_summary: None,
-    })
-    .await
-    .unwrap();
+    db.register_activity(activity("a", c)).await.unwrap();
     db.close().await.unwrap();
 
     // After a close the snapshot files of both collectives exist.

@@ -435,14 +435,7 @@ async fn close_rewrites_snapshots_only_after_index_changes() {
     })
     .await
     .unwrap();
-    db.register_activity(NewActivity {
-        agent_id: "a".into(),
-        collective_id: c,
-        current_task: None,
-        context_summary: None,
-    })
-    .await
-    .unwrap();
+    db.register_activity(activity("a", c)).await.unwrap();
     db.close().await.unwrap();
     assert_eq!(snapshot_identity(&t.index_dir()), written);
 

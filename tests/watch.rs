@@ -201,14 +201,7 @@ async fn sequences_are_gap_free_over_every_logged_write() {
         db.get_current_sequence().await.unwrap(),
         "delete insight",
     );
-    db.register_activity(NewActivity {
-        agent_id: "a".into(),
-        collective_id: c,
-        current_task: None,
-        context_summary: None,
-    })
-    .await
-    .unwrap();
+    db.register_activity(activity("a", c)).await.unwrap();
     db.update_heartbeat("a", c).await.unwrap();
     db.end_activity("a", c).await.unwrap();
     step(

@@ -315,3 +315,13 @@ pub async fn store_every_kind(db: &PulseHandle) -> EveryKind {
         insight,
     }
 }
+
+/// A bare activity of `agent` in `c`.
+pub fn activity(agent: &str, c: CollectiveId) -> NewActivity {
+    NewActivity {
+        agent_id: agent.into(),
+        collective_id: c,
+        current_task: None,
+        context_summary: None,
+    }
+}
