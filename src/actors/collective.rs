@@ -428,15 +428,22 @@ fn update_index<Id: Copy>(
         shared.remove(*slot)?;
     }
     // Backpressure: the buffer is searched by brute force, so it stays
-    // bounded; past the bound the writer waits for graph insertions.
+    // bounded; past the bound the writer waits for graph insertions. It
+    // inserts them itself unless a drain is running; then that drain is
+    // making room, and the writer looks again shortly.
     while shared.index.staged_len()? > MAX_STAGED {
-        shared.index.drain(DRAIN_CHUNK_PRESSED)?;
+        if shared.index.try_drain(DRAIN_CHUNK_PRESSED)?.is_none() {
+            std::thread::sleep(BACKPRESSURE_POLL);
+        }
     }
     Ok(())
 }
 
 /// Most vectors waiting in a write buffer before writers wait for the drain.
 const MAX_STAGED: usize = 4096;
+/// How often a writer held back by a full buffer looks at it again while
+/// another drain makes room (a chunk takes about 10 ms at 100 000 vectors).
+const BACKPRESSURE_POLL: std::time::Duration = std::time::Duration::from_millis(1);
 /// Vectors moved into the graph per graph-lock hold (searches run between).
 const DRAIN_CHUNK: usize = 8;
 /// Chunk size while the buffer is more than half full: FAISS inserts
