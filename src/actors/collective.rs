@@ -505,10 +505,10 @@ fn schedule_drain(myself: &ActorRef<CollectiveMsg>, state: &mut CollectiveState)
 /// of up to 96 while writes arrive (FAISS inserts up to 100 vectors on one
 /// thread, so the writers keep the other core: `record_conc_per_s` at
 /// n = 10 000 was 7 212 and 7 620 in two `pulsedb-bench` runs before, and
-/// 7 463–9 056 in six after); large ones
-/// on every core while the buffer is more than half full and it has the
-/// machine to itself; small ones otherwise. Writers that find the buffer
-/// full drain large chunks themselves (`update_index`).
+/// 7 463–9 056 in six after); large ones on every core while the buffer is
+/// more than half full and it has the machine to itself; small ones
+/// otherwise. Writers that find the buffer full drain large chunks
+/// themselves when no drain runs (`update_index`).
 ///
 /// Up to half of [`MAX_STAGED`] buffered vectors, the drain yields to
 /// searches: it stops while any runs or one ended less than

@@ -43,14 +43,14 @@ use serde::{Deserialize, Serialize};
 /// | µs | 314 | 339 | 336 | 362 | 372 | 476 |
 ///
 /// On the bench at n = 100 000 (`PULSEDB_BENCH_EF_SEARCH=96 pulsedb-bench
-/// --n 100000`, two runs each, alternating, on a busy machine) efSearch 96 gave recall 0.990 and 0.995 at a search
-/// p50 of 639 and 644 µs; 128 gave 0.988 and 0.992 at 707 and 858 µs: the
-/// graph's build order moves recall more than efSearch past 96. So the
-/// default efSearch is 96: +0.004 recall over 80 at the same latency.
-/// efConstruction 128 bought +0.006 recall for ~7 % more build
-/// time and slows every insertion, which bounds sustained ingest. At 20 000
-/// vectors M 16 is as accurate (0.999) and faster, but falls to 0.964 at
-/// 100 000.
+/// --n 100000`, two runs each, alternating, on a busy machine) efSearch 96
+/// gave recall 0.990 and 0.995 at a search p50 of 639 and 644 µs; 128 gave
+/// 0.988 and 0.992 at 707 and 858 µs: past 96 the graph's build order moves
+/// recall more than efSearch does. So the default efSearch is 96: +0.004
+/// recall over 80 at the same latency. efConstruction 128 bought +0.006
+/// recall for ~7 % more build time and slows every insertion, which bounds
+/// sustained ingest. At 20 000 vectors M 16 is as accurate (0.999) and
+/// faster, but falls to 0.964 at 100 000.
 ///
 /// Filtered search at 100 000 vectors, graph with bitmap selector versus an
 /// exact scan of the eligible vectors:

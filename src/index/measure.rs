@@ -52,6 +52,14 @@ fn run(
     )
 }
 
+/// The ten nearest of each query: the ground truth from a flat index.
+fn top_10(flat: &FaissIndex, queries: &[Vec<f32>]) -> Vec<Vec<Hit>> {
+    queries
+        .iter()
+        .map(|q| flat.search(q, 10, None).unwrap())
+        .collect()
+}
+
 #[test]
 #[ignore = "measurement"]
 fn measure_index() {
@@ -71,10 +79,7 @@ fn measure_index() {
     println!("== flat vs HNSW (M32 efC64 efS64), k=10");
     for n in [1_000, 2_000, 5_000, 10_000, 20_000, 100_000] {
         let (flat, _) = build(&vectors[..n], &flat_cfg);
-        let truth: Vec<Vec<Hit>> = queries
-            .iter()
-            .map(|q| flat.search(q, 10, None).unwrap())
-            .collect();
+        let truth = top_10(&flat, &queries);
         let (flat_us, _) = run(&flat, &queries, None, None);
         let (hnsw, build_t) = build(&vectors[..n], &hnsw_cfg);
         let (hnsw_us, recall) = run(&hnsw, &queries, None, Some(&truth));
@@ -84,10 +89,7 @@ fn measure_index() {
     println!("== HNSW parameters at 20 000 / 100 000");
     for n in [20_000, 100_000] {
         let (flat, _) = build(&vectors[..n], &flat_cfg);
-        let truth: Vec<Vec<Hit>> = queries
-            .iter()
-            .map(|q| flat.search(q, 10, None).unwrap())
-            .collect();
+        let truth = top_10(&flat, &queries);
         for (m, efc) in [(16, 64), (32, 64), (32, 128)] {
             let cfg = IndexConfig {
                 hnsw_threshold: 0,
@@ -157,10 +159,7 @@ fn measure_ef_search() {
         ..IndexConfig::default()
     };
     let (flat, _) = build(&vectors, &flat_cfg);
-    let truth: Vec<Vec<Hit>> = queries
-        .iter()
-        .map(|q| flat.search(q, 10, None).unwrap())
-        .collect();
+    let truth = top_10(&flat, &queries);
     let cfg = IndexConfig {
         hnsw_threshold: 0,
         ..IndexConfig::default()

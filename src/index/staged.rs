@@ -33,28 +33,29 @@ pub struct StagedIndex {
     draining: Mutex<()>,
     /// Buffered vectors, readable without a lock (updated under the buffer lock).
     buffered: AtomicUsize,
-    /// Searches running now and when the last one ended, so a drain can
-    /// stay out of the way of a stream of searches (see
-    /// [`StagedIndex::searched_within`]).
-    searches: SearchActivity,
-    /// When vectors were last buffered, in microseconds after
-    /// `searches.since`.
-    last_add_us: AtomicU64,
+    /// Searches running now, when the last one ended and when vectors were
+    /// last buffered, so a drain can stay out of the way of searches and
+    /// writers (see [`StagedIndex::searched_within`]).
+    activity: Activity,
 }
 
 #[derive(Debug)]
-struct SearchActivity {
+struct Activity {
+    /// Searches running now.
     running: AtomicUsize,
-    /// Microseconds after `since` at which the last search ended.
+    /// Microseconds after `since` at which the last search ended (0: never).
     last_end_us: AtomicU64,
+    /// Microseconds after `since` at which vectors were last buffered.
+    last_add_us: AtomicU64,
     since: Instant,
 }
 
-impl SearchActivity {
-    fn new() -> SearchActivity {
-        SearchActivity {
+impl Activity {
+    fn new() -> Activity {
+        Activity {
             running: AtomicUsize::new(0),
             last_end_us: AtomicU64::new(0),
+            last_add_us: AtomicU64::new(0),
             since: Instant::now(),
         }
     }
@@ -63,7 +64,7 @@ impl SearchActivity {
         u64::try_from(self.since.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
-    /// Whether `at_us` (a [`SearchActivity::now_us`] reading, 0 for never)
+    /// Whether `at_us` (an [`Activity::now_us`] reading, 0 for never)
     /// is less than `window` ago.
     fn is_recent(&self, at_us: u64, window: Duration) -> bool {
         at_us > 0
@@ -73,10 +74,10 @@ impl SearchActivity {
 }
 
 /// Counts a search as running while alive.
-struct Searching<'a>(&'a SearchActivity);
+struct Searching<'a>(&'a Activity);
 
 impl<'a> Searching<'a> {
-    fn enter(activity: &'a SearchActivity) -> Searching<'a> {
+    fn enter(activity: &'a Activity) -> Searching<'a> {
         activity.running.fetch_add(1, Ordering::Relaxed);
         Searching(activity)
     }
@@ -120,8 +121,7 @@ impl StagedIndex {
             }),
             draining: Mutex::new(()),
             buffered: AtomicUsize::new(0),
-            searches: SearchActivity::new(),
-            last_add_us: AtomicU64::new(0),
+            activity: Activity::new(),
         }
     }
 
@@ -155,8 +155,8 @@ impl StagedIndex {
         buffer.exact.add(items)?;
         buffer.order.extend(items.iter().map(|(s, _)| *s));
         self.buffered.store(buffer.exact.len(), Ordering::Relaxed);
-        self.last_add_us
-            .store(self.searches.now_us(), Ordering::Relaxed);
+        let a = &self.activity;
+        a.last_add_us.store(a.now_us(), Ordering::Relaxed);
         Ok(())
     }
 
@@ -279,7 +279,7 @@ impl StagedIndex {
         k: usize,
         eligible: Option<&SlotSet>,
     ) -> Result<Vec<Hit>, IndexError> {
-        let _counted = Searching::enter(&self.searches);
+        let _counted = Searching::enter(&self.activity);
         // Hold the graph for the whole search: a drain inserts moved vectors
         // into the graph before removing them from the buffer, and cannot
         // insert meanwhile, so every vector is seen in one or both.
@@ -324,7 +324,7 @@ impl StagedIndex {
     /// Whether a search is running or ended less than `window` ago (one
     /// client's back-to-back searches leave only short gaps).
     pub fn searched_within(&self, window: Duration) -> bool {
-        let a = &self.searches;
+        let a = &self.activity;
         if a.running.load(Ordering::Relaxed) > 0 {
             return true;
         }
@@ -333,8 +333,8 @@ impl StagedIndex {
 
     /// Whether vectors were buffered less than `window` ago.
     pub fn added_within(&self, window: Duration) -> bool {
-        let last = self.last_add_us.load(Ordering::Relaxed);
-        self.searches.is_recent(last, window)
+        let a = &self.activity;
+        a.is_recent(a.last_add_us.load(Ordering::Relaxed), window)
     }
 
     /// Vectors waiting in the buffer, read without a lock (may be a moment
