@@ -81,11 +81,10 @@ fn bench_add(c: &mut Criterion) {
         for (name, config) in configs() {
             group.bench_with_input(BenchmarkId::new(name, n), &vectors, |b, vectors| {
                 b.iter_batched(
-                    || FaissIndex::new(DIM, &config).ok(),
-                    |index| {
-                        if let Some(mut index) = index {
-                            black_box(index.add(&items(vectors)).is_ok());
-                        }
+                    || FaissIndex::new(DIM, &config).expect("new index"),
+                    |mut index| {
+                        index.add(&items(vectors)).expect("add");
+                        black_box(index.len())
                     },
                     BatchSize::PerIteration,
                 );
@@ -103,19 +102,16 @@ fn bench_search(c: &mut Criterion) {
         let (data, queries) = vectors.split_at(n);
         let filter: SlotSet = (0..n as Slot).filter(|s| s % 10 == 0).collect();
         for (name, config) in configs() {
-            let Ok(mut index) = FaissIndex::new(DIM, &config) else {
-                continue;
-            };
-            if index.add(&items(data)).is_err() {
-                continue;
-            }
+            let mut index = FaissIndex::new(DIM, &config).expect("new index");
+            index.add(&items(data)).expect("add");
+            assert_eq!(index.is_hnsw(), name == "hnsw");
             for (label, eligible) in [("all", None), ("filter10", Some(&filter))] {
                 let id = BenchmarkId::new(format!("{name}/{label}"), n);
                 let mut i = 0;
                 group.bench_function(id, |b| {
                     b.iter(|| {
                         i = (i + 1) % queries.len();
-                        black_box(index.search(&queries[i], 10, eligible).ok())
+                        black_box(index.search(&queries[i], 10, eligible).expect("search"))
                     });
                 });
             }
@@ -133,14 +129,12 @@ fn bench_buffer_scan(c: &mut Criterion) {
     let (data, queries) = vectors.split_at(4096);
     for n in [1024, 2048, 4096] {
         let mut index = ExactIndex::new(DIM);
-        if index.add(&items(&data[..n])).is_err() {
-            continue;
-        }
+        index.add(&items(&data[..n])).expect("add");
         let mut i = 0;
         group.bench_function(BenchmarkId::new("exact", n), |b| {
             b.iter(|| {
                 i = (i + 1) % queries.len();
-                black_box(index.search(&queries[i], 10, None).ok())
+                black_box(index.search(&queries[i], 10, None).expect("search"))
             });
         });
     }

@@ -91,22 +91,67 @@ impl<Id: Copy> Shared<Id> {
         Ok(())
     }
 
+    /// The ids of the `k` nearest live vectors, and how many hits the
+    /// index gave (a slot removed since the index search has no id any more
+    /// and is left out, so the list can be shorter).
     fn search(
         &self,
         query: &[f32],
         k: usize,
         eligible: Option<&crate::index::SlotSet>,
-    ) -> Result<Vec<(Id, f32)>> {
+    ) -> Result<(Vec<(Id, f32)>, usize)> {
         let hits = self.index.search(query, k, eligible)?;
+        let found = hits.len();
         let ids = self.ids.read().map_err(|_| poisoned())?;
-        Ok(hits
+        let named = hits
             .into_iter()
             .filter_map(|h| {
                 let id = ids.get(h.slot as usize).copied().flatten()?;
                 Some((id, h.similarity))
             })
-            .collect())
+            .collect();
+        Ok((named, found))
     }
+}
+
+/// Rounds of [`search_records`] before it answers with what it has.
+const MAX_SEARCH_ROUNDS: usize = 8;
+
+/// The `k` experiences nearest `query` among `eligible`, with their records,
+/// best first.
+///
+/// A candidate deleted between the index search and the record read (a
+/// delete committing meanwhile) is replaced, not dropped: the index is asked
+/// again for twice as many, so `k` results come back whenever `k` match.
+fn search_records(
+    shared: &Shared<ExperienceId>,
+    storage: &RedbStorage,
+    query: &[f32],
+    k: usize,
+    eligible: Option<&crate::index::SlotSet>,
+) -> Result<Vec<(Experience, f32)>> {
+    let mut ask = k;
+    let mut results = Vec::new();
+    for _ in 0..MAX_SEARCH_ROUNDS {
+        let (hits, found) = shared.search(query, ask, eligible)?;
+        let ids: Vec<ExperienceId> = hits.iter().map(|(id, _)| *id).collect();
+        let mut by_id: HashMap<ExperienceId, Experience> = storage
+            .get_experiences(&ids)?
+            .into_iter()
+            .map(|e| (e.id, e))
+            .collect();
+        results = hits
+            .into_iter()
+            .filter_map(|(id, sim)| Some((by_id.remove(&id)?, sim)))
+            .collect();
+        // Enough, or the index has no more to give.
+        if results.len() >= k || found < ask {
+            break;
+        }
+        ask = ask.saturating_mul(2);
+    }
+    results.truncate(k);
+    Ok(results)
 }
 
 type SharedIndex<Id> = Arc<Shared<Id>>;
@@ -128,6 +173,8 @@ pub(crate) struct CollectiveState {
     snapshot_current: bool,
     /// A background drain of the write buffers is running.
     draining: bool,
+    /// A background rebuild of a graph is running.
+    rebuilding: bool,
     /// The indexes changed since the running drain started.
     added_since_drain: bool,
     /// Counts index changes; a delayed drain only runs if none came since.
@@ -161,6 +208,8 @@ pub(crate) enum CollectiveMsg {
     /// The background drain of the write buffers finished (`false`: it
     /// yielded to searches with vectors left).
     Drained(Result<bool>),
+    /// A background rebuild finished (`true`: a graph was replaced).
+    Rebuilt(Result<bool>),
     /// Drain the write buffers if the indexes have not changed since
     /// `generation` (sent to itself after a quiet period).
     DrainIfIdle(u64),
@@ -177,6 +226,16 @@ impl Actor for CollectiveActor {
     type Msg = CollectiveMsg;
     type State = CollectiveState;
     type Arguments = CollectiveArgs;
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<CollectiveMsg>,
+        state: &mut CollectiveState,
+    ) -> std::result::Result<(), ActorProcessingErr> {
+        // A loaded graph may carry tombstones past the ratio: rebuilt aside.
+        plan_rebuild(&myself, state);
+        Ok(())
+    }
 
     async fn pre_start(
         &self,
@@ -217,6 +276,7 @@ impl Actor for CollectiveActor {
             snapshots: args.index.snapshots,
             snapshot_current: loaded.snapshot_current,
             draining: false,
+            rebuilding: false,
             added_since_drain: false,
             generation: 0,
         })
@@ -244,6 +304,7 @@ impl Actor for CollectiveActor {
             CollectiveMsg::Committed(batch) => {
                 apply_committed(state, batch).await?;
                 plan_drain(&myself, state);
+                plan_rebuild(&myself, state);
             }
             CollectiveMsg::Search {
                 query,
@@ -259,15 +320,7 @@ impl Actor for CollectiveActor {
                 let storage = state.storage.clone();
                 tokio::spawn(async move {
                     let result = blocking(move || {
-                        let hits = shared.search(&query, k, eligible.as_ref())?;
-                        let ids: Vec<ExperienceId> = hits.iter().map(|(id, _)| *id).collect();
-                        let records = storage.get_experiences(&ids)?;
-                        let mut by_id: HashMap<ExperienceId, Experience> =
-                            records.into_iter().map(|e| (e.id, e)).collect();
-                        Ok(hits
-                            .into_iter()
-                            .filter_map(|(id, sim)| Some((by_id.remove(&id)?, sim)))
-                            .collect())
+                        search_records(&shared, &storage, &query, k, eligible.as_ref())
                     })
                     .await;
                     let _ = reply.send(result);
@@ -276,7 +329,7 @@ impl Actor for CollectiveActor {
             CollectiveMsg::SearchInsights { query, k, reply } => {
                 let shared = state.insights.clone();
                 tokio::spawn(async move {
-                    let result = blocking(move || shared.search(&query, k, None)).await;
+                    let result = blocking(move || Ok(shared.search(&query, k, None)?.0)).await;
                     let _ = reply.send(result);
                 });
             }
@@ -313,6 +366,13 @@ impl Actor for CollectiveActor {
                     state.added_since_drain = true;
                 }
                 plan_drain(&myself, state);
+                plan_rebuild(&myself, state);
+            }
+            CollectiveMsg::Rebuilt(result) => {
+                state.rebuilding = false;
+                // The snapshot files hold the old graph (still correct).
+                state.snapshot_current &= !result?;
+                plan_rebuild(&myself, state);
             }
             CollectiveMsg::DrainIfIdle(generation) => {
                 if generation == state.generation {
@@ -480,6 +540,26 @@ fn plan_drain(myself: &ActorRef<CollectiveMsg>, state: &mut CollectiveState) {
     }
 }
 
+/// Starts a background rebuild of the graphs that ask for one, unless one
+/// is running. Searches and writes go on meanwhile (see [`StagedIndex`]).
+fn plan_rebuild(myself: &ActorRef<CollectiveMsg>, state: &mut CollectiveState) {
+    let wanted = state.experiences.index.needs_rebuild() || state.insights.index.needs_rebuild();
+    if state.rebuilding || !wanted {
+        return;
+    }
+    state.rebuilding = true;
+    let (experiences, insights) = (state.experiences.clone(), state.insights.clone());
+    let me = myself.clone();
+    tokio::spawn(async move {
+        let result = blocking(move || {
+            let rebuilt = experiences.index.rebuild_if_needed()?;
+            Ok(insights.index.rebuild_if_needed()? | rebuilt)
+        })
+        .await;
+        let _ = me.send_message(CollectiveMsg::Rebuilt(result));
+    });
+}
+
 /// Starts the background drain of the write buffers unless one is running.
 fn schedule_drain(myself: &ActorRef<CollectiveMsg>, state: &mut CollectiveState) {
     if state.draining {
@@ -539,7 +619,6 @@ fn drain_all<Id: Copy>(shared: &Shared<Id>, yield_to_searches: bool) -> Result<b
             DRAIN_CHUNK
         };
         if shared.index.drain(chunk)? == 0 {
-            shared.index.compact_if_needed()?;
             return Ok(true);
         }
     }
@@ -566,6 +645,13 @@ async fn write_snapshots(state: &CollectiveState) -> Result<()> {
     let ins_extra = encode_slot_bytes(&insight_slots);
     blocking(move || {
         // Everything into the graph first: the snapshot holds the graph only.
+        // A rebuild that is due (and not running) is done first too, with
+        // searches still served; one already running is left to finish,
+        // the graph it replaces still answers correctly.
+        drain_all(&experiences, false)?;
+        drain_all(&insights, false)?;
+        experiences.index.rebuild_if_needed()?;
+        insights.index.rebuild_if_needed()?;
         drain_all(&experiences, false)?;
         drain_all(&insights, false)?;
         std::fs::create_dir_all(&dir)?;
@@ -737,8 +823,7 @@ fn load(
             .collect();
         experiences.add_direct(&items)?;
     }
-    // A rebuilt graph differs from the snapshot's (tombstones gone).
-    reconciled |= experiences.index.compact_if_needed()?;
+    // A graph due for a rebuild is rebuilt aside once the actor runs.
 
     // Insights.
     let mut stored_insights = Vec::new();
@@ -797,7 +882,6 @@ fn load(
         insight_slots.insert(iid, slot);
         reconciled = true;
     }
-    reconciled |= insights.index.compact_if_needed()?;
 
     Ok(Loaded {
         columns,

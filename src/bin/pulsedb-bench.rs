@@ -256,6 +256,120 @@ async fn main() {
     }
 }
 
+/// Share of the collective the delete storm removes.
+const STORM_SHARE: usize = 30;
+/// Deletes in flight during the storm.
+const STORM_IN_FLIGHT: usize = 32;
+
+/// The delete storm: `searchers` clients search in a loop while 30 % of the
+/// collective is deleted, [`STORM_IN_FLIGHT`] deletes at a time, and go on
+/// until the graph rebuild the deletes cause has finished. Reports the
+/// searches' p50/p99 and the longest single search or delete.
+async fn delete_storm(
+    db: &PulseHandle,
+    c: pulsedb::CollectiveId,
+    stored: &[(ExperienceId, Vec<f32>, usize)],
+    queries: Arc<Vec<Vec<f32>>>,
+    searchers: usize,
+    k: usize,
+) -> pulsedb::Result<Vec<(&'static str, String)>> {
+    let victims: Vec<ExperienceId> = stored
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 100 < STORM_SHARE)
+        .map(|(_, (id, _, _))| *id)
+        .collect();
+    progress(&format!(
+        "delete storm: {} deletes while {searchers} clients search",
+        victims.len()
+    ));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for s in 0..searchers {
+        let (db, queries, done) = (db.clone(), queries.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = s;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = Instant::now();
+                let hits = db.search_similar(c, &queries[i % queries.len()], k).await?;
+                lat.push(us(t.elapsed()));
+                if hits.len() < k {
+                    return Err(std::io::Error::other("a search came back short").into());
+                }
+                i += searchers;
+            }
+            Ok::<_, pulsedb::Error>(lat)
+        }));
+    }
+    let t = Instant::now();
+    let mut delete_lat = Vec::with_capacity(victims.len());
+    for chunk in victims.chunks(STORM_IN_FLIGHT) {
+        let mut deletes = tokio::task::JoinSet::new();
+        for id in chunk {
+            let (db, id) = (db.clone(), *id);
+            deletes.spawn(async move {
+                let t = Instant::now();
+                db.delete_experience(id).await.map(|()| us(t.elapsed()))
+            });
+        }
+        while let Some(r) = deletes.join_next().await {
+            delete_lat.push(r.map_err(|e| std::io::Error::other(e.to_string()))??);
+        }
+    }
+    let deleting = t.elapsed();
+    // The phase lasts until the rebuild the deletes set off has been swapped
+    // in (tombstones back within the ratio), so its stall is measured too.
+    let ratio = db.config().index.tombstone_ratio;
+    loop {
+        let stats = db.index_stats(c).await?;
+        let rows = (stats.indexed + stats.tombstones).max(1);
+        if stats.tombstones as f64 <= f64::from(ratio) * rows as f64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let phase = t.elapsed();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut search_lat = Vec::new();
+    for task in tasks {
+        search_lat.extend(
+            task.await
+                .map_err(|e| std::io::Error::other(e.to_string()))??,
+        );
+    }
+    let longest = search_lat
+        .iter()
+        .chain(&delete_lat)
+        .copied()
+        .max()
+        .unwrap_or(0);
+    Ok(vec![
+        (
+            "delete_per_s",
+            format!("{:.1}", victims.len() as f64 / deleting.as_secs_f64()),
+        ),
+        ("delete_phase_ms", phase.as_millis().to_string()),
+        ("delete_searches", search_lat.len().to_string()),
+        (
+            "delete_search_p50_us",
+            percentile(&mut search_lat, 0.5).to_string(),
+        ),
+        (
+            "delete_search_p99_us",
+            percentile(&mut search_lat, 0.99).to_string(),
+        ),
+        (
+            "delete_p99_us",
+            percentile(&mut delete_lat, 0.99).to_string(),
+        ),
+        (
+            "delete_max_stall_ms",
+            format!("{:.1}", longest as f64 / 1000.0),
+        ),
+    ])
+}
+
 async fn run(a: Args) -> pulsedb::Result<()> {
     let tmp = std::env::temp_dir().join(format!("pulsedb-bench-{}-{}", std::process::id(), a.seed));
     std::fs::create_dir_all(&tmp)?;
@@ -514,16 +628,23 @@ async fn run(a: Args) -> pulsedb::Result<()> {
     put("close_ms", t.elapsed().as_millis().to_string());
     progress("closed");
     let t = Instant::now();
-    let db = PulseHandle::open(&path, config).await?;
+    let db = PulseHandle::open(&path, config.clone()).await?;
     db.search_similar(c, &queries[0], a.k).await?;
     put("reopen_ms", t.elapsed().as_millis().to_string());
     progress("reopened");
     db.close().await?;
-
     put(
         "bytes_per_exp",
         format!("{:.0}", dir_bytes(&tmp) as f64 / a.n as f64),
     );
+
+    // Delete storm, last: it removes 30 % of the collective.
+    let db = PulseHandle::open(&path, config).await?;
+    for (key, value) in delete_storm(&db, c, &stored, queries, a.searchers, a.k).await? {
+        put(key, value);
+    }
+    db.close().await?;
+
     put("peak_rss_mb", format!("{:.1}", peak_rss_mb()));
     put("n", a.n.to_string());
     put("dim", a.dim.to_string());

@@ -32,10 +32,13 @@ use super::{check_vector, normalized, Hit, IndexConfig, IndexError, Slot, SlotSe
 /// HNSW cannot delete, so [`remove`](VectorIndex::remove) leaves the row in
 /// place and relabels it `-1` in the id map: no selector can admit it, so it
 /// is never returned, yet the graph still routes through it. While tombstones
-/// exist, unfiltered searches run with the live set as selector. When
-/// tombstones exceed [`IndexConfig::tombstone_ratio`] of the rows, `remove`
-/// rebuilds the index synchronously from the live vectors (in slot order;
-/// [`FaissIndex::compact`] does the same on demand).
+/// exist, unfiltered searches run with the live set as selector. Removal
+/// never rebuilds: when tombstones exceed [`IndexConfig::tombstone_ratio`]
+/// of the rows, [`FaissIndex::needs_rebuild`] says so, and the owner
+/// rebuilds from a copy of the live vectors ([`FaissIndex::live_vectors`],
+/// [`FaissIndex::from_vectors`]) without holding up searches
+/// ([`StagedIndex`](super::StagedIndex) does), or in place with
+/// [`FaissIndex::compact`].
 ///
 /// # Filtered search
 ///
@@ -137,6 +140,54 @@ impl FaissIndex {
             && self.tombstones() as f64 / total as f64 > f64::from(self.config.tombstone_ratio)
     }
 
+    /// Whether a rebuild is due: too many tombstones, or a flat index that
+    /// grew past [`IndexConfig::hnsw_threshold`] through
+    /// [`FaissIndex::add_normalized`] (which never builds the graph itself).
+    pub fn needs_rebuild(&self) -> bool {
+        self.needs_compaction() || (!self.hnsw && self.live.len() >= self.config.hnsw_threshold)
+    }
+
+    /// An index holding `slots` with their vectors (already normalised,
+    /// concatenated in slot order, as [`FaissIndex::live_vectors`] gives
+    /// them): flat below [`IndexConfig::hnsw_threshold`], HNSW from it on.
+    ///
+    /// # Errors
+    /// [`IndexError::InvalidVector`] when the lengths disagree,
+    /// [`IndexError::Faiss`].
+    pub fn from_vectors(
+        dimension: usize,
+        config: &IndexConfig,
+        slots: &[Slot],
+        vectors: &[f32],
+    ) -> Result<FaissIndex, IndexError> {
+        if dimension == 0 || vectors.len() != slots.len() * dimension {
+            return Err(IndexError::InvalidVector {
+                reason: format!(
+                    "{} components for {} vectors of dimension {dimension}",
+                    vectors.len(),
+                    slots.len()
+                ),
+            });
+        }
+        let raw = build(dimension, config, slots, vectors)?;
+        Ok(FaissIndex {
+            dimension,
+            config: config.clone(),
+            hnsw: !raw.is_flat(),
+            raw,
+            live: slots.iter().copied().collect(),
+            rows: slots.iter().enumerate().map(|(row, s)| (*s, row)).collect(),
+        })
+    }
+
+    /// The stored (normalised) vector of a live slot.
+    pub fn vector(&self, slot: Slot) -> Option<Vec<f32>> {
+        let row = *self.rows.get(&slot)?;
+        let mut out = vec![0f32; self.dimension];
+        self.raw.reconstruct_row(row, &mut out).ok()?;
+        Some(out)
+    }
+
     /// Rebuilds the index from the live vectors (in slot order), dropping
     /// every tombstone. Flat below [`IndexConfig::hnsw_threshold`], HNSW from
     /// it on. Answers are unchanged for the flat index and identical to those
@@ -151,8 +202,12 @@ impl FaissIndex {
         Ok(())
     }
 
-    /// Live slots in increasing order and their vectors, concatenated.
-    fn live_vectors(&self) -> Result<(Vec<Slot>, Vec<f32>), IndexError> {
+    /// Live slots in increasing order and their (normalised) vectors,
+    /// concatenated.
+    ///
+    /// # Errors
+    /// [`IndexError::Faiss`] when FAISS cannot give a row back.
+    pub fn live_vectors(&self) -> Result<(Vec<Slot>, Vec<f32>), IndexError> {
         let slots: Vec<Slot> = self.live.iter().collect();
         let mut vectors = vec![0f32; slots.len() * self.dimension];
         for (slot, out) in slots.iter().zip(vectors.chunks_exact_mut(self.dimension)) {
@@ -268,6 +323,10 @@ impl FaissIndex {
     /// [`normalized`] (those of an [`ExactIndex`](super::ExactIndex)): they
     /// are stored as given, bit for bit, which snapshots rely on (a vector
     /// normalised twice can differ in its last bits).
+    ///
+    /// It never builds the HNSW graph: a flat index that grows past
+    /// [`IndexConfig::hnsw_threshold`] stays flat (exact, still correct)
+    /// until its owner rebuilds it ([`FaissIndex::needs_rebuild`]).
     pub(crate) fn add_normalized(&mut self, items: &[(Slot, &[f32])]) -> Result<(), IndexError> {
         self.insert(items, false)
     }
@@ -290,7 +349,7 @@ impl FaissIndex {
                 vectors.extend_from_slice(v);
             }
         }
-        if !self.hnsw && self.live.len() + items.len() >= self.config.hnsw_threshold {
+        if normalize && !self.hnsw && self.live.len() + items.len() >= self.config.hnsw_threshold {
             // Crossing the threshold: build the graph from everything live.
             let (mut slots, mut all) = self.live_vectors()?;
             slots.extend_from_slice(&new_slots);
@@ -375,9 +434,8 @@ impl VectorIndex for FaissIndex {
         self.insert(items, true)
     }
 
-    /// Tombstones `slot`; when tombstones then exceed
-    /// [`IndexConfig::tombstone_ratio`], rebuilds synchronously (a FAISS
-    /// failure there is logged and the tombstoned index kept: still correct).
+    /// Tombstones `slot` (its row stays until a rebuild; see
+    /// [`FaissIndex::needs_rebuild`]). Constant time: never rebuilds.
     fn remove(&mut self, slot: Slot) -> bool {
         if !self.live.remove(slot) {
             return false;
@@ -385,11 +443,6 @@ impl VectorIndex for FaissIndex {
         if let Some(row) = self.rows.remove(&slot) {
             if let Some(label) = self.raw.labels_mut().get_mut(row) {
                 *label = DEAD_LABEL;
-            }
-        }
-        if self.needs_compaction() {
-            if let Err(e) = self.compact() {
-                tracing::warn!(error = %e, "vector index rebuild failed; keeping tombstones");
             }
         }
         true

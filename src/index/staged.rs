@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
@@ -31,8 +31,17 @@ pub struct StagedIndex {
     buffer: RwLock<Buffer>,
     /// One drain at a time: two would insert the same vectors.
     draining: Mutex<()>,
+    /// One rebuild at a time.
+    rebuilding: Mutex<()>,
+    /// Changes made to the graph since a running rebuild copied it (`None`
+    /// while no rebuild runs). Appended under the graph's write lock, so its
+    /// order is the graph's.
+    journal: Mutex<Option<Vec<Change>>>,
     /// Buffered vectors, readable without a lock (updated under the buffer lock).
     buffered: AtomicUsize,
+    /// Whether the graph asks for a rebuild, readable without a lock
+    /// (updated under the graph's write lock).
+    wants_rebuild: AtomicBool,
     /// Searches running now, when the last one ended and when vectors were
     /// last buffered, so a drain can stay out of the way of searches and
     /// writers (see [`StagedIndex::searched_within`]).
@@ -90,6 +99,30 @@ impl Drop for Searching<'_> {
     }
 }
 
+/// A change to the graph, journaled while a rebuild runs.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Added(Slot),
+    Removed(Slot),
+}
+
+/// A rebuild between its two halves: the live vectors as they were when
+/// it began, and the right to be the only rebuild.
+struct RebuildCopy<'a> {
+    _one_at_a_time: std::sync::MutexGuard<'a, ()>,
+    dimension: usize,
+    config: IndexConfig,
+    slots: Vec<Slot>,
+    vectors: Vec<f32>,
+}
+
+/// Journal entries left at which a rebuild stops catching up outside the
+/// lock and swaps (the rest are replayed under the write lock).
+const SWAP_AT_JOURNAL: usize = 64;
+/// Catch-up rounds before a rebuild swaps regardless (writers that outpace
+/// the replay then wait for the last round).
+const MAX_CATCH_UP_ROUNDS: usize = 16;
+
 #[derive(Debug)]
 struct Buffer {
     exact: ExactIndex,
@@ -113,6 +146,7 @@ impl StagedIndex {
     /// Wraps an existing index (a loaded snapshot) with an empty buffer.
     pub fn from_main(main: FaissIndex) -> StagedIndex {
         let dimension = main.dimension();
+        let wants_rebuild = AtomicBool::new(main.needs_rebuild());
         StagedIndex {
             main: RwLock::new(main),
             buffer: RwLock::new(Buffer {
@@ -120,7 +154,10 @@ impl StagedIndex {
                 order: VecDeque::new(),
             }),
             draining: Mutex::new(()),
+            rebuilding: Mutex::new(()),
+            journal: Mutex::new(None),
             buffered: AtomicUsize::new(0),
+            wants_rebuild,
             activity: Activity::new(),
         }
     }
@@ -166,7 +203,32 @@ impl StagedIndex {
     /// # Errors
     /// As [`VectorIndex::add`].
     pub fn add_direct(&self, items: &[(Slot, &[f32])]) -> Result<(), IndexError> {
-        self.main_mut()?.add(items)
+        let mut main = self.main_mut()?;
+        main.add(items)?;
+        self.note_graph(&main);
+        self.journal_changes(items.iter().map(|(s, _)| Change::Added(*s)))
+    }
+
+    /// Journals changes just made to the graph (the caller holds its write
+    /// lock) when a rebuild is running.
+    fn journal_changes(&self, changes: impl Iterator<Item = Change>) -> Result<(), IndexError> {
+        if let Some(journal) = self.journal.lock().map_err(|_| poisoned())?.as_mut() {
+            journal.extend(changes);
+        }
+        Ok(())
+    }
+
+    /// Notes whether the graph (just changed, write lock held) asks for a
+    /// rebuild.
+    fn note_graph(&self, main: &FaissIndex) {
+        self.wants_rebuild
+            .store(main.needs_rebuild(), Ordering::Relaxed);
+    }
+
+    /// Whether the graph asks for [`StagedIndex::rebuild_if_needed`], read
+    /// without a lock (may be a moment out of date).
+    pub fn needs_rebuild(&self) -> bool {
+        self.wants_rebuild.load(Ordering::Relaxed)
     }
 
     /// Removes a slot, buffered or not. Returns whether it was live.
@@ -181,7 +243,13 @@ impl StagedIndex {
                 return Ok(true);
             }
         }
-        Ok(self.main_mut()?.remove(slot))
+        let mut main = self.main_mut()?;
+        let removed = main.remove(slot);
+        self.note_graph(&main);
+        if removed {
+            self.journal_changes(std::iter::once(Change::Removed(slot)))?;
+        }
+        Ok(removed)
     }
 
     /// Moves up to `max` buffered vectors into the graph, oldest first.
@@ -228,7 +296,12 @@ impl StagedIndex {
         }
         let items: Vec<(Slot, &[f32])> = batch.iter().map(|(s, v)| (*s, v.as_slice())).collect();
         // The buffer holds normalised vectors: stored as they are.
-        self.main_mut()?.add_normalized(&items)?;
+        {
+            let mut main = self.main_mut()?;
+            main.add_normalized(&items)?;
+            self.note_graph(&main);
+            self.journal_changes(items.iter().map(|(s, _)| Change::Added(*s)))?;
+        }
         // Drop the moved slots from the buffer. A slot removed while it was
         // being inserted is gone from the buffer: remove it from the graph.
         let mut removed_meanwhile = Vec::new();
@@ -250,23 +323,98 @@ impl StagedIndex {
         if !removed_meanwhile.is_empty() {
             let mut main = self.main_mut()?;
             for slot in removed_meanwhile {
-                main.remove(slot);
+                if main.remove(slot) {
+                    self.journal_changes(std::iter::once(Change::Removed(slot)))?;
+                }
             }
+            self.note_graph(&main);
         }
         Ok(batch.len())
     }
 
-    /// Rebuilds the graph when its tombstones call for it. Returns whether
-    /// it did.
+    /// Rebuilds the graph when it asks for it ([`FaissIndex::needs_rebuild`]),
+    /// without holding up searches or writes: see the module docs. Returns
+    /// whether it rebuilt; `false` also when another rebuild is running.
+    /// Blocking and CPU-heavy (seconds at 100 000 vectors): call it on a
+    /// blocking thread.
     ///
     /// # Errors
     /// [`IndexError::Faiss`]; the index is then unchanged.
-    pub fn compact_if_needed(&self) -> Result<bool, IndexError> {
-        if !self.main()?.needs_compaction() {
-            return Ok(false);
+    pub fn rebuild_if_needed(&self) -> Result<bool, IndexError> {
+        match self.begin_rebuild()? {
+            Some(copy) => self.finish_rebuild(copy).map(|()| true),
+            None => Ok(false),
         }
-        self.main_mut()?.compact()?;
-        Ok(true)
+    }
+
+    /// First half of a rebuild: copies the live vectors under the read lock
+    /// and starts the journal. `None` when no rebuild is due or another
+    /// one is running.
+    fn begin_rebuild(&self) -> Result<Option<RebuildCopy<'_>>, IndexError> {
+        let guard = match self.rebuilding.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::sync::TryLockError::Poisoned(_)) => return Err(poisoned()),
+        };
+        let main = self.main()?;
+        if !main.needs_rebuild() {
+            return Ok(None);
+        }
+        let (slots, vectors) = main.live_vectors()?;
+        // Under the read lock nothing changes the graph, so the journal
+        // starts exactly at the copy.
+        *self.journal.lock().map_err(|_| poisoned())? = Some(Vec::new());
+        Ok(Some(RebuildCopy {
+            _one_at_a_time: guard,
+            dimension: main.dimension(),
+            config: main.config().clone(),
+            slots,
+            vectors,
+        }))
+    }
+
+    /// Second half: builds the new graph with no lock held, replays the
+    /// journal onto it (outside the write lock while it is long) and swaps.
+    /// On failure the old graph stays and journaling stops.
+    fn finish_rebuild(&self, copy: RebuildCopy<'_>) -> Result<(), IndexError> {
+        let result = self.build_and_swap(copy);
+        if result.is_err() {
+            *self.journal.lock().map_err(|_| poisoned())? = None;
+        }
+        result
+    }
+
+    fn build_and_swap(&self, copy: RebuildCopy<'_>) -> Result<(), IndexError> {
+        let mut fresh =
+            FaissIndex::from_vectors(copy.dimension, &copy.config, &copy.slots, &copy.vectors)?;
+        drop(copy.vectors);
+        for _ in 0..MAX_CATCH_UP_ROUNDS {
+            let pending = self.take_journal(false)?;
+            if pending.is_empty() {
+                break;
+            }
+            let short = pending.len() <= SWAP_AT_JOURNAL;
+            replay(&pending, &mut fresh, &*self.main()?)?;
+            if short {
+                break;
+            }
+        }
+        let mut main = self.main_mut()?;
+        let rest = self.take_journal(true)?;
+        replay(&rest, &mut fresh, &main)?;
+        *main = fresh;
+        self.note_graph(&main);
+        Ok(())
+    }
+
+    /// The journal so far, emptied; `stop` also ends journaling.
+    fn take_journal(&self, stop: bool) -> Result<Vec<Change>, IndexError> {
+        let mut journal = self.journal.lock().map_err(|_| poisoned())?;
+        Ok(if stop {
+            journal.take().unwrap_or_default()
+        } else {
+            journal.as_mut().map(std::mem::take).unwrap_or_default()
+        })
     }
 
     /// The `k` nearest live vectors, from the graph and the buffer.
@@ -389,6 +537,28 @@ impl StagedIndex {
     ) -> Result<(), IndexError> {
         self.main()?.save_snapshot(path, sequence, extra)
     }
+}
+
+/// Applies journaled graph changes to a rebuilt graph, reading added
+/// vectors from the old one. A slot added and removed since is no longer in
+/// the old graph and is skipped; its removal follows in the journal.
+fn replay(changes: &[Change], fresh: &mut FaissIndex, old: &FaissIndex) -> Result<(), IndexError> {
+    for change in changes {
+        match *change {
+            Change::Added(slot) => {
+                if fresh.contains(slot) {
+                    continue;
+                }
+                if let Some(vector) = old.vector(slot) {
+                    fresh.add_normalized(&[(slot, &vector)])?;
+                }
+            }
+            Change::Removed(slot) => {
+                fresh.remove(slot);
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -563,5 +733,68 @@ mod tests {
             Err(IndexError::SlotTaken(1))
         ));
         assert_eq!(staged.len().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_rebuild_keeps_the_changes_made_while_it_ran() {
+        let dim = 16;
+        let data = vectors(6_000, dim, 21);
+        let config = IndexConfig {
+            hnsw_threshold: 500,
+            ..IndexConfig::default()
+        };
+        let staged = StagedIndex::new(dim, &config).unwrap();
+        let items = numbered(&data);
+        staged.add_direct(&items[..4_000]).unwrap();
+        for slot in 0..1_500 {
+            staged.remove(slot).unwrap();
+        }
+        assert!(staged.needs_rebuild());
+        let mut oracle = ExactIndex::new(dim);
+        oracle.add(&items[1_500..4_000]).unwrap();
+        // Writes and removals land between the copy and the swap.
+        let copy = staged.begin_rebuild().unwrap().expect("a rebuild is due");
+        assert!(staged.begin_rebuild().unwrap().is_none(), "one at a time");
+        for chunk in items[4_000..].chunks(100) {
+            staged.add(chunk).unwrap();
+            while staged.drain(50).unwrap() > 0 {}
+            oracle.add(chunk).unwrap();
+        }
+        for slot in (1_500..3_000).step_by(3) {
+            assert!(staged.remove(slot).unwrap());
+            oracle.remove(slot);
+        }
+        assert_eq!(
+            staged.tombstones().unwrap(),
+            2_000,
+            "the old graph until the swap"
+        );
+        staged.finish_rebuild(copy).unwrap();
+        assert_eq!(
+            staged.tombstones().unwrap(),
+            500,
+            "only those made meanwhile"
+        );
+        while staged.needs_rebuild() {
+            staged.rebuild_if_needed().unwrap();
+        }
+        assert_eq!(staged.len().unwrap(), oracle.len());
+        assert!(staged.tombstones().unwrap() * 5 <= staged.len().unwrap());
+        for slot in 0..6_000 {
+            assert_eq!(
+                staged.contains(slot).unwrap(),
+                oracle.contains(slot),
+                "{slot}"
+            );
+        }
+        // Every live vector is its own nearest neighbour; nothing removed comes back.
+        for slot in (1_501..6_000).step_by(37) {
+            let hits = staged.search(&data[slot as usize], 10, None).unwrap();
+            assert_eq!(hits.len(), 10);
+            assert!(hits.iter().all(|h| oracle.contains(h.slot)));
+            if oracle.contains(slot) {
+                assert_eq!(hits[0].slot, slot);
+            }
+        }
     }
 }

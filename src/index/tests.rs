@@ -258,13 +258,17 @@ fn removed_vectors_never_returned_and_rebuild_matches_fresh() {
         .iter()
         .any(|h| h.slot == 0));
     assert!(index.remove(0));
-    // Pass the ratio (501 + 100 of 2 001 rows): the index rebuilds itself.
+    // Pass the ratio (501 + 300 of 2 001 rows): removal stays constant-time
+    // and the index asks for a rebuild.
+    assert!(!index.needs_rebuild());
     for slot in (0..2_000).filter(|s| s % 4 == 1).take(300) {
         assert!(index.remove(slot));
         removed.insert(slot);
     }
-    assert!(index.tombstones() < 300, "{}", index.tombstones());
+    assert_eq!(index.tombstones(), 801);
+    assert!(index.needs_rebuild());
     index.compact().unwrap();
+    assert!(!index.needs_rebuild());
     assert_eq!(index.tombstones(), 0);
     assert_eq!(index.len(), 1_200);
     // Identical to a fresh index of the live set.
