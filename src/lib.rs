@@ -75,7 +75,7 @@ mod validate;
 mod watch;
 
 pub use crate::activity::{validate_agent_id, Activity, NewActivity, MAX_ACTIVITY_TEXT_BYTES};
-pub use crate::api::{Embedder, IndexStats, PulseHandle};
+pub use crate::api::{Embedder, PulseHandle};
 pub use crate::collective::{
     validate_collective_name, validate_owner_id, Collective, CollectiveId, CollectiveStats,
     MAX_COLLECTIVE_NAME_BYTES,
@@ -90,6 +90,7 @@ pub use crate::experience::{
     ExperienceUpdate, NewExperience, Severity, MAX_BATCH_ITEMS, MAX_CONTENT_BYTES,
 };
 pub use crate::id::{InstanceId, Timestamp};
+pub use crate::index::collective::IndexStats;
 pub use crate::insight::{DerivedInsight, InsightId, InsightType, NewDerivedInsight};
 pub use crate::metadata::DatabaseMetadata;
 pub use crate::relation::{

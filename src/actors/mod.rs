@@ -8,7 +8,38 @@ pub(crate) mod collective;
 pub(crate) mod router;
 pub(crate) mod storage;
 
+use std::sync::Arc;
+
+use ractor::RpcReplyPort;
+use tokio::sync::OwnedSemaphorePermit;
+
 use crate::error::{Error, Result};
+
+/// A caller's share of the in-flight bound. The call holds one clone and
+/// every piece of work it queues (a write, a blocking task) holds another,
+/// so the slot is freed only when the work is done — not when a caller gives
+/// up and drops its future while its work is still queued.
+pub(crate) type WorkPermit = Arc<OwnedSemaphorePermit>;
+
+/// Where a queued write's answer goes, with the permit it holds until then.
+pub(crate) struct Reply<T> {
+    port: RpcReplyPort<T>,
+    _permit: Option<WorkPermit>,
+}
+
+impl<T> Reply<T> {
+    pub(crate) fn new(port: RpcReplyPort<T>, permit: Option<WorkPermit>) -> Reply<T> {
+        Reply {
+            port,
+            _permit: permit,
+        }
+    }
+
+    /// Answers the caller (if still waiting) and frees the permit.
+    pub(crate) fn send(self, answer: T) {
+        let _ = self.port.send(answer);
+    }
+}
 
 /// Runs blocking work (redb, FAISS) on tokio's blocking pool.
 pub(crate) async fn blocking<T, F>(f: F) -> Result<T>

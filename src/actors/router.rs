@@ -1,20 +1,25 @@
 //! The router actor: resolves collectives to their actors, spawning each
 //! lazily on first use, and supervises them — a collective actor that fails
-//! is restarted at once and rebuilds (or reloads) its index.
+//! is restarted and rebuilds (or reloads) its index. Repeated failures back
+//! off exponentially (capped), so a collective that cannot load does not
+//! spin. Spawning never waits for a load: the collective actor loads in its
+//! `post_start`, so the router keeps resolving other collectives meanwhile.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
 
 use super::blocking;
-use super::collective::{snapshot_path, CollectiveActor, CollectiveArgs, CollectiveMsg};
+use super::collective::{CollectiveActor, CollectiveArgs, CollectiveMsg, CollectiveView};
 use super::storage::StorageMsg;
 use crate::collective::CollectiveId;
 use crate::error::{Error, NotFoundError, Result};
+use crate::index::collective::snapshot_path;
 use crate::index::IndexConfig;
 use crate::storage::{RedbStorage, StorageEngine};
 
@@ -30,14 +35,39 @@ pub(crate) struct RouterArgs {
 
 pub(crate) struct RouterState {
     args: RouterArgs,
-    actors: HashMap<CollectiveId, ActorRef<CollectiveMsg>>,
+    actors: HashMap<CollectiveId, CollectiveRef>,
     owners: HashMap<ActorId, CollectiveId>,
+    /// Recent failures per collective: how many in a row, and the last.
+    failures: HashMap<CollectiveId, (u32, Instant)>,
 }
+
+/// A live collective: its actor (writes, snapshots) and its view (the
+/// index that searches read).
+#[derive(Clone)]
+pub(crate) struct CollectiveRef {
+    pub(crate) actor: ActorRef<CollectiveMsg>,
+    pub(crate) view: Arc<CollectiveView>,
+}
+
+/// Wait before restarting a collective that failed `failures` times in a
+/// row: none the first time, then 100 ms doubling up to [`MAX_BACKOFF`].
+fn backoff(failures: u32) -> Duration {
+    if failures <= 1 {
+        return Duration::ZERO;
+    }
+    let doublings = (failures - 2).min(16);
+    (Duration::from_millis(100) * 2u32.pow(doublings)).min(MAX_BACKOFF)
+}
+
+/// Longest wait before a restart.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// A failure this long after the previous one starts the count again.
+const FAILURE_MEMORY: Duration = Duration::from_secs(60);
 
 pub(crate) enum RouterMsg {
     /// The actor of a collective, spawned if needed; `NotFound` if the
     /// collective does not exist.
-    Resolve(CollectiveId, RpcReplyPort<Result<ActorRef<CollectiveMsg>>>),
+    Resolve(CollectiveId, RpcReplyPort<Result<CollectiveRef>>),
     /// A collective was deleted: stop its actor and remove its index files.
     Forget(CollectiveId, RpcReplyPort<()>),
     /// Snapshot every index and stop every collective actor.
@@ -58,6 +88,7 @@ impl Actor for RouterActor {
             args,
             actors: HashMap::new(),
             owners: HashMap::new(),
+            failures: HashMap::new(),
         })
     }
 
@@ -73,9 +104,12 @@ impl Actor for RouterActor {
                 let _ = reply.send(result);
             }
             RouterMsg::Forget(id, reply) => {
-                if let Some(actor) = state.actors.remove(&id) {
-                    state.owners.remove(&actor.get_id());
-                    let _ = actor.stop_and_wait(None, None).await;
+                state.failures.remove(&id);
+                if let Some(gone) = state.actors.remove(&id) {
+                    state.owners.remove(&gone.actor.get_id());
+                    // Not waited for: it may be loading.
+                    gone.view.retire();
+                    gone.actor.stop(None);
                 }
                 if let Some(dir) = state.args.snapshot_dir.clone() {
                     let _ = blocking(move || {
@@ -98,7 +132,7 @@ impl Actor for RouterActor {
                 let mut outcome = Ok(());
                 let actors: Vec<_> = state.actors.drain().collect();
                 state.owners.clear();
-                for (id, actor) in actors {
+                for (id, CollectiveRef { actor, view }) in actors {
                     let snap = actor
                         .call(CollectiveMsg::Snapshot, None)
                         .await
@@ -113,6 +147,7 @@ impl Actor for RouterActor {
                         tracing::warn!(collective = %id, error = %e, "index snapshot failed");
                         outcome = Err(e);
                     }
+                    view.retire();
                     let _ = actor.stop_and_wait(None, None).await;
                 }
                 let _ = reply.send(outcome);
@@ -132,8 +167,16 @@ impl Actor for RouterActor {
                 let Some(id) = forget_cell(state, &cell) else {
                     return Ok(());
                 };
-                tracing::warn!(collective = %id, error = %err, "collective actor failed; restarting");
-                if let Err(e) = spawn(&myself, state, id).await {
+                let now = Instant::now();
+                let failures = match state.failures.get(&id) {
+                    Some((n, last)) if now.duration_since(*last) < FAILURE_MEMORY => n + 1,
+                    _ => 1,
+                };
+                state.failures.insert(id, (failures, now));
+                let delay = backoff(failures);
+                tracing::warn!(collective = %id, error = %err, failures,
+                    delay_ms = delay.as_millis() as u64, "collective actor failed; restarting");
+                if let Err(e) = spawn(&myself, state, id, delay).await {
                     tracing::error!(collective = %id, error = %e,
                         "collective actor restart failed; will retry on next use");
                 }
@@ -147,14 +190,18 @@ impl Actor for RouterActor {
     }
 }
 
+/// Drops a stopped actor from the maps and retires its view. Returns its
+/// collective, unless it had been forgotten already.
 fn forget_cell(state: &mut RouterState, cell: &ActorCell) -> Option<CollectiveId> {
     let id = state.owners.remove(&cell.get_id())?;
     if state
         .actors
         .get(&id)
-        .is_some_and(|a| a.get_id() == cell.get_id())
+        .is_some_and(|r| r.actor.get_id() == cell.get_id())
     {
-        state.actors.remove(&id);
+        if let Some(gone) = state.actors.remove(&id) {
+            gone.view.retire();
+        }
     }
     Some(id)
 }
@@ -163,9 +210,9 @@ async fn resolve(
     myself: &ActorRef<RouterMsg>,
     state: &mut RouterState,
     id: CollectiveId,
-) -> Result<ActorRef<CollectiveMsg>> {
-    if let Some(actor) = state.actors.get(&id) {
-        return Ok(actor.clone());
+) -> Result<CollectiveRef> {
+    if let Some(known) = state.actors.get(&id) {
+        return Ok(known.clone());
     }
     let storage = state.args.storage.clone();
     if blocking(move || storage.get_collective(id))
@@ -174,14 +221,18 @@ async fn resolve(
     {
         return Err(NotFoundError::Collective(id).into());
     }
-    spawn(myself, state, id).await
+    spawn(myself, state, id, Duration::ZERO).await
 }
 
+/// Spawns the actor of `id`, which loads after `delay`. Returns once the
+/// actor runs, before it has loaded.
 async fn spawn(
     myself: &ActorRef<RouterMsg>,
     state: &mut RouterState,
     id: CollectiveId,
-) -> Result<ActorRef<CollectiveMsg>> {
+    delay: Duration,
+) -> Result<CollectiveRef> {
+    let view = CollectiveView::new();
     let args = CollectiveArgs {
         id,
         storage: state.args.storage.clone(),
@@ -189,6 +240,8 @@ async fn spawn(
         index: state.args.index.clone(),
         dimension: state.args.dimension,
         snapshot_dir: state.args.snapshot_dir.clone(),
+        view: view.clone(),
+        delay,
     };
     let (actor, _) = Actor::spawn_linked(None, CollectiveActor, args, myself.get_cell())
         .await
@@ -199,6 +252,7 @@ async fn spawn(
             }
         })?;
     state.owners.insert(actor.get_id(), id);
-    state.actors.insert(id, actor.clone());
-    Ok(actor)
+    let known = CollectiveRef { actor, view };
+    state.actors.insert(id, known.clone());
+    Ok(known)
 }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use super::blocking;
 use super::collective::CollectiveMsg;
+use super::{blocking, Reply};
 use crate::config::Durability;
 use crate::error::{Error, Result};
 use crate::storage::{Committed, RedbStorage, StorageEngine, WriteOp};
@@ -55,13 +55,13 @@ pub(crate) struct PendingWrite {
     /// The collective actor that must apply the result to its index before
     /// the caller is answered.
     pub(crate) via: Option<ActorRef<CollectiveMsg>>,
-    pub(crate) reply: RpcReplyPort<Result<Committed>>,
+    pub(crate) reply: Reply<Result<Committed>>,
 }
 
 /// Where the result of a write in the commit goes.
 pub(crate) struct Waiter {
     via: Option<ActorRef<CollectiveMsg>>,
-    reply: RpcReplyPort<Result<Committed>>,
+    reply: Reply<Result<Committed>>,
 }
 
 pub(crate) enum StorageMsg {
@@ -268,7 +268,7 @@ fn finish_commit(
                     .push((result, write.reply));
             }
             _ => {
-                let _ = write.reply.send(result);
+                write.reply.send(result);
             }
         }
     }
@@ -279,7 +279,7 @@ fn finish_commit(
             // The collective actor is gone; its index is rebuilt from redb on
             // restart, so the writes are still good. Answer directly.
             for (result, reply) in batch {
-                let _ = reply.send(result);
+                reply.send(result);
             }
         }
     }

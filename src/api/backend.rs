@@ -5,35 +5,15 @@
 use std::sync::Arc;
 
 use ::redb::StorageBackend;
-use serde::{Deserialize, Serialize};
 
 use super::engine::{Access, Admission};
 use super::PulseHandle;
 use crate::actors::blocking;
-use crate::actors::collective::CollectiveMsg;
 use crate::collective::CollectiveId;
 use crate::config::Config;
 use crate::error::Result;
+use crate::index::collective::IndexStats;
 use crate::storage::{Location, OpenOptions, RedbStorage, StorageError};
-
-/// What a collective's vector indexes hold, as reported by
-/// [`PulseHandle::index_stats`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IndexStats {
-    /// Live experience vectors (archived ones included: the filter excludes
-    /// them, the index keeps them). Equals the collective's stored
-    /// `experience_count` whenever the index agrees with redb.
-    pub indexed: usize,
-    /// Of `indexed`, the vectors still in the exact write buffer, waiting to
-    /// be moved into the main index (searched exactly meanwhile).
-    pub staged: usize,
-    /// Deleted experience vectors still taking space until the next rebuild.
-    pub tombstones: usize,
-    /// Whether the main experience index is an HNSW graph (otherwise exact).
-    pub hnsw: bool,
-    /// Live insight vectors.
-    pub insights: usize,
-}
 
 impl PulseHandle {
     /// Opens the engine over a caller-supplied redb storage backend (for
@@ -95,7 +75,10 @@ impl PulseHandle {
             Some(c),
             Access::Read,
             Admission::Wait,
-            async { e.ask(c, CollectiveMsg::IndexStats).await? },
+            async {
+                let index = e.index(c).await?;
+                e.blocking(move || index.stats()).await
+            },
         )
         .await
     }

@@ -10,17 +10,29 @@ use std::sync::{Arc, RwLock};
 
 use ractor::{ActorRef, MessagingErr, RpcReplyPort};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+tokio::task_local! {
+    /// The permit of the public call being run, for the work it queues.
+    static PERMIT: WorkPermit;
+}
+
+/// A share of the current call's permit, for a piece of work it queues
+/// (`None` outside [`Engine::run`]).
+fn work_permit() -> Option<WorkPermit> {
+    PERMIT.try_with(Arc::clone).ok()
+}
 use tracing::Instrument;
 
 use super::Embedder;
 use crate::actors::collective::CollectiveMsg;
-use crate::actors::router::RouterMsg;
+use crate::actors::router::{CollectiveRef, RouterMsg};
 use crate::actors::storage::{PendingWrite, StorageMsg};
-use crate::actors::{blocking, call_failed};
+use crate::actors::{blocking, call_failed, Reply, WorkPermit};
 use crate::collective::CollectiveId;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::id::InstanceId;
+use crate::index::collective::CollectiveIndex;
 use crate::metadata::DatabaseMetadata;
 use crate::storage::{Committed, RedbStorage, WriteOp};
 use crate::watch::WatchHub;
@@ -53,7 +65,7 @@ pub(crate) struct Engine {
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) closed: AtomicBool,
     pub(crate) close_lock: tokio::sync::Mutex<()>,
-    actors: RwLock<HashMap<CollectiveId, ActorRef<CollectiveMsg>>>,
+    actors: RwLock<HashMap<CollectiveId, CollectiveRef>>,
 }
 
 impl Engine {
@@ -102,8 +114,8 @@ impl Engine {
             None => tracing::debug_span!("pulsedb", op),
         };
         async move {
-            let _permit = self.admit(access, admission).await?;
-            body.await
+            let permit = Arc::new(self.admit(access, admission).await?);
+            PERMIT.scope(permit, body).await
         }
         .instrument(span)
         .await
@@ -152,27 +164,64 @@ impl Engine {
         T: Send + 'static,
     {
         let storage = self.storage()?;
-        blocking(move || f(&storage)).await
+        self.blocking(move || f(&storage)).await
     }
 
-    /// The actor of a collective (cached), or `NotFound(Collective)`.
-    pub(crate) async fn collective(&self, id: CollectiveId) -> Result<ActorRef<CollectiveMsg>> {
-        if let Some(actor) = self.actors.read().ok().and_then(|m| m.get(&id).cloned()) {
-            return Ok(actor);
+    /// Runs blocking work of the current call on the blocking pool; the
+    /// work holds a share of the call's permit until it ends, even if the
+    /// caller stops waiting.
+    pub(crate) async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce() -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let permit = work_permit();
+        blocking(move || {
+            let _held = permit;
+            f()
+        })
+        .await
+    }
+
+    /// The actor and view of a collective (cached), or `NotFound(Collective)`.
+    pub(crate) async fn collective(&self, id: CollectiveId) -> Result<CollectiveRef> {
+        if let Some(known) = self.actors.read().ok().and_then(|m| m.get(&id).cloned()) {
+            return Ok(known);
         }
-        let actor = self
+        let known = self
             .router
             .call(|reply| RouterMsg::Resolve(id, reply), None)
             .await
             .map_err(call_failed("router"))?;
-        let actor = match actor {
+        let known = match known {
             ractor::rpc::CallResult::Success(r) => r?,
             _ => return Err(Error::ActorUnavailable { actor: "router" }),
         };
         if let Ok(mut map) = self.actors.write() {
-            map.insert(id, actor.clone());
+            map.insert(id, known.clone());
         }
-        Ok(actor)
+        Ok(known)
+    }
+
+    /// The loaded index of a collective, for searches: read directly,
+    /// without the collective actor's mailbox. Waits while the collective
+    /// loads. A view whose actor has stopped (and been replaced) is
+    /// dropped from the cache and resolved once more.
+    ///
+    /// # Errors
+    /// `NotFound(Collective)`, or `ActorUnavailable` when the collective
+    /// stopped twice before it could serve.
+    pub(crate) async fn index(&self, id: CollectiveId) -> Result<Arc<CollectiveIndex>> {
+        for _ in 0..2 {
+            let known = self.collective(id).await?;
+            if let Some(index) = known.view.ready().await {
+                return Ok(index);
+            }
+            self.forget_collective(id);
+        }
+        Err(Error::ActorUnavailable {
+            actor: "collective",
+        })
     }
 
     pub(crate) fn forget_collective(&self, id: CollectiveId) {
@@ -194,7 +243,7 @@ impl Engine {
         let (tx, rx) = ractor::concurrency::oneshot();
         let mut msg = make(RpcReplyPort::from(tx));
         for _ in 0..2 {
-            let actor = self.collective(id).await?;
+            let actor = self.collective(id).await?.actor;
             match actor.send_message(msg) {
                 Ok(()) => {
                     return rx.await.map_err(|_| {
@@ -217,10 +266,15 @@ impl Engine {
         })
     }
 
-    /// A write that a collective actor must apply to its index.
+    /// A write that a collective actor must apply to its index. The write
+    /// holds a share of the call's permit until it is answered.
     pub(crate) async fn write_indexed(&self, id: CollectiveId, op: WriteOp) -> Result<Committed> {
-        self.ask(id, |reply| CollectiveMsg::Write { op, reply })
-            .await?
+        let permit = work_permit();
+        self.ask(id, |port| CollectiveMsg::Write {
+            op,
+            reply: Reply::new(port, permit),
+        })
+        .await?
     }
 
     /// A write no index depends on, straight to the storage actor.
@@ -229,7 +283,7 @@ impl Engine {
         let write = PendingWrite {
             op,
             via: None,
-            reply: RpcReplyPort::from(tx),
+            reply: Reply::new(RpcReplyPort::from(tx), work_permit()),
         };
         self.storage_actor
             .send_message(StorageMsg::Write(write))

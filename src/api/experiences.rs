@@ -2,8 +2,6 @@
 
 use super::engine::{Access, Admission};
 use super::PulseHandle;
-use crate::actors::blocking;
-use crate::actors::collective::CollectiveMsg;
 use crate::collective::CollectiveId;
 use crate::error::{Error, NotFoundError, Result, ValidationError};
 use crate::experience::{
@@ -152,11 +150,13 @@ impl PulseHandle {
             .into());
         };
         let n = texts.len();
-        let vectors = blocking(move || {
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            embedder.embed_batch(&refs)
-        })
-        .await?;
+        let vectors = self
+            .engine
+            .blocking(move || {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                embedder.embed_batch(&refs)
+            })
+            .await?;
         if vectors.len() != n {
             return Err(Error::Embedder {
                 reason: format!("returned {} embeddings for {n} texts", vectors.len()),
@@ -538,15 +538,12 @@ impl PulseHandle {
         }
         let fetch = search::candidate_count(k, weights.as_ref());
         let query = query.to_vec();
-        let hits = self
-            .engine
-            .ask(c, |reply| CollectiveMsg::Search {
-                query,
-                k: fetch,
-                filter,
-                reply,
-            })
-            .await??;
+        let e = &self.engine;
+        let index = e.index(c).await?;
+        let storage = e.storage()?;
+        let hits = e
+            .blocking(move || index.search(&storage, &query, fetch, &filter))
+            .await?;
         Ok(search::rank(
             hits,
             k,

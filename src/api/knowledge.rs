@@ -5,7 +5,6 @@ use std::collections::HashSet;
 use super::engine::{Access, Admission};
 use super::PulseHandle;
 use crate::activity::{validate_agent_id, Activity, NewActivity};
-use crate::actors::collective::CollectiveMsg;
 use crate::collective::CollectiveId;
 use crate::error::{NotFoundError, Result};
 use crate::experience::{validate_embedding, Experience, ExperienceId};
@@ -278,10 +277,11 @@ impl PulseHandle {
         validate::result_count("k", k)?;
         validate::embedding("query", query, self.engine.metadata.embedding_dimension)?;
         let query = query.to_vec();
+        let index = self.engine.index(c).await?;
         let hits = self
             .engine
-            .ask(c, |reply| CollectiveMsg::SearchInsights { query, k, reply })
-            .await??;
+            .blocking(move || index.search_insights(&query, k))
+            .await?;
         self.engine
             .read(move |s| {
                 let mut out = Vec::with_capacity(hits.len());

@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use ractor::Actor;
 
-pub use self::backend::IndexStats;
 use self::engine::{Access, Admission, Engine};
 use crate::actors::router::{RouterActor, RouterArgs, RouterMsg};
 use crate::actors::storage::{StorageActor, StorageArgs, StorageMsg};
@@ -428,6 +427,7 @@ impl PulseHandle {
     }
 }
 
+#[cfg(feature = "fault-injection")]
 impl PulseHandle {
     /// Makes the actor serving collective `c` fail as if it had hit an
     /// internal fault, so that supervision can be exercised: the router
@@ -437,22 +437,43 @@ impl PulseHandle {
     /// # Errors
     /// `NotFound(Collective)`, `Closed`, or `ActorUnavailable` when the actor
     /// is already gone. No data is changed.
-    #[cfg(feature = "fault-injection")]
     pub async fn inject_collective_fault(&self, c: CollectiveId) -> Result<()> {
-        let e = &self.engine;
-        e.run(
-            "inject_collective_fault",
-            Some(c),
-            Access::Read,
-            Admission::Wait,
-            async {
-                let actor = e.collective(c).await?;
-                actor
-                    .send_message(crate::actors::collective::CollectiveMsg::InjectFault)
-                    .map_err(call_failed("collective"))?;
-                Ok(())
-            },
+        use crate::actors::collective::CollectiveMsg;
+        self.inject("inject_collective_fault", c, CollectiveMsg::InjectFault)
+            .await
+    }
+
+    /// Keeps the actor of collective `c` busy for `duration`, as a long
+    /// index update would: writes to `c` queue behind it meanwhile. Only
+    /// built with the `fault-injection` feature.
+    ///
+    /// # Errors
+    /// As [`PulseHandle::inject_collective_fault`].
+    pub async fn inject_collective_stall(
+        &self,
+        c: CollectiveId,
+        duration: std::time::Duration,
+    ) -> Result<()> {
+        use crate::actors::collective::CollectiveMsg;
+        self.inject(
+            "inject_collective_stall",
+            c,
+            CollectiveMsg::InjectStall(duration),
         )
+        .await
+    }
+
+    async fn inject(
+        &self,
+        op: &'static str,
+        c: CollectiveId,
+        msg: crate::actors::collective::CollectiveMsg,
+    ) -> Result<()> {
+        let e = &self.engine;
+        e.run(op, Some(c), Access::Read, Admission::Wait, async {
+            let actor = e.collective(c).await?.actor;
+            actor.send_message(msg).map_err(call_failed("collective"))
+        })
         .await
     }
 }

@@ -370,6 +370,85 @@ async fn delete_storm(
     ])
 }
 
+/// Searches under writes: `searchers` clients search in a loop while
+/// `writers` tasks record `items`. Reports the searches' p50/p99.
+async fn search_under_write(
+    db: &PulseHandle,
+    items: Vec<NewExperience>,
+    queries: Arc<Vec<Vec<f32>>>,
+    a: &Args,
+) -> pulsedb::Result<Vec<(&'static str, String)>> {
+    let Some(c) = items.first().map(|e| e.collective_id) else {
+        return Ok(Vec::new());
+    };
+    progress(&format!(
+        "{} searchers while {} writers record {}",
+        a.searchers,
+        a.writers,
+        items.len()
+    ));
+    let count = items.len();
+    let mut per_writer: Vec<Vec<NewExperience>> = (0..a.writers).map(|_| Vec::new()).collect();
+    for (i, it) in items.into_iter().enumerate() {
+        per_writer[i % a.writers].push(it);
+    }
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut searchers = Vec::new();
+    for s in 0..a.searchers {
+        let (db, queries, done, k, step) =
+            (db.clone(), queries.clone(), done.clone(), a.k, a.searchers);
+        searchers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = s;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = Instant::now();
+                db.search_similar(c, &queries[i % queries.len()], k).await?;
+                lat.push(us(t.elapsed()));
+                i += step;
+            }
+            Ok::<_, pulsedb::Error>(lat)
+        }));
+    }
+    let t = Instant::now();
+    let mut writers = tokio::task::JoinSet::new();
+    for batch in per_writer {
+        let db = db.clone();
+        writers.spawn(async move {
+            for new in batch {
+                db.record_experience(new).await?;
+            }
+            Ok::<(), pulsedb::Error>(())
+        });
+    }
+    while let Some(r) = writers.join_next().await {
+        r.map_err(|e| std::io::Error::other(e.to_string()))??;
+    }
+    let writing = t.elapsed();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut lat = Vec::new();
+    for task in searchers {
+        lat.extend(
+            task.await
+                .map_err(|e| std::io::Error::other(e.to_string()))??,
+        );
+    }
+    Ok(vec![
+        (
+            "under_write_record_per_s",
+            format!("{:.1}", count as f64 / writing.as_secs_f64()),
+        ),
+        ("under_write_searches", lat.len().to_string()),
+        (
+            "search_under_write_p50_us",
+            percentile(&mut lat, 0.5).to_string(),
+        ),
+        (
+            "search_under_write_p99_us",
+            percentile(&mut lat, 0.99).to_string(),
+        ),
+    ])
+}
+
 async fn run(a: Args) -> pulsedb::Result<()> {
     let tmp = std::env::temp_dir().join(format!("pulsedb-bench-{}-{}", std::process::id(), a.seed));
     std::fs::create_dir_all(&tmp)?;
@@ -638,9 +717,16 @@ async fn run(a: Args) -> pulsedb::Result<()> {
         format!("{:.0}", dir_bytes(&tmp) as f64 / a.n as f64),
     );
 
-    // Delete storm, last: it removes 30 % of the collective.
+    // Last, the phases that change the collective: the delete storm
+    // removes 30 % of it, searches under writes add N/4.
     let db = PulseHandle::open(&path, config).await?;
-    for (key, value) in delete_storm(&db, c, &stored, queries, a.searchers, a.k).await? {
+    for (key, value) in delete_storm(&db, c, &stored, queries.clone(), a.searchers, a.k).await? {
+        put(key, value);
+    }
+    let more: Vec<NewExperience> = (0..a.n / 4)
+        .map(|i| item(&data, &mut rng, c, a.n + i).new)
+        .collect();
+    for (key, value) in search_under_write(&db, more, queries, &a).await? {
         put(key, value);
     }
     db.close().await?;

@@ -142,7 +142,7 @@ impl FaissIndex {
 
     /// Whether a rebuild is due: too many tombstones, or a flat index that
     /// grew past [`IndexConfig::hnsw_threshold`] through
-    /// [`FaissIndex::add_normalized`] (which never builds the graph itself).
+    /// the write buffer's drain (which never builds the graph itself).
     pub fn needs_rebuild(&self) -> bool {
         self.needs_compaction() || (!self.hnsw && self.live.len() >= self.config.hnsw_threshold)
     }

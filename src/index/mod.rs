@@ -6,10 +6,12 @@
 //! traversal. [`FaissIndex`] is the production implementation; [`ExactIndex`]
 //! is a brute-force oracle with the same contract.
 
+pub(crate) mod collective;
 mod config;
 mod exact;
 mod faiss;
 mod ffi;
+pub(crate) mod load;
 #[cfg(test)]
 mod measure;
 mod slots;

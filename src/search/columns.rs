@@ -101,6 +101,7 @@ fn bit(slot: Slot) -> u32 {
 
 impl Columns {
     /// Number of live experiences.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.live
     }

@@ -1,0 +1,441 @@
+//! [`CollectiveIndex`]: everything a search of one collective reads — the
+//! experience and insight vector indexes, the ids under their slots and the
+//! filter columns — shared between the collective actor, which applies
+//! committed writes in commit order, and the searches, which read it
+//! directly on the blocking pool without going through the actor's mailbox.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use serde::{Deserialize, Serialize};
+
+use super::{IndexError, Slot, SlotSet, StagedIndex};
+use crate::collective::CollectiveId;
+use crate::error::{Error, Result};
+use crate::experience::{Experience, ExperienceId};
+use crate::insight::InsightId;
+use crate::search::columns::Columns;
+use crate::search::SearchFilter;
+use crate::storage::{Applied, RedbStorage, StorageEngine};
+
+/// What a collective's vector indexes hold, as reported by
+/// [`PulseHandle::index_stats`](crate::PulseHandle::index_stats).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexStats {
+    /// Live experience vectors (archived ones included: the filter excludes
+    /// them, the index keeps them). Equals the collective's stored
+    /// `experience_count` whenever the index agrees with redb.
+    pub indexed: usize,
+    /// Of `indexed`, the vectors still in the exact write buffer, waiting to
+    /// be moved into the main index (searched exactly meanwhile).
+    pub staged: usize,
+    /// Deleted experience vectors still taking space until the next rebuild.
+    pub tombstones: usize,
+    /// Whether the main experience index is an HNSW graph (otherwise exact).
+    pub hnsw: bool,
+    /// Live insight vectors.
+    pub insights: usize,
+}
+
+/// Most vectors waiting in a write buffer before writers wait for the drain.
+pub(crate) const MAX_STAGED: usize = 4096;
+/// How often a writer held back by a full buffer looks at it again while
+/// another drain makes room.
+const BACKPRESSURE_POLL: std::time::Duration = std::time::Duration::from_millis(1);
+/// Vectors moved into the graph per graph-lock hold while searches run.
+const DRAIN_CHUNK: usize = 8;
+/// Chunk size while the buffer is more than half full: FAISS inserts
+/// batches of more than 100 vectors on every OpenMP thread, which drains
+/// faster but holds the graph lock longer.
+const DRAIN_CHUNK_PRESSED: usize = 128;
+/// Chunk size while writers are active and nobody searches: FAISS inserts
+/// up to 100 vectors on one thread, leaving the other cores to the writes.
+const DRAIN_CHUNK_ONE_CORE: usize = 96;
+/// Quiet time after which searches or writes no longer count as active.
+pub(crate) const IDLE_DRAIN_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
+/// Rounds of [`IdIndex::search_records`] before it answers with what it has.
+const MAX_SEARCH_ROUNDS: usize = 8;
+
+fn poisoned() -> Error {
+    Error::Index(IndexError::Faiss(
+        "index lock poisoned by a panic during an update".into(),
+    ))
+}
+
+/// A vector index and the id stored under each of its slots; internally
+/// synchronised.
+#[derive(Debug)]
+pub(crate) struct IdIndex<Id> {
+    pub(crate) index: StagedIndex,
+    ids: RwLock<Vec<Option<Id>>>,
+}
+
+impl<Id: Copy> IdIndex<Id> {
+    pub(crate) fn new(index: StagedIndex) -> Self {
+        IdIndex {
+            index,
+            ids: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Buffers vectors: searchable at once, moved into the graph by a drain.
+    fn add(&self, items: &[(Slot, Id, &[f32])]) -> Result<()> {
+        // Ids first, so a search that finds a new slot can name it.
+        self.record_ids(items)?;
+        let vectors: Vec<(Slot, &[f32])> = items.iter().map(|(s, _, v)| (*s, *v)).collect();
+        Ok(self.index.add(&vectors)?)
+    }
+
+    /// Adds straight to the graph (loading, nobody waiting).
+    pub(crate) fn add_direct(&self, items: &[(Slot, Id, &[f32])]) -> Result<()> {
+        self.record_ids(items)?;
+        let vectors: Vec<(Slot, &[f32])> = items.iter().map(|(s, _, v)| (*s, *v)).collect();
+        Ok(self.index.add_direct(&vectors)?)
+    }
+
+    /// Names the slots of vectors already in the index (a restored snapshot).
+    pub(crate) fn record_ids(&self, items: &[(Slot, Id, &[f32])]) -> Result<()> {
+        let mut ids = self.ids.write().map_err(|_| poisoned())?;
+        for (slot, id, _) in items {
+            let i = *slot as usize;
+            if ids.len() <= i {
+                ids.resize(i + 1, None);
+            }
+            ids[i] = Some(*id);
+        }
+        Ok(())
+    }
+
+    fn remove(&self, slot: Slot) -> Result<()> {
+        self.index.remove(slot)?;
+        if let Some(cell) = self
+            .ids
+            .write()
+            .map_err(|_| poisoned())?
+            .get_mut(slot as usize)
+        {
+            *cell = None;
+        }
+        Ok(())
+    }
+
+    /// The ids of the `k` nearest live vectors, and how many hits the
+    /// index gave (a slot removed since the index search has no id any more
+    /// and is left out, so the list can be shorter).
+    pub(crate) fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        eligible: Option<&SlotSet>,
+    ) -> Result<(Vec<(Id, f32)>, usize)> {
+        let hits = self.index.search(query, k, eligible)?;
+        let found = hits.len();
+        let ids = self.ids.read().map_err(|_| poisoned())?;
+        let named = hits
+            .into_iter()
+            .filter_map(|h| {
+                let id = ids.get(h.slot as usize).copied().flatten()?;
+                Some((id, h.similarity))
+            })
+            .collect();
+        Ok((named, found))
+    }
+
+    /// Applies added and removed vectors, then holds the writer back while
+    /// the write buffer is over its bound. The buffer is searched by brute
+    /// force, so it stays bounded: past the bound the writer inserts into
+    /// the graph itself unless a drain is running; then that drain is
+    /// making room, and the writer looks again shortly.
+    fn update(&self, added: &[(Slot, Id, Vec<f32>)], removed: &[Slot]) -> Result<()> {
+        if !added.is_empty() {
+            let items: Vec<(Slot, Id, &[f32])> = added
+                .iter()
+                .map(|(s, id, v)| (*s, *id, v.as_slice()))
+                .collect();
+            self.add(&items)?;
+        }
+        for slot in removed {
+            self.remove(*slot)?;
+        }
+        while self.index.staged_len()? > MAX_STAGED {
+            if self.index.try_drain(DRAIN_CHUNK_PRESSED)?.is_none() {
+                std::thread::sleep(BACKPRESSURE_POLL);
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves buffered vectors into the graph, a chunk per lock hold. The
+    /// chunk depends on who else wants the machine: small ones while
+    /// searches run (they wait at most a few insertions for the graph);
+    /// single-threaded ones while writes arrive (the writers keep the other
+    /// core); large ones on every core while the buffer is more than half
+    /// full; small ones otherwise.
+    ///
+    /// Up to half of [`MAX_STAGED`] buffered vectors, the drain yields to
+    /// searches: it stops while any runs or one ended less than
+    /// [`IDLE_DRAIN_DELAY`] ago (returning `false`) and is planned again.
+    /// The buffer costs each search an exact scan of at most 2 048 vectors
+    /// meanwhile. With `yield_to_searches` false it drains everything.
+    pub(crate) fn drain_all(&self, yield_to_searches: bool) -> Result<bool> {
+        loop {
+            let buffered = self.index.buffered();
+            let searching = yield_to_searches && self.index.searched_within(IDLE_DRAIN_DELAY);
+            if searching && buffered <= MAX_STAGED / 2 {
+                return Ok(buffered == 0);
+            }
+            let writing = yield_to_searches && self.index.added_within(IDLE_DRAIN_DELAY);
+            let chunk = if searching {
+                DRAIN_CHUNK
+            } else if writing {
+                DRAIN_CHUNK_ONE_CORE
+            } else if buffered > MAX_STAGED / 2 {
+                DRAIN_CHUNK_PRESSED
+            } else {
+                DRAIN_CHUNK
+            };
+            if self.index.drain(chunk)? == 0 {
+                return Ok(true);
+            }
+        }
+    }
+}
+
+/// Insight slots: insights have no filter columns, only a slot each.
+#[derive(Debug, Default)]
+pub(crate) struct InsightSlots {
+    pub(crate) slots: HashMap<InsightId, Slot>,
+    pub(crate) next: Slot,
+}
+
+/// One collective's search state. See the module docs.
+#[derive(Debug)]
+pub(crate) struct CollectiveIndex {
+    pub(crate) id: CollectiveId,
+    pub(crate) columns: RwLock<Columns>,
+    pub(crate) experiences: IdIndex<ExperienceId>,
+    pub(crate) insights: IdIndex<InsightId>,
+    /// Written by the owning actor only; a lock so the index can be shared.
+    pub(crate) insight_slots: Mutex<InsightSlots>,
+}
+
+impl CollectiveIndex {
+    fn columns(&self) -> Result<RwLockReadGuard<'_, Columns>> {
+        self.columns.read().map_err(|_| poisoned())
+    }
+
+    fn columns_mut(&self) -> Result<RwLockWriteGuard<'_, Columns>> {
+        self.columns.write().map_err(|_| poisoned())
+    }
+
+    /// The `k` experiences nearest `query` that pass `filter`, with their
+    /// records, best first.
+    ///
+    /// The filter becomes a slot bitmap under a brief read lock of the
+    /// columns. A candidate deleted between the index search and the record
+    /// read (a delete committing meanwhile) is replaced, not dropped: the
+    /// index is asked again for twice as many, so `k` results come back
+    /// whenever `k` match.
+    ///
+    /// # Errors
+    /// A storage or index fault.
+    pub(crate) fn search(
+        &self,
+        storage: &RedbStorage,
+        query: &[f32],
+        k: usize,
+        filter: &SearchFilter,
+    ) -> Result<Vec<(Experience, f32)>> {
+        let eligible = self.columns()?.eligible(filter);
+        let mut ask = k;
+        let mut results = Vec::new();
+        for _ in 0..MAX_SEARCH_ROUNDS {
+            let (hits, found) = self.experiences.search(query, ask, eligible.as_ref())?;
+            let ids: Vec<ExperienceId> = hits.iter().map(|(id, _)| *id).collect();
+            let mut by_id: HashMap<ExperienceId, Experience> = storage
+                .get_experiences(&ids)?
+                .into_iter()
+                .map(|e| (e.id, e))
+                .collect();
+            results = hits
+                .into_iter()
+                .filter_map(|(id, sim)| Some((by_id.remove(&id)?, sim)))
+                .collect();
+            // Enough, or the index has no more to give.
+            if results.len() >= k || found < ask {
+                break;
+            }
+            ask = ask.saturating_mul(2);
+        }
+        results.truncate(k);
+        Ok(results)
+    }
+
+    /// The ids of the `k` insights nearest `query`.
+    ///
+    /// # Errors
+    /// An index fault.
+    pub(crate) fn search_insights(&self, query: &[f32], k: usize) -> Result<Vec<(InsightId, f32)>> {
+        Ok(self.insights.search(query, k, None)?.0)
+    }
+
+    /// What the indexes hold.
+    ///
+    /// # Errors
+    /// A poisoned lock.
+    pub(crate) fn stats(&self) -> Result<IndexStats> {
+        let exp = &self.experiences.index;
+        Ok(IndexStats {
+            indexed: exp.len()?,
+            staged: exp.staged_len()?,
+            tombstones: exp.tombstones()?,
+            hnsw: exp.is_hnsw()?,
+            insights: self.insights.index.len()?,
+        })
+    }
+
+    /// Applies committed writes to the columns and indexes, in commit
+    /// order. Recorded vectors move out of the records into the index.
+    /// Returns whether any index changed.
+    ///
+    /// # Errors
+    /// An index fault or poisoned lock; the indexes may then be partly
+    /// updated and must be rebuilt from redb.
+    pub(crate) fn apply<'a>(&self, batch: impl Iterator<Item = &'a mut Applied>) -> Result<bool> {
+        let mut added: Vec<(Slot, ExperienceId, Vec<f32>)> = Vec::new();
+        let mut removed: Vec<Slot> = Vec::new();
+        let mut insights_added: Vec<(Slot, InsightId, Vec<f32>)> = Vec::new();
+        let mut insights_removed: Vec<Slot> = Vec::new();
+        {
+            let mut columns = self.columns_mut()?;
+            let mut insight_slots = self.insight_slots.lock().map_err(|_| poisoned())?;
+            for applied in batch {
+                match applied {
+                    Applied::ExperiencesRecorded(exps) => {
+                        for e in exps {
+                            let slot = columns.next_slot();
+                            columns.insert(slot, e);
+                            added.push((slot, e.id, std::mem::take(&mut e.embedding)));
+                        }
+                    }
+                    Applied::ExperienceChanged(e) => columns.update(e),
+                    Applied::ExperienceDeleted { id, .. } => {
+                        if let Some(slot) = columns.remove(id) {
+                            removed.push(slot);
+                        }
+                    }
+                    Applied::InsightStored(i) => {
+                        let slot = insight_slots.next;
+                        insight_slots.next += 1;
+                        insight_slots.slots.insert(i.id, slot);
+                        insights_added.push((slot, i.id, i.embedding.clone()));
+                    }
+                    Applied::InsightDeleted { id, .. } => {
+                        if let Some(slot) = insight_slots.slots.remove(id) {
+                            insights_removed.push(slot);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let changed = !added.is_empty()
+            || !removed.is_empty()
+            || !insights_added.is_empty()
+            || !insights_removed.is_empty();
+        self.experiences.update(&added, &removed)?;
+        self.insights.update(&insights_added, &insights_removed)?;
+        Ok(changed)
+    }
+
+    /// Vectors waiting in the write buffers.
+    pub(crate) fn buffered(&self) -> usize {
+        self.experiences.index.buffered() + self.insights.index.buffered()
+    }
+
+    /// Whether a graph asks for a rebuild.
+    pub(crate) fn needs_rebuild(&self) -> bool {
+        self.experiences.index.needs_rebuild() || self.insights.index.needs_rebuild()
+    }
+
+    /// Drains both write buffers (see [`IdIndex::drain_all`]); `true` when
+    /// both are empty.
+    ///
+    /// # Errors
+    /// An index fault.
+    pub(crate) fn drain(&self, yield_to_searches: bool) -> Result<bool> {
+        let experiences = self.experiences.drain_all(yield_to_searches)?;
+        Ok(self.insights.drain_all(yield_to_searches)? & experiences)
+    }
+
+    /// Rebuilds the graphs that ask for it, aside (see [`StagedIndex`]);
+    /// `true` when one was replaced.
+    ///
+    /// # Errors
+    /// An index fault; the graphs are then unchanged.
+    pub(crate) fn rebuild(&self) -> Result<bool> {
+        let experiences = self.experiences.index.rebuild_if_needed()?;
+        Ok(self.insights.index.rebuild_if_needed()? | experiences)
+    }
+
+    /// Writes both snapshots into `dir`, covering the change log up to the
+    /// current sequence: buffers drained first (the snapshot holds the
+    /// graph only), and a due rebuild done first when none is running.
+    ///
+    /// # Errors
+    /// An I/O, storage or index fault; earlier snapshot files may remain,
+    /// and are reconciled with redb (or refused) on the next load.
+    pub(crate) fn save_snapshots(&self, dir: &Path, storage: &RedbStorage) -> Result<()> {
+        self.drain(false)?;
+        self.rebuild()?;
+        self.drain(false)?;
+        let exp_extra = encode_slots(
+            &self
+                .columns()?
+                .slot_ids()
+                .iter()
+                .map(|(s, id)| (*s, *id.as_bytes()))
+                .collect::<Vec<_>>(),
+        );
+        let mut insight_slots: Vec<(Slot, [u8; 16])> = self
+            .insight_slots
+            .lock()
+            .map_err(|_| poisoned())?
+            .slots
+            .iter()
+            .map(|(id, s)| (*s, *id.as_bytes()))
+            .collect();
+        insight_slots.sort_unstable();
+        let ins_extra = encode_slots(&insight_slots);
+        std::fs::create_dir_all(dir)?;
+        let sequence = storage.current_sequence()?;
+        self.experiences.index.save_snapshot(
+            &snapshot_path(dir, self.id, "experiences"),
+            sequence,
+            &exp_extra,
+        )?;
+        self.insights.index.save_snapshot(
+            &snapshot_path(dir, self.id, "insights"),
+            sequence,
+            &ins_extra,
+        )?;
+        Ok(())
+    }
+}
+
+/// The snapshot file of one of a collective's indexes.
+pub(crate) fn snapshot_path(dir: &Path, id: CollectiveId, kind: &str) -> std::path::PathBuf {
+    dir.join(format!("{id}.{kind}.idx"))
+}
+
+/// A snapshot's slot map: each slot with the raw id stored under it.
+pub(crate) type SlotMap = Vec<(Slot, [u8; 16])>;
+
+fn encode_slots(pairs: &[(Slot, [u8; 16])]) -> Vec<u8> {
+    postcard::to_allocvec(pairs).unwrap_or_default()
+}
+
+pub(crate) fn decode_slots(bytes: &[u8]) -> Option<SlotMap> {
+    postcard::from_bytes(bytes).ok()
+}
