@@ -472,6 +472,62 @@ async fn read_only_refuses_every_mutation_and_serves_reads() {
     ro.close().await.unwrap();
 }
 
+/// Every file under `dir` with its bytes.
+fn dir_contents(dir: &std::path::Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                out.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_session_changes_no_byte_and_creates_no_file() {
+    let t = TempDb::new();
+    let db = t.open().await;
+    let kinds = store_every_kind(&db).await;
+    db.close().await.unwrap();
+    // Without snapshots the session rebuilds its indexes in memory; it
+    // must not write them on close.
+    std::fs::remove_dir_all(t.index_dir()).unwrap();
+    let before = dir_contents(t.dir.path());
+    let read_only = Config {
+        read_only: true,
+        ..config()
+    };
+
+    let ro = t.open_with(read_only.clone()).await;
+    let c = kinds.collective;
+    assert_eq!(ro.search_similar(c, &vec16(1), 2).await.unwrap().len(), 2);
+    assert_eq!(ro.get_insights(c, &vec16(3), 1).await.unwrap().len(), 1);
+    assert!(ro.get_experience(kinds.first).await.unwrap().is_some());
+    assert!(ro.poll_changes(0).await.unwrap().0.len() >= 2);
+    assert_eq!(ro.index_stats(c).await.unwrap().indexed, 2);
+    let _stream = ro.watch_experiences(c).await.unwrap();
+    // The file's own schema version (the only one so far).
+    assert_eq!(ro.metadata().schema_version, 1);
+    ro.close().await.unwrap();
+    assert_eq!(
+        dir_contents(t.dir.path()),
+        before,
+        "a read-only session wrote"
+    );
+
+    // A missing file is an error, and is not created.
+    let missing = t.dir.path().join("missing.db");
+    assert!(PulseHandle::open(&missing, read_only).await.is_err());
+    assert!(!missing.exists());
+    assert_eq!(dir_contents(t.dir.path()), before);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everything_persists_across_reopen() {
     let t = TempDb::new();

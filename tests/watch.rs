@@ -431,6 +431,34 @@ async fn slow_subscriber_misses_events_without_slowing_writers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_opened_while_its_collective_is_deleted_ends() {
+    let db = memory_db().await;
+    let (mut refused, mut ended) = (0, 0);
+    for round in 0..300 {
+        let c = db.create_collective(&format!("c{round}")).await.unwrap();
+        let deleting = tokio::spawn({
+            let db = db.clone();
+            async move { db.delete_collective(c).await }
+        });
+        let watched = db.watch_experiences(c).await;
+        within(deleting).await.unwrap().unwrap();
+        match watched {
+            Err(e) => {
+                assert!(e.is_not_found(), "{e:?}");
+                refused += 1;
+            }
+            Ok(mut stream) => {
+                let end = within_secs(5, stream.next()).await;
+                assert!(end.is_none(), "a stream outlived its collective");
+                ended += 1;
+            }
+        }
+    }
+    assert_eq!(refused + ended, 300);
+    db.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_collective_ends_only_its_streams() {
     let db = memory_db().await;
     let c = db.create_collective("c").await.unwrap();

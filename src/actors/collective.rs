@@ -38,6 +38,8 @@ pub(crate) struct CollectiveArgs {
     pub(crate) dimension: usize,
     /// Where snapshots live (`None` for in-memory databases).
     pub(crate) snapshot_dir: Option<PathBuf>,
+    /// A read-only session: snapshots are read, never written.
+    pub(crate) read_only: bool,
     /// Where the loaded index is published.
     pub(crate) view: Arc<CollectiveView>,
     /// Wait before loading (a restart backing off).
@@ -402,7 +404,7 @@ async fn write_snapshots(state: &CollectiveState) -> Result<()> {
     let Some(dir) = state.args.snapshot_dir.clone() else {
         return Ok(());
     };
-    if !state.args.index.snapshots {
+    if !state.args.index.snapshots || state.args.read_only {
         return Ok(());
     }
     let index = loaded(state)?;

@@ -31,6 +31,8 @@ pub(crate) struct RouterArgs {
     pub(crate) index: IndexConfig,
     pub(crate) dimension: usize,
     pub(crate) snapshot_dir: Option<PathBuf>,
+    /// A read-only session: snapshots are read, never written.
+    pub(crate) read_only: bool,
 }
 
 pub(crate) struct RouterState {
@@ -240,6 +242,7 @@ async fn spawn(
         index: state.args.index.clone(),
         dimension: state.args.dimension,
         snapshot_dir: state.args.snapshot_dir.clone(),
+        read_only: state.args.read_only,
         view: view.clone(),
         delay,
     };

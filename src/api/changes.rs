@@ -37,10 +37,15 @@ impl PulseHandle {
             Access::Read,
             Admission::Wait,
             async {
+                // Subscribe first, then look: a delete that commits after
+                // the look ends the stream (its streams are closed after its
+                // commit); one that committed before is seen here.
+                let stream = e.watch.subscribe(c, filter, e.config.watch.buffer_size);
                 if e.read(move |s| s.get_collective(c)).await?.is_none() {
+                    e.watch.close_collective(c);
                     return Err(NotFoundError::Collective(c).into());
                 }
-                Ok(e.watch.subscribe(c, filter, e.config.watch.buffer_size))
+                Ok(stream)
             },
         )
         .await

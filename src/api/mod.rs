@@ -165,6 +165,7 @@ impl PulseHandle {
                 index: config.index.clone(),
                 dimension,
                 snapshot_dir,
+                read_only: config.read_only,
             },
         )
         .await;
@@ -481,7 +482,8 @@ impl PulseHandle {
 impl Drop for Engine {
     /// Dropping the last handle without `close` stops the actors. Every
     /// acknowledged write is already committed; with `Durability::Eventual`
-    /// the pending commits are made durable here.
+    /// the pending commits are made durable by a final flush on the
+    /// blocking pool (inline when no runtime is running).
     fn drop(&mut self) {
         if self.closed.load(Ordering::Acquire) {
             return;
@@ -491,8 +493,16 @@ impl Drop for Engine {
         self.storage_actor.stop(None);
         self.watch.close_all();
         if let Some(storage) = self.storage.get_mut().ok().and_then(|s| s.take()) {
-            if let Err(e) = storage.flush() {
-                tracing::warn!(error = %e, "final durable commit failed on drop");
+            let flush = move || {
+                if let Err(e) = storage.flush() {
+                    tracing::warn!(error = %e, "final durable commit failed on drop");
+                }
+            };
+            // The flush may fsync: never on an async worker thread. A
+            // runtime finishes its blocking tasks before it shuts down.
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(flush)),
+                Err(_) => flush(),
             }
         }
     }

@@ -16,6 +16,7 @@ use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use super::exact::rank;
+use super::ffi::OmpSingleThread;
 use super::{ExactIndex, FaissIndex, Hit, IndexConfig, IndexError, Slot, SlotSet, VectorIndex};
 
 /// A graph index with an exact write buffer in front of it, safe to share
@@ -385,6 +386,9 @@ impl StagedIndex {
     }
 
     fn build_and_swap(&self, copy: RebuildCopy<'_>) -> Result<(), IndexError> {
+        // One core: the other stays with the searches and writes this
+        // rebuild must not disturb.
+        let _one_core = OmpSingleThread::enter();
         let mut fresh =
             FaissIndex::from_vectors(copy.dimension, &copy.config, &copy.slots, &copy.vectors)?;
         drop(copy.vectors);

@@ -68,6 +68,9 @@ pub enum StorageError {
     /// An earlier fault (shared by every operation of a failed batch).
     #[error("{0}")]
     Shared(String),
+    /// A write was attempted on a database opened read-only.
+    #[error("the database was opened read-only")]
+    ReadOnly,
 }
 
 impl StorageError {

@@ -542,7 +542,7 @@ impl StorageEngine for RedbStorage {
     }
 
     fn compact_changes(&self, upto: u64) -> Result<u64> {
-        let txn = self.db.begin_write().map_err(StorageError::from)?;
+        let txn = self.db.begin_write()?;
         let removed = {
             let mut t = txn.open_table(schema::WAL).map_err(StorageError::from)?;
             let before = t.len().map_err(StorageError::from)?;
@@ -555,7 +555,7 @@ impl StorageEngine for RedbStorage {
     }
 
     fn save_sync_cursor(&self, peer: InstanceId, sequence: u64) -> Result<()> {
-        let txn = self.db.begin_write().map_err(StorageError::from)?;
+        let txn = self.db.begin_write()?;
         {
             let mut t = txn
                 .open_table(schema::SYNC_CURSORS)

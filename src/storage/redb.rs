@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ::redb::{Database, ReadableDatabase, ReadableTable};
+use ::redb::{Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable};
 
 use super::schema::{self, meta_keys, SCHEMA_VERSION};
 use super::{Location, StorageError};
@@ -29,9 +29,36 @@ pub struct OpenOptions {
     pub cache_size: Option<usize>,
 }
 
+/// The redb database: writable, or opened with redb's `ReadOnlyDatabase`
+/// for a read-only session, which cannot write a byte.
+pub(super) enum Db {
+    Writable(Database),
+    ReadOnly(ReadOnlyDatabase),
+}
+
+impl Db {
+    pub(super) fn begin_read(&self) -> std::result::Result<::redb::ReadTransaction, StorageError> {
+        Ok(match self {
+            Db::Writable(db) => db.begin_read()?,
+            Db::ReadOnly(db) => db.begin_read()?,
+        })
+    }
+
+    /// A write transaction; [`StorageError::ReadOnly`] for a read-only
+    /// database.
+    pub(super) fn begin_write(
+        &self,
+    ) -> std::result::Result<::redb::WriteTransaction, StorageError> {
+        match self {
+            Db::Writable(db) => Ok(db.begin_write()?),
+            Db::ReadOnly(_) => Err(StorageError::ReadOnly),
+        }
+    }
+}
+
 /// The redb implementation of [`super::StorageEngine`].
 pub struct RedbStorage {
-    pub(super) db: Database,
+    pub(super) db: Db,
     pub(super) metadata: DatabaseMetadata,
     pub(super) instance_id: InstanceId,
     pub(super) durability: Durability,
@@ -60,6 +87,10 @@ impl RedbStorage {
         if let Some(bytes) = options.cache_size {
             builder.set_cache_size(bytes);
         }
+        if let (true, Location::File(path)) = (options.read_only, &options.location) {
+            let db = builder.open_read_only(path).map_err(map_open_error)?;
+            return Self::from_read_only(db, options);
+        }
         let db = match &options.location {
             Location::File(path) => builder.create(path).map_err(map_open_error)?,
             Location::Memory => builder
@@ -77,7 +108,35 @@ impl RedbStorage {
     /// # Errors
     /// A storage fault; what was committed stays as it was.
     pub fn compact(&mut self) -> std::result::Result<bool, StorageError> {
-        Ok(self.db.compact()?)
+        match &mut self.db {
+            Db::Writable(db) => Ok(db.compact()?),
+            Db::ReadOnly(_) => Ok(false),
+        }
+    }
+
+    /// Opens over a read-only database: reads the metadata and writes
+    /// nothing (`last_opened_at` is this open's time, not stored).
+    fn from_read_only(db: ReadOnlyDatabase, options: &OpenOptions) -> Result<RedbStorage> {
+        let db = Db::ReadOnly(db);
+        let txn = db.begin_read()?;
+        let meta = txn.open_table(schema::META).map_err(StorageError::from)?;
+        let found = read_meta(&meta)?.ok_or_else(|| corrupt("metadata missing"))?;
+        check_meta(&found, options)?;
+        let metadata = DatabaseMetadata {
+            schema_version: found.schema_version,
+            embedding_dimension: options.dimension,
+            created_at: found.created_at,
+            last_opened_at: Timestamp::now(),
+        };
+        drop(meta);
+        drop(txn);
+        Ok(RedbStorage {
+            db,
+            metadata,
+            instance_id: found.instance_id,
+            durability: options.durability,
+            dirty: AtomicBool::new(false),
+        })
     }
 
     /// Opens over an already-created redb database (custom backends).
@@ -91,37 +150,15 @@ impl RedbStorage {
             let mut meta = txn.open_table(schema::META).map_err(StorageError::from)?;
             let existing = read_meta(&meta)?;
             let is_new = existing.is_none();
-            let (created_at, instance_id) = match existing {
+            let (created_at, instance_id, schema_version) = match existing {
                 Some(found) => {
-                    if found.schema_version > SCHEMA_VERSION {
-                        return Err(Error::SchemaTooNew {
-                            found: found.schema_version,
-                            supported: SCHEMA_VERSION,
-                        });
-                    }
-                    if found.dimension != options.dimension {
-                        return Err(ValidationError::DimensionMismatch {
-                            expected: found.dimension,
-                            got: options.dimension,
-                        }
-                        .into());
-                    }
-                    if let (Some(stored), Some(given)) =
-                        (&found.embedder_model, &options.embedder_model)
-                    {
-                        if stored != given {
-                            return Err(Error::EmbedderMismatch {
-                                stored: stored.clone(),
-                                given: given.clone(),
-                            });
-                        }
-                    }
+                    check_meta(&found, options)?;
                     if found.embedder_model.is_none() {
                         if let Some(given) = &options.embedder_model {
                             put(&mut meta, meta_keys::EMBEDDER_MODEL, given.as_bytes())?;
                         }
                     }
-                    (found.created_at, found.instance_id)
+                    (found.created_at, found.instance_id, found.schema_version)
                 }
                 None => {
                     let id = InstanceId::new();
@@ -141,12 +178,12 @@ impl RedbStorage {
                     if let Some(model) = &options.embedder_model {
                         put(&mut meta, meta_keys::EMBEDDER_MODEL, model.as_bytes())?;
                     }
-                    (now, id)
+                    (now, id, SCHEMA_VERSION)
                 }
             };
             put(&mut meta, meta_keys::LAST_OPENED_AT, &now.0.to_be_bytes())?;
             let metadata = DatabaseMetadata {
-                schema_version: SCHEMA_VERSION,
+                schema_version,
                 embedding_dimension: options.dimension,
                 created_at,
                 last_opened_at: now,
@@ -170,7 +207,7 @@ impl RedbStorage {
             txn.commit().map_err(StorageError::from)?;
         }
         Ok(RedbStorage {
-            db,
+            db: Db::Writable(db),
             metadata,
             instance_id,
             durability: options.durability,
@@ -210,8 +247,35 @@ impl RedbStorage {
     }
 
     pub(super) fn read_txn(&self) -> Result<::redb::ReadTransaction> {
-        Ok(self.db.begin_read().map_err(StorageError::from)?)
+        Ok(self.db.begin_read()?)
     }
+}
+
+/// Refuses a stored database the options cannot open: a newer schema,
+/// another dimension, another embedder model.
+fn check_meta(found: &StoredMeta, options: &OpenOptions) -> Result<()> {
+    if found.schema_version > SCHEMA_VERSION {
+        return Err(Error::SchemaTooNew {
+            found: found.schema_version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if found.dimension != options.dimension {
+        return Err(ValidationError::DimensionMismatch {
+            expected: found.dimension,
+            got: options.dimension,
+        }
+        .into());
+    }
+    if let (Some(stored), Some(given)) = (&found.embedder_model, &options.embedder_model) {
+        if stored != given {
+            return Err(Error::EmbedderMismatch {
+                stored: stored.clone(),
+                given: given.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 struct StoredMeta {
