@@ -40,11 +40,11 @@ test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --all-features -- -D warnings
 	$(CARGO) test --all-features
-	$(CARGO) bench --no-run
+	$(CARGO) bench --no-run --all-features
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
 
 bench: deps
-	$(CARGO) bench
+	$(CARGO) bench --all-features
 	$(CARGO) run --release --bin pulsedb-bench
 
 # SIGKILL crash soak: PULSEDB_CRASH_ITERATIONS kills (default 200) of a

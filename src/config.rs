@@ -48,8 +48,19 @@ pub enum Durability {
     #[default]
     Immediate,
     /// Commits skip the fsync; a durable commit follows at most
-    /// [`Config::eventual_flush_interval`] later. A crash of the machine (not
-    /// of the process) can lose writes acknowledged within that window.
+    /// [`Config::eventual_flush_interval`] later. What a crash can lose:
+    ///
+    /// - **process crash** (a panic, SIGKILL, an OOM kill): the writes
+    ///   acknowledged since the last durable commit, so at most those of
+    ///   the last `eventual_flush_interval` plus one flush's duration. On
+    ///   reopen redb returns to its last durable commit: the lost writes are
+    ///   gone as a whole, with their change-log entries, never half-applied
+    ///   (`tests/eventual_crash.rs` kills a writing process and checks
+    ///   this).
+    /// - **machine crash** (power loss, kernel panic): the same window; the
+    ///   durable commits before it are fsynced.
+    ///
+    /// `close` and dropping the last handle make everything durable.
     Eventual,
 }
 

@@ -65,12 +65,18 @@ mod config;
 mod error;
 mod experience;
 mod id;
+#[cfg(feature = "internals")]
 pub mod index;
+#[cfg(not(feature = "internals"))]
+mod index;
 mod insight;
 mod metadata;
 mod relation;
 mod search;
+#[cfg(feature = "internals")]
 pub mod storage;
+#[cfg(not(feature = "internals"))]
+mod storage;
 mod validate;
 mod watch;
 

@@ -8,6 +8,11 @@
 //!
 //! `PULSEDB_CRASH_ITERATIONS` sets the number of kills (20 by default;
 //! `make crash-soak` runs 200), `PULSEDB_CRASH_SEED` the random seed.
+//!
+//! Uses the storage and index layers directly: needs the `internals`
+//! feature (`make test` enables all features).
+
+#![cfg(feature = "internals")]
 
 mod common;
 
@@ -20,7 +25,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::*;
-use pulsedb::storage::{Location, OpenOptions, RedbStorage, StorageEngine};
+use pulsedb::storage::{Location, OpenOptions, RedbStorage, StorageRead};
 use pulsedb::*;
 use rand::{Rng, SeedableRng};
 

@@ -6,6 +6,11 @@
 //! every collective, experience, relation, insight, activity, the stats and
 //! the change log from sequence 0 — is compared before and after). Also:
 //! random bytes as index snapshot files and headers never panic.
+//!
+//! Uses the storage and index layers directly: needs the `internals`
+//! feature (`make test` enables all features).
+
+#![cfg(feature = "internals")]
 
 mod common;
 

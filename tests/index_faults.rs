@@ -2,6 +2,11 @@
 //! truncated, corrupted, swapped, stale or ahead of the log between runs;
 //! the database reopens, rebuilds what it must, and answers exactly as
 //! before (full result lists compared).
+//!
+//! Uses the storage and index layers directly: needs the `internals`
+//! feature (`make test` enables all features).
+
+#![cfg(feature = "internals")]
 
 mod common;
 

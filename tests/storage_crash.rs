@@ -3,6 +3,11 @@
 //! durable (`synced`), and that fails writes, syncs or resizes after a
 //! number of calls. A crash of the machine is a reopen over `synced`; a crash
 //! of the process is a reopen over `live`.
+//!
+//! Uses the storage and index layers directly: needs the `internals`
+//! feature (`make test` enables all features).
+
+#![cfg(feature = "internals")]
 
 #[path = "common/faulty.rs"]
 mod faulty;
@@ -10,7 +15,7 @@ mod faulty;
 mod storage_common;
 
 use faulty::{Disk, Fault, FaultyBackend};
-use pulsedb::storage::{ChangeKind, Location, RedbStorage, StorageEngine, WriteOp};
+use pulsedb::storage::{ChangeKind, Location, RedbStorage, StorageRead, StorageWrite, WriteOp};
 use pulsedb::{CollectiveId, Durability, Experience, ExperienceId, RelationType};
 use storage_common::*;
 

@@ -1,13 +1,18 @@
 //! Group commit: one `apply` batch, one transaction, but every operation
 //! keeps its own fate. Failed operations leave no trace in any table or in
 //! the change log.
+//!
+//! Uses the storage and index layers directly: needs the `internals`
+//! feature (`make test` enables all features).
+
+#![cfg(feature = "internals")]
 
 #[path = "common/storage.rs"]
 mod storage_common;
 
 use std::collections::BTreeMap;
 
-use pulsedb::storage::{ChangeKind, RedbStorage, StorageEngine, WriteOp};
+use pulsedb::storage::{ChangeKind, RedbStorage, StorageRead, StorageWrite, WriteOp};
 use pulsedb::{
     CollectiveId, Error, ExperienceId, ExperienceTypeTag, ExperienceUpdate, NotFoundError,
     RelationType, Timestamp,

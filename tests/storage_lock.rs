@@ -1,5 +1,10 @@
 //! A database file open elsewhere is `Error::DatabaseLocked`, whether the
 //! other opener is this process or another one.
+//!
+//! Uses the storage and index layers directly: needs the `internals`
+//! feature (`make test` enables all features).
+
+#![cfg(feature = "internals")]
 
 #[path = "common/storage.rs"]
 mod storage_common;
@@ -7,7 +12,7 @@ mod storage_common;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use pulsedb::storage::{Location, RedbStorage, StorageEngine, WriteOp};
+use pulsedb::storage::{Location, RedbStorage, StorageRead, WriteOp};
 use pulsedb::Error;
 use storage_common::*;
 

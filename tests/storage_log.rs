@@ -1,9 +1,16 @@
 //! The change log, sync cursors and file metadata of the storage layer.
+//!
+//! Uses the storage and index layers directly: needs the `internals`
+//! feature (`make test` enables all features).
+
+#![cfg(feature = "internals")]
 
 #[path = "common/storage.rs"]
 mod storage_common;
 
-use pulsedb::storage::{schema, ChangeKind, Location, RedbStorage, StorageEngine, WriteOp};
+use pulsedb::storage::{
+    schema, ChangeKind, Location, RedbStorage, StorageRead, StorageWrite, WriteOp,
+};
 use pulsedb::{
     Error, ExperienceUpdate, InstanceId, RelationType, Timestamp, ValidationError, WatchEventType,
 };

@@ -1,11 +1,16 @@
-//! Integration tests of every storage operation, through `StorageEngine`.
+//! Integration tests of every storage operation, through `StorageRead` and `StorageWrite`.
+//!
+//! Uses the storage and index layers directly: needs the `internals`
+//! feature (`make test` enables all features).
+
+#![cfg(feature = "internals")]
 
 #[path = "common/storage.rs"]
 mod storage_common;
 
 use std::collections::BTreeMap;
 
-use pulsedb::storage::{Applied, StorageEngine, WriteOp};
+use pulsedb::storage::{Applied, StorageRead, WriteOp};
 use pulsedb::{
     Error, ExperienceId, ExperienceType, ExperienceTypeTag, ExperienceUpdate, InsightId,
     NotFoundError, RelationId, RelationType, Severity, Timestamp, ValidationError,

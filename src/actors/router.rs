@@ -21,7 +21,7 @@ use crate::collective::CollectiveId;
 use crate::error::{Error, NotFoundError, Result};
 use crate::index::collective::snapshot_path;
 use crate::index::IndexConfig;
-use crate::storage::{RedbStorage, StorageEngine};
+use crate::storage::{RedbStorage, StorageRead};
 
 pub(crate) struct RouterActor;
 

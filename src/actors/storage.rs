@@ -16,7 +16,7 @@ use super::collective::CollectiveMsg;
 use super::{blocking, Reply};
 use crate::config::Durability;
 use crate::error::{Error, Result};
-use crate::storage::{Committed, RedbStorage, StorageEngine, WriteOp};
+use crate::storage::{Committed, RedbStorage, StorageWrite, WriteOp};
 use crate::watch::WatchHub;
 
 pub(crate) struct StorageActor;

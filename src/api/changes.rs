@@ -4,7 +4,7 @@ use super::engine::{Access, Admission};
 use super::PulseHandle;
 use crate::collective::CollectiveId;
 use crate::error::{NotFoundError, Result};
-use crate::storage::StorageEngine;
+use crate::storage::StorageRead;
 use crate::validate;
 use crate::watch::{WatchEvent, WatchFilter, WatchStream};
 

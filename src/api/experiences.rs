@@ -10,7 +10,7 @@ use crate::experience::{
 };
 use crate::id::Timestamp;
 use crate::search::{self, RecallWeights, SearchFilter, SearchOptions, SearchResult};
-use crate::storage::{StorageEngine, WriteOp};
+use crate::storage::{StorageRead, WriteOp};
 use crate::validate;
 
 impl PulseHandle {
@@ -182,7 +182,7 @@ impl PulseHandle {
             None,
             Access::Read,
             Admission::Wait,
-            async { e.read(move |s| s.get_experience(id)).await },
+            async { e.read_point(|s| s.get_experience(id)) },
         )
         .await
     }

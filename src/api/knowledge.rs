@@ -14,7 +14,7 @@ use crate::relation::{
     ExperienceRelation, NewExperienceRelation, RelationDirection, RelationId, RelationType,
 };
 use crate::search::{ContextCandidates, ContextRequest};
-use crate::storage::{StorageEngine, WriteOp};
+use crate::storage::{StorageRead, WriteOp};
 use crate::validate;
 
 impl PulseHandle {
@@ -61,7 +61,7 @@ impl PulseHandle {
     pub async fn get_relation(&self, id: RelationId) -> Result<Option<ExperienceRelation>> {
         let e = &self.engine;
         e.run("get_relation", None, Access::Read, Admission::Wait, async {
-            e.read(move |s| s.get_relation(id)).await
+            e.read_point(|s| s.get_relation(id))
         })
         .await
     }
@@ -241,7 +241,7 @@ impl PulseHandle {
     pub async fn get_insight(&self, id: InsightId) -> Result<Option<DerivedInsight>> {
         let e = &self.engine;
         e.run("get_insight", None, Access::Read, Admission::Wait, async {
-            e.read(move |s| s.get_insight(id)).await
+            e.read_point(|s| s.get_insight(id))
         })
         .await
     }

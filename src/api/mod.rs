@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::error::{Error, Result, ValidationError};
 use crate::id::{InstanceId, Timestamp};
 use crate::metadata::DatabaseMetadata;
-use crate::storage::{Location, OpenOptions, RedbStorage, StorageEngine, WriteOp};
+use crate::storage::{Location, OpenOptions, RedbStorage, StorageRead, StorageWrite, WriteOp};
 use crate::watch::WatchHub;
 
 /// Turns text into embeddings, for records and insights given without one.
@@ -339,7 +339,7 @@ impl PulseHandle {
             Some(id),
             Access::Read,
             Admission::Wait,
-            async { e.read(move |s| s.get_collective(id)).await },
+            async { e.read_point(|s| s.get_collective(id)) },
         )
         .await
     }

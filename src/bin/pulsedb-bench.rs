@@ -338,12 +338,9 @@ async fn delete_storm(
                 .map_err(|e| std::io::Error::other(e.to_string()))??,
         );
     }
-    let longest = search_lat
-        .iter()
-        .chain(&delete_lat)
-        .copied()
-        .max()
-        .unwrap_or(0);
+    let longest_search = search_lat.iter().copied().max().unwrap_or(0);
+    let longest_delete = delete_lat.iter().copied().max().unwrap_or(0);
+    let ms = |us: u64| format!("{:.1}", us as f64 / 1000.0);
     Ok(vec![
         (
             "delete_per_s",
@@ -365,8 +362,10 @@ async fn delete_storm(
         ),
         (
             "delete_max_stall_ms",
-            format!("{:.1}", longest as f64 / 1000.0),
+            ms(longest_search.max(longest_delete)),
         ),
+        ("delete_max_search_ms", ms(longest_search)),
+        ("delete_max_delete_ms", ms(longest_delete)),
     ])
 }
 

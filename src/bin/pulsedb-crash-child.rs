@@ -4,6 +4,9 @@
 //!
 //! Usage: `pulsedb-crash-child <database file> <seed base> [tasks] [hnsw threshold]`
 //!
+//! With `PULSEDB_CRASH_FLUSH_MS` set, the database runs with
+//! `Durability::Eventual` and that flush interval.
+//!
 //! Output lines (ids are UUIDs, seeds decimal):
 //!
 //! | line | meaning |
@@ -90,6 +93,13 @@ async fn main() {
     };
     if let Some(t) = args.get(4) {
         config.index.hnsw_threshold = t.parse().unwrap_or_else(|e| fail("hnsw threshold", e));
+    }
+    if let Ok(ms) = std::env::var("PULSEDB_CRASH_FLUSH_MS") {
+        let ms: u64 = ms
+            .parse()
+            .unwrap_or_else(|e| fail("PULSEDB_CRASH_FLUSH_MS", e));
+        config.durability = pulsedb::Durability::Eventual;
+        config.eventual_flush_interval = std::time::Duration::from_millis(ms);
     }
     let db = PulseHandle::open(path, config)
         .await

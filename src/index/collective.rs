@@ -17,7 +17,7 @@ use crate::experience::{Experience, ExperienceId};
 use crate::insight::InsightId;
 use crate::search::columns::Columns;
 use crate::search::SearchFilter;
-use crate::storage::{Applied, RedbStorage, StorageEngine};
+use crate::storage::{Applied, RedbStorage, StorageRead};
 
 /// What a collective's vector indexes hold, as reported by
 /// [`PulseHandle::index_stats`](crate::PulseHandle::index_stats).
@@ -159,7 +159,14 @@ impl<Id: Copy> IdIndex<Id> {
             self.remove(*slot)?;
         }
         while self.index.staged_len()? > MAX_STAGED {
-            if self.index.try_drain(DRAIN_CHUNK_PRESSED)?.is_none() {
+            // Small chunks while searches run: each holds the graph's write
+            // lock, which searches wait for.
+            let chunk = if self.index.searched_within(IDLE_DRAIN_DELAY) {
+                DRAIN_CHUNK
+            } else {
+                DRAIN_CHUNK_PRESSED
+            };
+            if self.index.try_drain(chunk)?.is_none() {
                 std::thread::sleep(BACKPRESSURE_POLL);
             }
         }

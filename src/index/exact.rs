@@ -46,11 +46,8 @@ impl ExactIndex {
 /// portable code otherwise.
 ///
 /// The exact write buffer scores every buffered vector on every search, so
-/// this loop is the buffer's whole cost. An exact search at 384-d (`cargo
-/// bench --bench index -- buffer_scan`, this machine): 1 024 vectors 214 µs
-/// with one scattered vector per slot and a plain sum, 94 µs portable (one
-/// contiguous matrix, sixteen partial sums, top-k selection), 46 µs with
-/// AVX2/FMA; 4 096 vectors 1.38 ms, 456 µs, 232 µs.
+/// this loop is the buffer's whole cost (`cargo bench --bench index --
+/// buffer_scan`; figures in `docs/performance.md`).
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {

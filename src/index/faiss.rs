@@ -43,10 +43,13 @@ use super::{check_vector, normalized, Hit, IndexConfig, IndexError, Slot, SlotSe
 /// # Filtered search
 ///
 /// The caller's [`SlotSet`] is handed to FAISS as an `IDSelectorBitmap`, so
-/// the filter applies during the traversal. When the eligible live vectors
-/// are at most [`IndexConfig::exact_scan_selectivity`] of the live ones, or
-/// when the graph returns fewer than `min(k, eligible)` hits, the eligible
-/// vectors are scanned exactly instead.
+/// the filter applies during the traversal. The plan is chosen by cost: an
+/// exact scan of the eligible vectors when it is estimated cheaper than a
+/// graph traversal whose beam is widened for the filter's selectivity
+/// (FAISS keeps `max(efSearch, results asked)` candidates, so asking for
+/// more results widens the search); always a scan when at most
+/// [`IndexConfig::exact_scan_selectivity`] of the vectors are eligible, or
+/// when the graph returns fewer than `min(k, eligible)` hits.
 ///
 /// # Threads
 ///
@@ -87,6 +90,33 @@ unsafe impl Send for FaissIndex {}
 // crate never reads. `tests::concurrent_search_with_writes` runs searches on
 // several threads against an index mutated under an `RwLock`.
 unsafe impl Sync for FaissIndex {}
+
+/// How a filtered search is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FilteredPlan {
+    /// Exact scan of the eligible vectors.
+    Scan,
+    /// Graph traversal keeping `beam` candidates.
+    Graph { beam: usize },
+}
+
+/// Cost of the exact scan per vector component (reading a stored row back
+/// and its dot product). Measured with `index::measure::measure_filtered_plan`.
+const SCAN_NS_PER_COMPONENT: f64 = 0.5;
+/// Cost of a graph traversal per beam slot and vector component. Measured
+/// with `index::measure::measure_filtered_plan`.
+const GRAPH_NS_PER_BEAM_COMPONENT: f64 = 10.0;
+/// Widest beam of a filtered graph search.
+const MAX_FILTERED_BEAM: usize = 1024;
+
+/// The beam of a filtered graph search: `ef` widened by one over the square
+/// root of the eligible fraction (a filter admitting 10 % searches about
+/// three times as many candidates), so the traversal still meets about as
+/// many eligible vectors as an unfiltered one does.
+pub(super) fn filtered_beam(ef: usize, fraction: f64) -> usize {
+    let widened = ef as f64 / fraction.clamp(1e-6, 1.0).sqrt();
+    (widened.ceil() as usize).clamp(ef, MAX_FILTERED_BEAM.max(ef))
+}
 
 impl FaissIndex {
     /// An empty index of `dimension`-component vectors.
@@ -180,6 +210,34 @@ impl FaissIndex {
         })
     }
 
+    /// Live slots in increasing order.
+    pub fn live_slots(&self) -> Vec<Slot> {
+        self.live.iter().collect()
+    }
+
+    /// Appends each of `slots` that is live, and its stored (normalised)
+    /// vector, to `kept` and `vectors`; removed slots are skipped.
+    ///
+    /// # Errors
+    /// [`IndexError::Faiss`] when FAISS cannot give a row back.
+    pub fn copy_vectors(
+        &self,
+        slots: &[Slot],
+        kept: &mut Vec<Slot>,
+        vectors: &mut Vec<f32>,
+    ) -> Result<(), IndexError> {
+        for slot in slots {
+            let Some(row) = self.rows.get(slot) else {
+                continue;
+            };
+            let start = vectors.len();
+            vectors.resize(start + self.dimension, 0.0);
+            self.raw.reconstruct_row(*row, &mut vectors[start..])?;
+            kept.push(*slot);
+        }
+        Ok(())
+    }
+
     /// The stored (normalised) vector of a live slot.
     pub fn vector(&self, slot: Slot) -> Option<Vec<f32>> {
         let row = *self.rows.get(&slot)?;
@@ -233,7 +291,7 @@ impl FaissIndex {
     }
 
     /// Exact scan of the live vectors in `eligible` (all when `None`).
-    fn exact_scan(
+    pub(super) fn exact_scan(
         &self,
         query: &[f32],
         k: usize,
@@ -253,6 +311,54 @@ impl FaissIndex {
             });
         }
         Ok(rank(hits, k))
+    }
+
+    /// The graph's (or flat index's) answer for a normalised query, with a
+    /// beam of `beam` (≥ `k`) candidates: FAISS searches with
+    /// `max(efSearch, beam)`, so asking for more results widens the search.
+    /// Best first; at most `beam` hits.
+    pub(super) fn search_graph(
+        &self,
+        query: &[f32],
+        k: usize,
+        beam: usize,
+        eligible: Option<&SlotSet>,
+    ) -> Result<Vec<Hit>, IndexError> {
+        let bitmap = match eligible {
+            Some(e) => Some(e.as_bytes()),
+            None if self.tombstones() > 0 => Some(self.live.as_bytes()),
+            None => None,
+        };
+        let selection = bitmap.map(Selection::bitmap).transpose()?;
+        let found = self.raw.search(query, beam.max(k), selection.as_ref())?;
+        drop(selection);
+        Ok(found
+            .into_iter()
+            .map(|(similarity, label)| Hit {
+                slot: label as u64,
+                similarity: similarity.clamp(-1.0, 1.0),
+            })
+            .collect())
+    }
+
+    /// How to answer a filtered graph search with `eligible` live vectors
+    /// eligible: whichever of an exact scan of them and a graph traversal
+    /// with a beam widened for the filter is estimated cheaper (see
+    /// [`SCAN_NS_PER_COMPONENT`], [`GRAPH_NS_PER_BEAM_COMPONENT`]).
+    pub(super) fn filtered_plan(&self, k: usize, eligible: usize) -> FilteredPlan {
+        let fraction = eligible as f64 / self.live.len().max(1) as f64;
+        if fraction <= f64::from(self.config.exact_scan_selectivity) {
+            return FilteredPlan::Scan;
+        }
+        let beam = filtered_beam(self.config.ef_search.max(k), fraction);
+        let d = self.dimension as f64;
+        let scan_ns = eligible as f64 * d * SCAN_NS_PER_COMPONENT;
+        let graph_ns = beam as f64 * d * GRAPH_NS_PER_BEAM_COMPONENT;
+        if scan_ns <= graph_ns {
+            FilteredPlan::Scan
+        } else {
+            FilteredPlan::Graph { beam }
+        }
     }
 
     /// Adds the snapshot contents back: rebuilds the slot map from the FAISS
@@ -464,30 +570,18 @@ impl VectorIndex for FaissIndex {
         if wanted == 0 {
             return Ok(Vec::new());
         }
-        if self.hnsw && eligible.is_some() {
-            let fraction = available as f64 / self.live.len() as f64;
-            if fraction <= f64::from(self.config.exact_scan_selectivity) {
-                return self.exact_scan(&query, k, eligible);
-            }
-        }
-        let bitmap = match eligible {
-            Some(e) => Some(e.as_bytes()),
-            None if self.tombstones() > 0 => Some(self.live.as_bytes()),
-            None => None,
+        let beam = match (self.hnsw, eligible) {
+            (true, Some(_)) => match self.filtered_plan(k, available) {
+                FilteredPlan::Scan => return self.exact_scan(&query, k, eligible),
+                FilteredPlan::Graph { beam } => beam,
+            },
+            _ => k,
         };
-        let selection = bitmap.map(Selection::bitmap).transpose()?;
-        let found = self.raw.search(&query, k, selection.as_ref())?;
-        drop(selection);
-        let hits: Vec<Hit> = found
-            .into_iter()
-            .map(|(similarity, label)| Hit {
-                slot: label as u64,
-                similarity: similarity.clamp(-1.0, 1.0),
-            })
-            .collect();
+        let mut hits = self.search_graph(&query, k, beam, eligible)?;
         if hits.len() < wanted {
             return self.exact_scan(&query, k, eligible);
         }
+        hits.truncate(k);
         Ok(hits)
     }
 

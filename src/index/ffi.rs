@@ -380,13 +380,10 @@ extern "C" {
 /// Runs FAISS single-threaded on this thread until dropped.
 ///
 /// OpenMP's thread count is a per-thread setting, so it is set around each
-/// search and restored after (index builds keep using every core). A
-/// single-query search gains nothing from a thread team, and on a busy
-/// machine waking one per query costs more than the search itself. Measured
-/// on 2 cores (clustered 384-d, k = 10, mean of 300 queries, other builds
-/// running): HNSW at 100 000 vectors 6 274 µs with libgomp's default team vs
-/// 498 µs single-threaded; at 1 000 vectors 5 247 µs vs 120 µs; flat at
-/// 10 000 vectors 6 441 µs vs 1 814 µs.
+/// search and restored after. A single-query search gains nothing from a
+/// thread team, and on a busy machine waking one per query costs more than
+/// the search itself (several times the search's latency; figures in
+/// `docs/performance.md`).
 pub(crate) struct OmpSingleThread {
     previous: c_int,
 }

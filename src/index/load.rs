@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::experience::{Experience, ExperienceId};
 use crate::insight::InsightId;
 use crate::search::columns::Columns;
-use crate::storage::{RedbStorage, StorageEngine, StorageError};
+use crate::storage::{RedbStorage, StorageError, StorageRead};
 
 /// A loaded collective index.
 pub(crate) struct Loaded {

@@ -6,6 +6,10 @@
 //! traversal. [`FaissIndex`] is the production implementation; [`ExactIndex`]
 //! is a brute-force oracle with the same contract.
 
+// Parts of this layer serve only the tests and benches that use it
+// directly (the `internals` feature).
+#![cfg_attr(not(feature = "internals"), allow(dead_code, unused_imports))]
+
 pub(crate) mod collective;
 mod config;
 mod exact;

@@ -120,6 +120,8 @@ struct RebuildCopy<'a> {
 /// Journal entries left at which a rebuild stops catching up outside the
 /// lock and swaps (the rest are replayed under the write lock).
 const SWAP_AT_JOURNAL: usize = 64;
+/// Vectors copied, or journal entries replayed, per graph-lock hold.
+const COPY_CHUNK: usize = 1024;
 /// Catch-up rounds before a rebuild swaps regardless (writers that outpace
 /// the replay then wait for the last round).
 const MAX_CATCH_UP_ROUNDS: usize = 16;
@@ -357,18 +359,29 @@ impl StagedIndex {
             Err(std::sync::TryLockError::WouldBlock) => return Ok(None),
             Err(std::sync::TryLockError::Poisoned(_)) => return Err(poisoned()),
         };
-        let main = self.main()?;
-        if !main.needs_rebuild() {
-            return Ok(None);
+        let (dimension, config, listed) = {
+            let main = self.main()?;
+            if !main.needs_rebuild() {
+                return Ok(None);
+            }
+            // Under the read lock nothing changes the graph, so the journal
+            // starts exactly at this list of live slots.
+            *self.journal.lock().map_err(|_| poisoned())? = Some(Vec::new());
+            (main.dimension(), main.config().clone(), main.live_slots())
+        };
+        // The vectors are copied a chunk per read-lock hold, so removals and
+        // drains (which need the write lock) wait for one chunk at most. A
+        // slot removed meanwhile is skipped here and journaled; vectors
+        // never change, so every copied one is current.
+        let mut slots = Vec::with_capacity(listed.len());
+        let mut vectors = Vec::with_capacity(listed.len() * dimension);
+        for chunk in listed.chunks(COPY_CHUNK) {
+            self.main()?.copy_vectors(chunk, &mut slots, &mut vectors)?;
         }
-        let (slots, vectors) = main.live_vectors()?;
-        // Under the read lock nothing changes the graph, so the journal
-        // starts exactly at the copy.
-        *self.journal.lock().map_err(|_| poisoned())? = Some(Vec::new());
         Ok(Some(RebuildCopy {
             _one_at_a_time: guard,
-            dimension: main.dimension(),
-            config: main.config().clone(),
+            dimension,
+            config,
             slots,
             vectors,
         }))
@@ -398,7 +411,9 @@ impl StagedIndex {
                 break;
             }
             let short = pending.len() <= SWAP_AT_JOURNAL;
-            replay(&pending, &mut fresh, &*self.main()?)?;
+            for chunk in pending.chunks(COPY_CHUNK) {
+                replay(chunk, &mut fresh, &*self.main()?)?;
+            }
             if short {
                 break;
             }
@@ -406,8 +421,12 @@ impl StagedIndex {
         let mut main = self.main_mut()?;
         let rest = self.take_journal(true)?;
         replay(&rest, &mut fresh, &main)?;
-        *main = fresh;
+        let old = std::mem::replace(&mut *main, fresh);
         self.note_graph(&main);
+        // Freeing the old graph (hundreds of megabytes at 100 000 vectors)
+        // happens after the lock is released.
+        drop(main);
+        drop(old);
         Ok(())
     }
 

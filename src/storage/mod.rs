@@ -1,11 +1,16 @@
 //! The storage layer: one redb file, the source of truth.
 //!
-//! [`StorageEngine`] is the contract; [`RedbStorage`] implements it. Reads
+//! [`StorageRead`] and [`StorageWrite`] are the contract; [`RedbStorage`]
+//! implements them. Reads
 //! run in their own read transactions (redb is MVCC: readers never block the
 //! writer). Writes arrive as batches of [`WriteOp`]s: one write transaction,
 //! one commit, and each operation keeps its own fate — every operation checks
 //! all of its preconditions before it writes anything, so a domain error
 //! leaves no trace while the rest of the batch commits.
+
+// Parts of this layer serve only the tests and benches that use it
+// directly (the `internals` feature).
+#![cfg_attr(not(feature = "internals"), allow(dead_code, unused_imports))]
 
 mod apply;
 pub(crate) mod codec;
@@ -271,31 +276,17 @@ pub enum Location {
     Memory,
 }
 
-/// The contract of PulseDB's storage layer.
+/// The reading half of PulseDB's storage layer.
 ///
-/// Every method is blocking: call it from the blocking pool, never from an
-/// async worker thread.
-pub trait StorageEngine: Send + Sync + 'static {
+/// Every method is blocking: call it from the blocking pool (or, for a
+/// point read, see the engine's `read_point`), never for long on an async
+/// worker thread.
+pub trait StorageRead: Send + Sync + 'static {
     /// Facts about the file.
     fn metadata(&self) -> DatabaseMetadata;
 
     /// Persistent id of this database file.
     fn instance_id(&self) -> InstanceId;
-
-    /// Applies a batch in one write transaction and one commit.
-    ///
-    /// The outer `Err` is a fault: nothing of the batch was committed. Inner
-    /// results are each operation's own fate; failed ones left no trace.
-    ///
-    /// # Errors
-    /// [`StorageError`] for I/O or corruption.
-    fn apply(&self, ops: Vec<WriteOp>) -> Result<Vec<Result<Committed>>>;
-
-    /// Makes every earlier commit durable (for `Durability::Eventual`).
-    ///
-    /// # Errors
-    /// A storage fault.
-    fn flush(&self) -> Result<()>;
 
     // --- collectives -------------------------------------------------------
 
@@ -304,16 +295,19 @@ pub trait StorageEngine: Send + Sync + 'static {
     /// # Errors
     /// A storage fault.
     fn get_collective(&self, id: CollectiveId) -> Result<Option<Collective>>;
+
     /// Every collective, oldest first.
     ///
     /// # Errors
     /// A storage fault.
     fn list_collectives(&self) -> Result<Vec<Collective>>;
+
     /// Figures computed from the stored data.
     ///
     /// # Errors
     /// `NotFound(Collective)`, or a storage fault.
     fn collective_stats(&self, id: CollectiveId) -> Result<CollectiveStats>;
+
     /// Experiences in a collective (archived included).
     ///
     /// # Errors
@@ -327,17 +321,20 @@ pub trait StorageEngine: Send + Sync + 'static {
     /// # Errors
     /// A storage fault.
     fn get_experience(&self, id: ExperienceId) -> Result<Option<Experience>>;
+
     /// Several experiences in the order given, embeddings included; unknown
     /// ids are skipped.
     ///
     /// # Errors
     /// A storage fault.
     fn get_experiences(&self, ids: &[ExperienceId]) -> Result<Vec<Experience>>;
+
     /// The embedding of an experience.
     ///
     /// # Errors
     /// A storage fault.
     fn get_embedding(&self, id: ExperienceId) -> Result<Option<Vec<f32>>>;
+
     /// Experience ids of a collective, oldest first, paginated.
     ///
     /// # Errors
@@ -401,16 +398,19 @@ pub trait StorageEngine: Send + Sync + 'static {
     /// # Errors
     /// A storage fault.
     fn get_relation(&self, id: RelationId) -> Result<Option<ExperienceRelation>>;
+
     /// Relation ids whose source is `id`.
     ///
     /// # Errors
     /// A storage fault.
     fn relation_ids_by_source(&self, id: ExperienceId) -> Result<Vec<RelationId>>;
+
     /// Relation ids whose target is `id`.
     ///
     /// # Errors
     /// A storage fault.
     fn relation_ids_by_target(&self, id: ExperienceId) -> Result<Vec<RelationId>>;
+
     /// Whether a relation `(source, target, type)` exists.
     ///
     /// # Errors
@@ -439,6 +439,7 @@ pub trait StorageEngine: Send + Sync + 'static {
     /// # Errors
     /// A storage fault.
     fn get_insight(&self, id: InsightId) -> Result<Option<DerivedInsight>>;
+
     /// Insight ids of a collective, oldest first, paginated.
     ///
     /// # Errors
@@ -457,6 +458,7 @@ pub trait StorageEngine: Send + Sync + 'static {
     /// # Errors
     /// A storage fault.
     fn get_activity(&self, agent_id: &str, c: CollectiveId) -> Result<Option<Activity>>;
+
     /// Activities of a collective with a heartbeat at or after `since`, most
     /// recent heartbeat first.
     ///
@@ -471,17 +473,55 @@ pub trait StorageEngine: Send + Sync + 'static {
     /// # Errors
     /// A storage fault.
     fn current_sequence(&self) -> Result<u64>;
+
     /// Entries with sequence > `since`, at most `limit`, in order.
     ///
     /// # Errors
     /// A storage fault.
     fn changes_since(&self, since: u64, limit: usize) -> Result<Vec<(u64, ChangeRecord)>>;
+
     /// Experience events with sequence > `since`: at most `limit` events and
     /// the position covering every entry scanned.
     ///
     /// # Errors
     /// A storage fault.
     fn poll_events(&self, since: u64, limit: usize) -> Result<(Vec<WatchEvent>, u64)>;
+
+    // --- sync cursors ------------------------------------------------------
+
+    /// The last sequence a peer has taken.
+    ///
+    /// # Errors
+    /// A storage fault.
+    fn load_sync_cursor(&self, peer: InstanceId) -> Result<Option<u64>>;
+
+    /// Every peer cursor.
+    ///
+    /// # Errors
+    /// A storage fault.
+    fn list_sync_cursors(&self) -> Result<Vec<(InstanceId, u64)>>;
+}
+
+/// The writing half of PulseDB's storage layer: only the storage actor
+/// (and the change-log and sync-cursor maintenance) writes.
+///
+/// Every method is blocking: call it from the blocking pool.
+pub trait StorageWrite: StorageRead {
+    /// Applies a batch in one write transaction and one commit.
+    ///
+    /// The outer `Err` is a fault: nothing of the batch was committed. Inner
+    /// results are each operation's own fate; failed ones left no trace.
+    ///
+    /// # Errors
+    /// [`StorageError`] for I/O or corruption.
+    fn apply(&self, ops: Vec<WriteOp>) -> Result<Vec<Result<Committed>>>;
+
+    /// Makes every earlier commit durable (for `Durability::Eventual`).
+    ///
+    /// # Errors
+    /// A storage fault.
+    fn flush(&self) -> Result<()>;
+
     /// Removes change-log entries with sequence ≤ `upto`. Sequences are
     /// never reused.
     ///
@@ -489,21 +529,9 @@ pub trait StorageEngine: Send + Sync + 'static {
     /// A storage fault.
     fn compact_changes(&self, upto: u64) -> Result<u64>;
 
-    // --- sync cursors ------------------------------------------------------
-
     /// Records the last sequence a peer has taken.
     ///
     /// # Errors
     /// A storage fault.
     fn save_sync_cursor(&self, peer: InstanceId, sequence: u64) -> Result<()>;
-    /// The last sequence a peer has taken.
-    ///
-    /// # Errors
-    /// A storage fault.
-    fn load_sync_cursor(&self, peer: InstanceId) -> Result<Option<u64>>;
-    /// Every peer cursor.
-    ///
-    /// # Errors
-    /// A storage fault.
-    fn list_sync_cursors(&self) -> Result<Vec<(InstanceId, u64)>>;
 }

@@ -5,7 +5,9 @@ use ::redb::{ReadableTable, ReadableTableMetadata};
 
 use super::codec;
 use super::schema::{self, key, meta_keys};
-use super::{ChangeRecord, Committed, RedbStorage, StorageEngine, StorageError, WriteOp};
+use super::{
+    ChangeRecord, Committed, RedbStorage, StorageError, StorageRead, StorageWrite, WriteOp,
+};
 use crate::activity::Activity;
 use crate::collective::{Collective, CollectiveId, CollectiveStats};
 use crate::error::{NotFoundError, Result};
@@ -146,21 +148,13 @@ impl RedbStorage {
     }
 }
 
-impl StorageEngine for RedbStorage {
+impl StorageRead for RedbStorage {
     fn metadata(&self) -> DatabaseMetadata {
         self.metadata.clone()
     }
 
     fn instance_id(&self) -> InstanceId {
         self.instance_id
-    }
-
-    fn apply(&self, ops: Vec<WriteOp>) -> Result<Vec<Result<Committed>>> {
-        self.apply_batch(ops)
-    }
-
-    fn flush(&self) -> Result<()> {
-        self.flush_if_dirty()
     }
 
     fn get_collective(&self, id: CollectiveId) -> Result<Option<Collective>> {
@@ -541,6 +535,41 @@ impl StorageEngine for RedbStorage {
         Ok((events, position))
     }
 
+    fn load_sync_cursor(&self, peer: InstanceId) -> Result<Option<u64>> {
+        let txn = self.read_txn()?;
+        let t = txn
+            .open_table(schema::SYNC_CURSORS)
+            .map_err(StorageError::from)?;
+        let v = t
+            .get(peer.as_bytes().as_slice())
+            .map_err(StorageError::from)?;
+        Ok(v.map(|v| v.value()))
+    }
+
+    fn list_sync_cursors(&self) -> Result<Vec<(InstanceId, u64)>> {
+        let txn = self.read_txn()?;
+        let t = txn
+            .open_table(schema::SYNC_CURSORS)
+            .map_err(StorageError::from)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(StorageError::from)? {
+            let (k, v) = item.map_err(StorageError::from)?;
+            let id = super::redb::fixed::<16>(k.value(), "sync cursor key")?;
+            out.push((InstanceId::from_bytes(id), v.value()));
+        }
+        Ok(out)
+    }
+}
+
+impl StorageWrite for RedbStorage {
+    fn apply(&self, ops: Vec<WriteOp>) -> Result<Vec<Result<Committed>>> {
+        self.apply_batch(ops)
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.flush_if_dirty()
+    }
+
     fn compact_changes(&self, upto: u64) -> Result<u64> {
         let txn = self.db.begin_write()?;
         let removed = {
@@ -565,30 +594,5 @@ impl StorageEngine for RedbStorage {
         }
         txn.commit().map_err(StorageError::from)?;
         Ok(())
-    }
-
-    fn load_sync_cursor(&self, peer: InstanceId) -> Result<Option<u64>> {
-        let txn = self.read_txn()?;
-        let t = txn
-            .open_table(schema::SYNC_CURSORS)
-            .map_err(StorageError::from)?;
-        let v = t
-            .get(peer.as_bytes().as_slice())
-            .map_err(StorageError::from)?;
-        Ok(v.map(|v| v.value()))
-    }
-
-    fn list_sync_cursors(&self) -> Result<Vec<(InstanceId, u64)>> {
-        let txn = self.read_txn()?;
-        let t = txn
-            .open_table(schema::SYNC_CURSORS)
-            .map_err(StorageError::from)?;
-        let mut out = Vec::new();
-        for item in t.iter().map_err(StorageError::from)? {
-            let (k, v) = item.map_err(StorageError::from)?;
-            let id = super::redb::fixed::<16>(k.value(), "sync cursor key")?;
-            out.push((InstanceId::from_bytes(id), v.value()));
-        }
-        Ok(out)
     }
 }

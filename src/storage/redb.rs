@@ -56,7 +56,7 @@ impl Db {
     }
 }
 
-/// The redb implementation of [`super::StorageEngine`].
+/// The redb implementation of [`super::StorageRead`] and [`super::StorageWrite`].
 pub struct RedbStorage {
     pub(super) db: Db,
     pub(super) metadata: DatabaseMetadata,

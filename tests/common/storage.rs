@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use pulsedb::storage::{Committed, Location, OpenOptions, RedbStorage, StorageEngine, WriteOp};
+use pulsedb::storage::{Committed, Location, OpenOptions, RedbStorage, StorageWrite, WriteOp};
 use pulsedb::{
     Activity, Collective, CollectiveId, DerivedInsight, Durability, Experience, ExperienceId,
     ExperienceRelation, ExperienceType, InsightId, InsightType, RelationId, RelationType,
@@ -115,19 +115,19 @@ pub fn activity(c: CollectiveId, agent: &str, heartbeat: i64) -> Activity {
 }
 
 /// Applies one operation; panics on a fault, returns its own fate.
-pub fn apply_one(s: &impl StorageEngine, op: WriteOp) -> pulsedb::Result<Committed> {
+pub fn apply_one(s: &impl StorageWrite, op: WriteOp) -> pulsedb::Result<Committed> {
     let mut results = s.apply(vec![op]).expect("no storage fault");
     assert_eq!(results.len(), 1);
     results.pop().unwrap()
 }
 
 /// Applies one operation that must succeed.
-pub fn ok(s: &impl StorageEngine, op: WriteOp) -> Committed {
+pub fn ok(s: &impl StorageWrite, op: WriteOp) -> Committed {
     apply_one(s, op).expect("operation committed")
 }
 
 /// Creates and returns a collective.
-pub fn new_collective(s: &impl StorageEngine, name: &str) -> CollectiveId {
+pub fn new_collective(s: &impl StorageWrite, name: &str) -> CollectiveId {
     let c = collective(name);
     let id = c.id;
     ok(s, WriteOp::CreateCollective(c));
@@ -135,18 +135,18 @@ pub fn new_collective(s: &impl StorageEngine, name: &str) -> CollectiveId {
 }
 
 /// Records one experience and returns it.
-pub fn record(s: &impl StorageEngine, e: Experience) -> Experience {
+pub fn record(s: &impl StorageWrite, e: Experience) -> Experience {
     ok(s, WriteOp::RecordExperiences(vec![e.clone()]));
     e
 }
 
 /// Records a plain experience in `c` and returns its id.
-pub fn record_new(s: &impl StorageEngine, c: CollectiveId, content: &str) -> ExperienceId {
+pub fn record_new(s: &impl StorageWrite, c: CollectiveId, content: &str) -> ExperienceId {
     record(s, experience(c, content)).id
 }
 
 /// Every sequence in the change log, in order.
-pub fn log_sequences(s: &impl StorageEngine) -> Vec<u64> {
+pub fn log_sequences(s: &impl StorageWrite) -> Vec<u64> {
     s.changes_since(0, usize::MAX)
         .unwrap()
         .into_iter()
@@ -155,7 +155,7 @@ pub fn log_sequences(s: &impl StorageEngine) -> Vec<u64> {
 }
 
 /// Asserts the log holds exactly `1..=n` with `n` the current sequence.
-pub fn assert_gap_free(s: &impl StorageEngine) {
+pub fn assert_gap_free(s: &impl StorageWrite) {
     let current = s.current_sequence().unwrap();
     let seqs = log_sequences(s);
     assert_eq!(
