@@ -3,7 +3,8 @@
 //! directory. Prints one JSON object on one line to stdout; progress goes to
 //! stderr. With `PULSEDB_BENCH_KEEP` set, the database directory is kept
 //! for inspection; `PULSEDB_BENCH_EF_SEARCH` replaces the default efSearch
-//! (to compare settings; the JSON line reports the one used).
+//! and `PULSEDB_BENCH_TOMBSTONE_RATIO` the rebuild threshold (to compare
+//! settings; the JSON line reports the ones used).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -320,7 +321,7 @@ async fn delete_storm(
     let deleting = t.elapsed();
     // The phase lasts until the rebuild the deletes set off has been swapped
     // in (tombstones back within the ratio), so its stall is measured too.
-    let ratio = db.config().index.tombstone_ratio;
+    let ratio = db.config().index.tombstone_ratio.min(0.99);
     loop {
         let stats = db.index_stats(c).await?;
         let rows = (stats.indexed + stats.tombstones).max(1);
@@ -460,6 +461,13 @@ async fn run(a: Args) -> pulsedb::Result<()> {
     if let Ok(ef) = std::env::var("PULSEDB_BENCH_EF_SEARCH") {
         config.index.ef_search = ef.parse().map_err(|_| {
             std::io::Error::other(format!("PULSEDB_BENCH_EF_SEARCH={ef}: not a number"))
+        })?;
+    }
+    if let Ok(ratio) = std::env::var("PULSEDB_BENCH_TOMBSTONE_RATIO") {
+        config.index.tombstone_ratio = ratio.parse().map_err(|_| {
+            std::io::Error::other(format!(
+                "PULSEDB_BENCH_TOMBSTONE_RATIO={ratio}: not a number"
+            ))
         })?;
     }
     let index = config.index.clone();
@@ -751,6 +759,7 @@ async fn run(a: Args) -> pulsedb::Result<()> {
     put("hnsw_m", index.hnsw_m.to_string());
     put("ef_construction", index.ef_construction.to_string());
     put("ef_search", index.ef_search.to_string());
+    put("tombstone_ratio", index.tombstone_ratio.to_string());
     put(
         "cores",
         std::thread::available_parallelism()
