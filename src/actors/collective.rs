@@ -21,18 +21,18 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::watch;
 
 use super::storage::{PendingWrite, StorageMsg};
-use super::{blocking, Reply};
+use super::{blocking, upgrade, Reply, StorageRef};
 use crate::collective::CollectiveId;
 use crate::error::{Error, Result};
 use crate::index::collective::{CollectiveIndex, IDLE_DRAIN_DELAY};
 use crate::index::IndexConfig;
-use crate::storage::{Committed, RedbStorage, WriteOp};
+use crate::storage::{Committed, WriteOp};
 
 pub(crate) struct CollectiveActor;
 
 pub(crate) struct CollectiveArgs {
     pub(crate) id: CollectiveId,
-    pub(crate) storage: Arc<RedbStorage>,
+    pub(crate) storage: StorageRef,
     pub(crate) storage_actor: ActorRef<StorageMsg>,
     pub(crate) index: IndexConfig,
     pub(crate) dimension: usize,
@@ -261,7 +261,7 @@ async fn load(args: &CollectiveArgs) -> Result<crate::index::load::Loaded> {
         tracing::debug!(collective = %args.id, error = %e, "storage barrier unavailable");
     }
     let (id, dimension) = (args.id, args.dimension);
-    let storage = args.storage.clone();
+    let storage = upgrade(&args.storage)?;
     let config = args.index.clone();
     let dir = args.snapshot_dir.clone();
     let loaded = blocking(move || {
@@ -408,6 +408,6 @@ async fn write_snapshots(state: &CollectiveState) -> Result<()> {
         return Ok(());
     }
     let index = loaded(state)?;
-    let storage = state.args.storage.clone();
+    let storage = upgrade(&state.args.storage)?;
     blocking(move || index.save_snapshots(&dir, &storage)).await
 }

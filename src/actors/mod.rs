@@ -8,12 +8,13 @@ pub(crate) mod collective;
 pub(crate) mod router;
 pub(crate) mod storage;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use ractor::RpcReplyPort;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::error::{Error, Result};
+use crate::storage::RedbStorage;
 
 /// A caller's share of the in-flight bound. The call holds one clone and
 /// every piece of work it queues (a write, a blocking task) holds another,
@@ -39,6 +40,18 @@ impl<T> Reply<T> {
     pub(crate) fn send(self, answer: T) {
         let _ = self.port.send(answer);
     }
+}
+
+/// The actors' reference to the storage layer. Only the handle owns the
+/// database: each piece of work upgrades this for its own duration, so once
+/// the actors are stopped and the work is done, `close` holds the last
+/// reference and releases the file deterministically.
+pub(crate) type StorageRef = Weak<RedbStorage>;
+
+/// The storage layer for one piece of work, or `Closed` once the handle has
+/// released it.
+pub(crate) fn upgrade(storage: &StorageRef) -> Result<Arc<RedbStorage>> {
+    storage.upgrade().ok_or(Error::Closed)
 }
 
 /// Runs blocking work (redb, FAISS) on tokio's blocking pool.

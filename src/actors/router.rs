@@ -14,19 +14,19 @@ use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
 
-use super::blocking;
 use super::collective::{CollectiveActor, CollectiveArgs, CollectiveMsg, CollectiveView};
 use super::storage::StorageMsg;
+use super::{blocking, upgrade, StorageRef};
 use crate::collective::CollectiveId;
 use crate::error::{Error, NotFoundError, Result};
 use crate::index::collective::snapshot_path;
 use crate::index::IndexConfig;
-use crate::storage::{RedbStorage, StorageRead};
+use crate::storage::StorageRead;
 
 pub(crate) struct RouterActor;
 
 pub(crate) struct RouterArgs {
-    pub(crate) storage: Arc<RedbStorage>,
+    pub(crate) storage: StorageRef,
     pub(crate) storage_actor: ActorRef<StorageMsg>,
     pub(crate) index: IndexConfig,
     pub(crate) dimension: usize,
@@ -41,6 +41,9 @@ pub(crate) struct RouterState {
     owners: HashMap<ActorId, CollectiveId>,
     /// Recent failures per collective: how many in a row, and the last.
     failures: HashMap<CollectiveId, (u32, Instant)>,
+    /// Actors of deleted collectives, told to stop but not waited for (one
+    /// may be loading); shutdown waits for them.
+    stopping: Vec<ActorRef<CollectiveMsg>>,
 }
 
 /// A live collective: its actor (writes, snapshots) and its view (the
@@ -91,6 +94,7 @@ impl Actor for RouterActor {
             actors: HashMap::new(),
             owners: HashMap::new(),
             failures: HashMap::new(),
+            stopping: Vec::new(),
         })
     }
 
@@ -112,6 +116,10 @@ impl Actor for RouterActor {
                     // Not waited for: it may be loading.
                     gone.view.retire();
                     gone.actor.stop(None);
+                    state
+                        .stopping
+                        .retain(|a| a.get_status() != ractor::ActorStatus::Stopped);
+                    state.stopping.push(gone.actor);
                 }
                 if let Some(dir) = state.args.snapshot_dir.clone() {
                     let _ = blocking(move || {
@@ -132,6 +140,9 @@ impl Actor for RouterActor {
             }
             RouterMsg::Shutdown(reply) => {
                 let mut outcome = Ok(());
+                for actor in state.stopping.drain(..) {
+                    let _ = actor.stop_and_wait(None, None).await;
+                }
                 let actors: Vec<_> = state.actors.drain().collect();
                 state.owners.clear();
                 for (id, CollectiveRef { actor, view }) in actors {
@@ -216,7 +227,7 @@ async fn resolve(
     if let Some(known) = state.actors.get(&id) {
         return Ok(known.clone());
     }
-    let storage = state.args.storage.clone();
+    let storage = upgrade(&state.args.storage)?;
     if blocking(move || storage.get_collective(id))
         .await?
         .is_none()
@@ -258,4 +269,22 @@ async fn spawn(
     let known = CollectiveRef { actor, view };
     state.actors.insert(id, known.clone());
     Ok(known)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restarts_back_off_exponentially_up_to_a_cap() {
+        assert_eq!(backoff(1), Duration::ZERO, "the first restart is at once");
+        assert_eq!(backoff(2), Duration::from_millis(100));
+        assert_eq!(backoff(3), Duration::from_millis(200));
+        assert_eq!(backoff(6), Duration::from_millis(1_600));
+        assert_eq!(backoff(8), Duration::from_millis(6_400));
+        assert_eq!(backoff(9), MAX_BACKOFF);
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+        let waits: Vec<Duration> = (1..40).map(backoff).collect();
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]));
+    }
 }

@@ -13,16 +13,16 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::collective::CollectiveMsg;
-use super::{blocking, Reply};
+use super::{blocking, upgrade, Reply, StorageRef};
 use crate::config::Durability;
 use crate::error::{Error, Result};
-use crate::storage::{Committed, RedbStorage, StorageWrite, WriteOp};
+use crate::storage::{Committed, StorageWrite, WriteOp};
 use crate::watch::WatchHub;
 
 pub(crate) struct StorageActor;
 
 pub(crate) struct StorageArgs {
-    pub(crate) storage: Arc<RedbStorage>,
+    pub(crate) storage: StorageRef,
     pub(crate) watch: Arc<WatchHub>,
     pub(crate) max_batch_ops: usize,
     pub(crate) durability: Durability,
@@ -30,7 +30,7 @@ pub(crate) struct StorageArgs {
 }
 
 pub(crate) struct StorageState {
-    storage: Arc<RedbStorage>,
+    storage: StorageRef,
     watch: Arc<WatchHub>,
     max_batch_ops: usize,
     pending: Vec<PendingWrite>,
@@ -157,7 +157,8 @@ impl Actor for StorageActor {
                     let storage = state.storage.clone();
                     let me = myself.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = blocking(move || storage.flush()).await {
+                        let flushed = blocking(move || upgrade(&storage)?.flush()).await;
+                        if let Err(e) = flushed {
                             tracing::warn!(error = %e, "periodic durable commit failed");
                         }
                         let _ = me.send_message(StorageMsg::FlushDone);
@@ -196,7 +197,7 @@ fn start_commit(myself: &ActorRef<StorageMsg>, state: &mut StorageState) {
     tokio::spawn(async move {
         let started = std::time::Instant::now();
         let n = ops.len();
-        let results = blocking(move || storage.apply(ops)).await;
+        let results = blocking(move || upgrade(&storage)?.apply(ops)).await;
         tracing::trace!(
             ops = n,
             elapsed_us = started.elapsed().as_micros() as u64,

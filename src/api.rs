@@ -147,7 +147,7 @@ impl PulseHandle {
             None,
             StorageActor,
             StorageArgs {
-                storage: storage.clone(),
+                storage: Arc::downgrade(&storage),
                 watch: watch.clone(),
                 max_batch_ops: config.max_batch_ops,
                 durability: config.durability,
@@ -160,7 +160,7 @@ impl PulseHandle {
             None,
             RouterActor,
             RouterArgs {
-                storage: storage.clone(),
+                storage: Arc::downgrade(&storage),
                 storage_actor: storage_actor.clone(),
                 index: config.index.clone(),
                 dimension,
@@ -227,28 +227,28 @@ impl PulseHandle {
         let storage = e.storage.write().ok().and_then(|mut s| s.take());
         let compact = e.config.compact_on_close && !e.config.read_only;
         if let Some(storage) = storage {
-            let flushed = blocking(move || {
-                let result = storage.flush();
-                // Wait for the last borrowers (finished actor tasks) so the
-                // file lock is released when `close` returns.
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-                while Arc::strong_count(&storage) > 1 && std::time::Instant::now() < deadline {
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
+            let closed = blocking(move || {
+                let flushed = storage.flush();
+                // The actors hold the storage layer only while a piece of
+                // their work runs, and every piece has finished: this is the
+                // last reference, and dropping it releases the file lock.
+                let mut owned = Arc::try_unwrap(storage).map_err(|_| {
+                    tracing::error!("storage still referenced at close");
+                    Error::ActorUnavailable { actor: "storage" }
+                })?;
                 // Everything is durable already: a failed compaction only
                 // leaves free pages in the file.
-                if compact && result.is_ok() {
-                    if let Ok(mut owned) = Arc::try_unwrap(storage) {
-                        if let Err(error) = owned.compact() {
-                            tracing::warn!(%error, "compaction on close failed");
-                        }
+                if compact && flushed.is_ok() {
+                    if let Err(error) = owned.compact() {
+                        tracing::warn!(%error, "compaction on close failed");
                     }
                 }
-                result
+                drop(owned);
+                flushed
             })
             .await;
             if outcome.is_ok() {
-                outcome = flushed;
+                outcome = closed;
             }
         }
         outcome
