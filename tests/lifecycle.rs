@@ -472,6 +472,41 @@ async fn read_only_refuses_every_mutation_and_serves_reads() {
     ro.close().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_returns_with_the_file_released() {
+    let t = TempDb::new();
+    for round in 0..20u64 {
+        // No retry: the file must be free the moment close returns.
+        let db = within(PulseHandle::open(&t.path, config()))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: open after close: {e:?}"));
+        let c = db.create_collective(&format!("c{round}")).await.unwrap();
+        let doomed = db.create_collective(&format!("d{round}")).await.unwrap();
+        let mut writes = Vec::new();
+        for i in 0..20 {
+            let db = db.clone();
+            writes.push(tokio::spawn(async move {
+                db.record_experience(exp(c, round * 100 + i)).await
+            }));
+        }
+        db.record_experience(exp(doomed, round)).await.unwrap();
+        // A deleted collective's actor stops on its own time.
+        let deleting = {
+            let db = db.clone();
+            tokio::spawn(async move { db.delete_collective(doomed).await })
+        };
+        db.search_similar(c, &vec16(round), 3).await.unwrap();
+        for w in writes {
+            w.await.unwrap().unwrap();
+        }
+        deleting.await.unwrap().unwrap();
+        within(db.close()).await.unwrap();
+    }
+    let db = t.open().await;
+    assert_eq!(db.list_collectives().await.unwrap().len(), 20);
+    db.close().await.unwrap();
+}
+
 /// Every file under `dir` with its bytes.
 fn dir_contents(dir: &std::path::Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
     let mut out = std::collections::BTreeMap::new();
