@@ -8,6 +8,7 @@ mod changes;
 mod engine;
 mod experiences;
 mod knowledge;
+mod text;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -152,6 +153,7 @@ impl PulseHandle {
                 max_batch_ops: config.max_batch_ops,
                 durability: config.durability,
                 flush_interval: config.eventual_flush_interval,
+                change_log: (!config.read_only).then(|| config.change_log.clone()),
             },
         )
         .await

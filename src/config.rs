@@ -93,6 +93,31 @@ impl Default for WatchConfig {
     }
 }
 
+/// Change-log settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeLogConfig {
+    /// Entries older than this are compacted away automatically (never one
+    /// a replication peer has not taken yet). Polling from a compacted
+    /// position is `Error::ChangesCompacted`.
+    pub retention: Duration,
+}
+
+impl Default for ChangeLogConfig {
+    fn default() -> Self {
+        ChangeLogConfig {
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+impl ChangeLogConfig {
+    /// How often the log is checked for expired entries: a quarter of the
+    /// retention, between 10 ms and a minute.
+    pub(crate) fn compaction_interval(&self) -> Duration {
+        (self.retention / 4).clamp(Duration::from_millis(10), Duration::from_secs(60))
+    }
+}
+
 /// Energy (decay) settings. See [`crate::energy`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecayConfig {
@@ -132,6 +157,8 @@ pub struct Config {
     pub activity: ActivityConfig,
     /// Watch stream settings.
     pub watch: WatchConfig,
+    /// Change-log settings.
+    pub change_log: ChangeLogConfig,
     /// Energy settings.
     pub decay: DecayConfig,
     /// Most write operations applied in one redb transaction.
@@ -161,6 +188,7 @@ impl Default for Config {
             index: IndexConfig::default(),
             activity: ActivityConfig::default(),
             watch: WatchConfig::default(),
+            change_log: ChangeLogConfig::default(),
             decay: DecayConfig::default(),
             max_batch_ops: 4096,
             eventual_flush_interval: Duration::from_millis(200),
@@ -182,7 +210,7 @@ impl Config {
     /// | `index.hnsw_m` | `2..=256` |
     /// | `index.ef_construction`, `index.ef_search` | `1..=4096` |
     /// | `index.tombstone_ratio`, `index.exact_scan_selectivity` | finite, `0.0..=1.0` |
-    /// | `activity.stale_threshold`, `decay.half_life`, `eventual_flush_interval` | > 0 |
+    /// | `activity.stale_threshold`, `decay.half_life`, `eventual_flush_interval`, `change_log.retention` | > 0 |
     /// | `decay.freq_weight` | finite, ≥ 0 |
     /// | `decay.default_recall_weights` | see [`RecallWeights::validate`] |
     ///
@@ -229,6 +257,9 @@ impl Config {
         }
         if self.decay.half_life.is_zero() {
             return Err(bad("decay.half_life", "must be greater than zero"));
+        }
+        if self.change_log.retention.is_zero() {
+            return Err(bad("change_log.retention", "must be greater than zero"));
         }
         if self.eventual_flush_interval.is_zero() {
             return Err(bad("eventual_flush_interval", "must be greater than zero"));

@@ -68,6 +68,19 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// The call needs an embedder and the handle has none (see
+    /// `PulseHandle::open_with_embedder`).
+    #[error("no embedder: open the database with one to embed text")]
+    NoEmbedder,
+    /// The change-log position polled from was compacted away (past
+    /// `Config::change_log.retention`); `oldest` is the first sequence still
+    /// held. Catch up from the current state, then poll from
+    /// `get_current_sequence`.
+    #[error("the change log no longer holds the changes after that position; the oldest held is {oldest}")]
+    ChangesCompacted {
+        /// The first sequence still held.
+        oldest: u64,
+    },
     /// An internal actor stopped before answering; the request may or may not
     /// have been applied (check with a read). The actor is being restarted.
     #[error("the {actor} actor stopped before answering")]
@@ -122,6 +135,8 @@ impl Error {
                 reason: reason.clone(),
             },
             Error::ActorUnavailable { actor } => Error::ActorUnavailable { actor },
+            Error::NoEmbedder => Error::NoEmbedder,
+            Error::ChangesCompacted { oldest } => Error::ChangesCompacted { oldest: *oldest },
         }
     }
 }

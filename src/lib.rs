@@ -87,8 +87,8 @@ pub use crate::collective::{
     MAX_COLLECTIVE_NAME_BYTES,
 };
 pub use crate::config::{
-    ActivityConfig, Config, DecayConfig, Durability, EmbeddingDimension, IndexConfig, WatchConfig,
-    MAX_EMBEDDING_DIMENSION,
+    ActivityConfig, ChangeLogConfig, Config, DecayConfig, Durability, EmbeddingDimension,
+    IndexConfig, WatchConfig, MAX_EMBEDDING_DIMENSION,
 };
 pub use crate::error::{Error, NotFoundError, Result, ValidationError};
 pub use crate::experience::{

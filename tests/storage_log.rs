@@ -323,7 +323,11 @@ fn sequences_persist_across_reopen_and_compaction() {
         assert_eq!(log_sequences(&s), vec![4, 5, 6]);
         assert_eq!(s.compact_changes(3).unwrap(), 0);
         assert_eq!(s.current_sequence().unwrap(), 6);
-        let (events, pos) = s.poll_events(0, 100).unwrap();
+        assert!(matches!(
+            s.poll_events(0, 100),
+            Err(pulsedb::Error::ChangesCompacted { oldest: 4 })
+        ));
+        let (events, pos) = s.poll_events(3, 100).unwrap();
         assert_eq!(
             events.iter().map(|e| e.sequence).collect::<Vec<_>>(),
             vec![4, 5, 6]
@@ -333,7 +337,13 @@ fn sequences_persist_across_reopen_and_compaction() {
         assert_eq!(s.compact_changes(u64::MAX).unwrap(), 3);
         assert!(log_sequences(&s).is_empty());
         assert_eq!(s.current_sequence().unwrap(), 6);
-        assert_eq!(s.poll_events(0, 10).unwrap(), (vec![], 0));
+        // Polling from before the compacted position says so.
+        assert!(matches!(
+            s.poll_events(0, 10),
+            Err(pulsedb::Error::ChangesCompacted { oldest: 7 })
+        ));
+        assert_eq!(s.compacted_through().unwrap(), 6);
+        assert_eq!(s.poll_events(6, 10).unwrap(), (vec![], 6));
         let done = ok(&s, WriteOp::RecordExperiences(vec![experience(c, "x")]));
         assert_eq!(done.events[0].sequence, 7);
     }
@@ -342,6 +352,37 @@ fn sequences_persist_across_reopen_and_compaction() {
     assert_eq!(log_sequences(&s), vec![7]);
     ok(&s, WriteOp::CreateCollective(collective("d")));
     assert_eq!(log_sequences(&s), vec![7, 8]);
+}
+
+#[test]
+fn expired_entries_are_compacted_but_never_past_a_sync_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = file(&dir.path().join("expiry.redb"));
+    let c = new_collective(&s, "c");
+    for i in 0..9 {
+        record_new(&s, c, &format!("e{i}"));
+    }
+    assert_eq!(s.current_sequence().unwrap(), 10);
+    let later = Timestamp(Timestamp::now().0 + 60_000);
+    // Nothing is older than an old cut-off.
+    assert_eq!(s.compact_expired_changes(Timestamp(0), 100).unwrap(), 0);
+    // A peer that has taken up to 4 holds the rest back.
+    let peer = InstanceId::new();
+    s.save_sync_cursor(peer, 4).unwrap();
+    assert_eq!(s.compact_expired_changes(later, 100).unwrap(), 4);
+    assert_eq!(log_sequences(&s), (5..=10).collect::<Vec<_>>());
+    assert!(matches!(
+        s.poll_events(3, 10),
+        Err(pulsedb::Error::ChangesCompacted { oldest: 5 })
+    ));
+    assert_eq!(s.poll_events(4, 100).unwrap().0.len(), 6);
+    // The peer moves on; a run removes at most `max`.
+    s.save_sync_cursor(peer, 10).unwrap();
+    assert_eq!(s.compact_expired_changes(later, 2).unwrap(), 2);
+    assert_eq!(s.compacted_through().unwrap(), 6);
+    assert_eq!(s.compact_expired_changes(later, 100).unwrap(), 4);
+    assert!(log_sequences(&s).is_empty());
+    assert_eq!(s.poll_events(10, 10).unwrap(), (vec![], 10));
 }
 
 #[test]

@@ -14,7 +14,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::collective::CollectiveMsg;
 use super::{blocking, upgrade, Reply, StorageRef};
-use crate::config::Durability;
+use crate::config::{ChangeLogConfig, Durability};
 use crate::error::{Error, Result};
 use crate::storage::{Committed, StorageWrite, WriteOp};
 use crate::watch::WatchHub;
@@ -27,6 +27,9 @@ pub(crate) struct StorageArgs {
     pub(crate) max_batch_ops: usize,
     pub(crate) durability: Durability,
     pub(crate) flush_interval: std::time::Duration,
+    /// Change-log retention: entries older are compacted away periodically
+    /// (`None`: never, for read-only sessions).
+    pub(crate) change_log: Option<ChangeLogConfig>,
 }
 
 pub(crate) struct StorageState {
@@ -40,6 +43,10 @@ pub(crate) struct StorageState {
     /// to send their next writes.
     gathering: Option<usize>,
     flushing: bool,
+    /// Change-log retention, when compaction is on.
+    retention: Option<std::time::Duration>,
+    /// A change-log compaction is running.
+    compacting: bool,
     /// Writes received so far.
     received: u64,
     /// Writes whose commit has finished (successfully or not).
@@ -76,6 +83,10 @@ pub(crate) enum StorageMsg {
     Barrier(RpcReplyPort<()>),
     /// Make non-durable commits durable (`Durability::Eventual`).
     Flush,
+    /// Compact the change log past its retention (sent to itself).
+    CompactLog,
+    /// A change-log compaction finished.
+    CompactLogDone,
     /// A flush finished.
     FlushDone,
     /// Stop gathering and commit what is queued.
@@ -95,6 +106,9 @@ impl Actor for StorageActor {
         if args.durability == Durability::Eventual {
             myself.send_interval(args.flush_interval, || StorageMsg::Flush);
         }
+        if let Some(log) = &args.change_log {
+            myself.send_interval(log.compaction_interval(), || StorageMsg::CompactLog);
+        }
         Ok(StorageState {
             storage: args.storage,
             watch: args.watch,
@@ -103,6 +117,8 @@ impl Actor for StorageActor {
             committing: false,
             gathering: None,
             flushing: false,
+            retention: args.change_log.map(|log| log.retention),
+            compacting: false,
             received: 0,
             finished: 0,
             barriers: Vec::new(),
@@ -166,6 +182,8 @@ impl Actor for StorageActor {
                 }
             }
             StorageMsg::FlushDone => state.flushing = false,
+            StorageMsg::CompactLog => compact_log(&myself, state),
+            StorageMsg::CompactLogDone => state.compacting = false,
             StorageMsg::GatherTimeout => {
                 if state.gathering.is_some() && !state.committing && !state.pending.is_empty() {
                     start_commit(&myself, state);
@@ -174,6 +192,39 @@ impl Actor for StorageActor {
         }
         Ok(())
     }
+}
+
+/// Most change-log entries one compaction removes (one transaction); the
+/// rest wait for the next.
+const MAX_COMPACTED_PER_RUN: usize = 10_000;
+
+/// Removes change-log entries older than the retention, on the blocking pool
+/// (redb runs it between group commits: one writer at a time).
+fn compact_log(myself: &ActorRef<StorageMsg>, state: &mut StorageState) {
+    let Some(retention) = state.retention else {
+        return;
+    };
+    if state.compacting {
+        return;
+    }
+    state.compacting = true;
+    let storage = state.storage.clone();
+    let me = myself.clone();
+    tokio::spawn(async move {
+        let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let before =
+            crate::id::Timestamp(crate::id::Timestamp::now().0.saturating_sub(retention_ms));
+        let compacted = blocking(move || {
+            upgrade(&storage)?.compact_expired_changes(before, MAX_COMPACTED_PER_RUN)
+        })
+        .await;
+        match compacted {
+            Ok(0) => {}
+            Ok(removed) => tracing::debug!(removed, "change log compacted"),
+            Err(e) => tracing::warn!(error = %e, "change-log compaction failed"),
+        }
+        let _ = me.send_message(StorageMsg::CompactLogDone);
+    });
 }
 
 /// Takes up to `max_batch_ops` queued writes and commits them on the blocking pool.

@@ -134,7 +134,7 @@ impl PulseHandle {
             return Ok(());
         }
         let texts: Vec<String> = missing.iter().map(|i| exps[*i].content.clone()).collect();
-        let vectors = self.embed(texts, "embedding").await?;
+        let vectors = self.embed_texts(texts, "embedding").await?;
         for (i, v) in missing.into_iter().zip(vectors) {
             exps[i].embedding = Some(v);
         }
@@ -142,7 +142,11 @@ impl PulseHandle {
     }
 
     /// Embeds texts on the blocking pool and checks the output.
-    pub(super) async fn embed(&self, texts: Vec<String>, field: &str) -> Result<Vec<Vec<f32>>> {
+    pub(super) async fn embed_texts(
+        &self,
+        texts: Vec<String>,
+        field: &str,
+    ) -> Result<Vec<Vec<f32>>> {
         let Some(embedder) = self.engine.embedder.clone() else {
             return Err(ValidationError::RequiredField {
                 field: field.to_string(),

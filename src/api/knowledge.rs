@@ -208,7 +208,7 @@ impl PulseHandle {
                         v
                     }
                     None => self
-                        .embed(vec![insight.content.clone()], "embedding")
+                        .embed_texts(vec![insight.content.clone()], "embedding")
                         .await?
                         .pop()
                         .unwrap_or_default(),

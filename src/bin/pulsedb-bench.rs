@@ -265,7 +265,8 @@ const STORM_IN_FLIGHT: usize = 32;
 /// The delete storm: `searchers` clients search in a loop while 30 % of the
 /// collective is deleted, [`STORM_IN_FLIGHT`] deletes at a time, and go on
 /// until the graph rebuild the deletes cause has finished. Reports the
-/// searches' p50/p99 and the longest single search or delete.
+/// searches' p50/p99, how many came back with fewer than k results (all
+/// should have k), and the longest single search or delete.
 async fn delete_storm(
     db: &PulseHandle,
     c: pulsedb::CollectiveId,
@@ -292,18 +293,17 @@ async fn delete_storm(
     for s in 0..searchers {
         let (db, queries, done) = (db.clone(), queries.clone(), done.clone());
         tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
+            let (mut lat, mut short) = (Vec::new(), 0usize);
             let mut i = s;
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
                 let t = Instant::now();
                 let hits = db.search_similar(c, &queries[i % queries.len()], k).await?;
                 lat.push(us(t.elapsed()));
-                if hits.len() < k {
-                    return Err(std::io::Error::other("a search came back short").into());
-                }
+                // Far more than k records match throughout.
+                short += usize::from(hits.len() < k);
                 i += searchers;
             }
-            Ok::<_, pulsedb::Error>(lat)
+            Ok::<_, pulsedb::Error>((lat, short))
         }));
     }
     let t = Instant::now();
@@ -335,12 +335,13 @@ async fn delete_storm(
     }
     let phase = t.elapsed();
     done.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut search_lat = Vec::new();
+    let (mut search_lat, mut short) = (Vec::new(), 0);
     for task in tasks {
-        search_lat.extend(
-            task.await
-                .map_err(|e| std::io::Error::other(e.to_string()))??,
-        );
+        let (lat, n) = task
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        search_lat.extend(lat);
+        short += n;
     }
     let longest_search = search_lat.iter().copied().max().unwrap_or(0);
     let longest_delete = delete_lat.iter().copied().max().unwrap_or(0);
@@ -352,6 +353,7 @@ async fn delete_storm(
         ),
         ("delete_phase_ms", phase.as_millis().to_string()),
         ("delete_searches", search_lat.len().to_string()),
+        ("delete_short_searches", short.to_string()),
         (
             "delete_search_p50_us",
             percentile(&mut search_lat, 0.5).to_string(),
@@ -646,18 +648,27 @@ async fn run(a: Args) -> pulsedb::Result<()> {
     for _ in 0..a.searchers {
         let (db, queries, k) = (db.clone(), queries.clone(), a.k);
         tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(queries.len());
             for q in queries.iter() {
+                let s = Instant::now();
                 db.search_similar(c, q, k).await?;
+                lat.push(us(s.elapsed()));
             }
-            Ok::<(), pulsedb::Error>(())
+            Ok::<_, pulsedb::Error>(lat)
         }));
     }
+    let mut lat = Vec::new();
     for task in tasks {
-        task.await
-            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        lat.extend(
+            task.await
+                .map_err(|e| std::io::Error::other(e.to_string()))??,
+        );
     }
     let conc_qps = (a.searchers * a.queries) as f64 / t.elapsed().as_secs_f64();
     put("search_conc_qps", format!("{conc_qps:.1}"));
+    // The baseline of the delete-storm and under-write phases, which run
+    // the same number of clients.
+    put("search_conc_p99_us", percentile(&mut lat, 0.99).to_string());
 
     // Filtered search: tags_all = {topic: v}.
     progress("filtered searches");

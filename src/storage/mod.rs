@@ -468,6 +468,12 @@ pub trait StorageRead: Send + Sync + 'static {
 
     // --- change log --------------------------------------------------------
 
+    /// Every entry up to this sequence was compacted away (0: none).
+    ///
+    /// # Errors
+    /// A storage fault.
+    fn compacted_through(&self) -> Result<u64>;
+
     /// Last assigned sequence (0 on a new database).
     ///
     /// # Errors
@@ -484,7 +490,8 @@ pub trait StorageRead: Send + Sync + 'static {
     /// the position covering every entry scanned.
     ///
     /// # Errors
-    /// A storage fault.
+    /// `ChangesCompacted` when entries after `since` were compacted away; a
+    /// storage fault.
     fn poll_events(&self, since: u64, limit: usize) -> Result<(Vec<WatchEvent>, u64)>;
 
     // --- sync cursors ------------------------------------------------------
@@ -522,12 +529,20 @@ pub trait StorageWrite: StorageRead {
     /// A storage fault.
     fn flush(&self) -> Result<()>;
 
-    /// Removes change-log entries with sequence ≤ `upto`. Sequences are
-    /// never reused.
+    /// Removes change-log entries with sequence ≤ `upto` (and records that
+    /// they were removed). Sequences are never reused.
     ///
     /// # Errors
     /// A storage fault.
     fn compact_changes(&self, upto: u64) -> Result<u64>;
+
+    /// Removes the oldest change-log entries written before `before`, at
+    /// most `max` of them, never one past the lowest sync cursor (a peer
+    /// that has not taken it yet). Returns how many were removed.
+    ///
+    /// # Errors
+    /// A storage fault; nothing is removed then.
+    fn compact_expired_changes(&self, before: Timestamp, max: usize) -> Result<u64>;
 
     /// Records the last sequence a peer has taken.
     ///

@@ -511,8 +511,21 @@ impl StorageRead for RedbStorage {
         Ok(out)
     }
 
+    fn compacted_through(&self) -> Result<u64> {
+        let txn = self.read_txn()?;
+        let meta = txn.open_table(schema::META).map_err(StorageError::from)?;
+        compacted_through(&meta)
+    }
+
     fn poll_events(&self, since: u64, limit: usize) -> Result<(Vec<WatchEvent>, u64)> {
         let txn = self.read_txn()?;
+        let meta = txn.open_table(schema::META).map_err(StorageError::from)?;
+        let compacted = compacted_through(&meta)?;
+        if since < compacted {
+            return Err(crate::error::Error::ChangesCompacted {
+                oldest: compacted + 1,
+            });
+        }
         let wal = txn.open_table(schema::WAL).map_err(StorageError::from)?;
         let exps = Self::bytes_table(&txn, schema::EXPERIENCES)?;
         let mut events = Vec::new();
@@ -579,7 +592,51 @@ impl StorageWrite for RedbStorage {
                 .map_err(StorageError::from)?;
             before - t.len().map_err(StorageError::from)?
         };
+        raise_compacted_through(&txn, upto)?;
         txn.commit().map_err(StorageError::from)?;
+        Ok(removed)
+    }
+
+    fn compact_expired_changes(&self, before: Timestamp, max: usize) -> Result<u64> {
+        let mut txn = self.db.begin_write()?;
+        let limit = {
+            let cursors = txn
+                .open_table(schema::SYNC_CURSORS)
+                .map_err(StorageError::from)?;
+            let mut lowest = u64::MAX;
+            for item in cursors.iter().map_err(StorageError::from)? {
+                let (_, v) = item.map_err(StorageError::from)?;
+                lowest = lowest.min(v.value());
+            }
+            lowest
+        };
+        let mut last = None;
+        {
+            let wal = txn.open_table(schema::WAL).map_err(StorageError::from)?;
+            for item in wal.range(..=limit).map_err(StorageError::from)?.take(max) {
+                let (k, v) = item.map_err(StorageError::from)?;
+                if codec::decode_change(v.value())?.timestamp >= before {
+                    break;
+                }
+                last = Some(k.value());
+            }
+        }
+        let Some(upto) = last else {
+            txn.abort().map_err(StorageError::from)?;
+            return Ok(0);
+        };
+        let removed = {
+            let mut t = txn.open_table(schema::WAL).map_err(StorageError::from)?;
+            let count = t.len().map_err(StorageError::from)?;
+            t.retain_in(..=upto, |_, _| false)
+                .map_err(StorageError::from)?;
+            count - t.len().map_err(StorageError::from)?
+        };
+        raise_compacted_through(&txn, upto)?;
+        txn.set_durability(self.redb_durability())
+            .map_err(StorageError::from)?;
+        txn.commit().map_err(StorageError::from)?;
+        self.mark_commit();
         Ok(removed)
     }
 
@@ -595,4 +652,35 @@ impl StorageWrite for RedbStorage {
         txn.commit().map_err(StorageError::from)?;
         Ok(())
     }
+}
+
+/// The compaction watermark stored in the metadata table (0: none).
+fn compacted_through(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<u64> {
+    match meta
+        .get(meta_keys::COMPACTED_THROUGH)
+        .map_err(StorageError::from)?
+    {
+        Some(v) => Ok(u64::from_be_bytes(super::redb::fixed(
+            v.value(),
+            "wal_compacted_through",
+        )?)),
+        None => Ok(0),
+    }
+}
+
+/// Records that every entry up to `upto` (at most the last sequence
+/// assigned) was compacted; the watermark only rises.
+fn raise_compacted_through(txn: &::redb::WriteTransaction, upto: u64) -> Result<()> {
+    let mut meta = txn.open_table(schema::META).map_err(StorageError::from)?;
+    let last = match meta.get(meta_keys::SEQUENCE).map_err(StorageError::from)? {
+        Some(v) => u64::from_be_bytes(super::redb::fixed(v.value(), "wal_sequence")?),
+        None => 0,
+    };
+    let upto = upto.min(last);
+    let current = compacted_through(&meta)?;
+    if upto > current {
+        meta.insert(meta_keys::COMPACTED_THROUGH, upto.to_be_bytes().as_slice())
+            .map_err(StorageError::from)?;
+    }
+    Ok(())
 }

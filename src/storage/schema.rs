@@ -31,6 +31,9 @@ pub mod meta_keys {
     pub const EMBEDDER_MODEL: &str = "embedder_model";
     /// Last assigned change-log sequence, u64 BE (0: none yet).
     pub const SEQUENCE: &str = "wal_sequence";
+    /// Every change-log entry up to this sequence was compacted away, u64
+    /// BE (absent: none).
+    pub const COMPACTED_THROUGH: &str = "wal_compacted_through";
 }
 
 /// `collective id (16) → CollectiveRecord`.
