@@ -17,9 +17,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::str::FromStr;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -129,30 +127,13 @@ fn iterations() -> usize {
 /// Runs the child on `path` and kills it after it acknowledged `kill_after`
 /// lines (0: as soon as it started). Returns every line it printed.
 fn run_and_kill(path: &Path, base: u64, kill_after: usize) -> (Vec<String>, bool) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pulsedb-crash-child"))
-        .arg(path)
-        .arg(base.to_string())
-        .arg("8")
-        .arg(HNSW_THRESHOLD.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn crash child");
-    let stdout = child.stdout.take().expect("child stdout");
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let args = [base.to_string(), "8".into(), HNSW_THRESHOLD.to_string()];
+    let (mut child, rx, reader) = spawn_crash_child(path, &args, &[]);
     let mut lines = Vec::new();
     let mut exited_by_itself = false;
     while lines.len() < kill_after {
         match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) => lines.push(line),
+            Ok((_, line)) => lines.push(line),
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 exited_by_itself = true;
                 break;
@@ -168,7 +149,7 @@ fn run_and_kill(path: &Path, base: u64, kill_after: usize) -> (Vec<String>, bool
     let status = child.wait().expect("wait for child");
     // Lines already in the pipe were acknowledged before the kill.
     reader.join().expect("reader thread");
-    lines.extend(rx.try_iter());
+    lines.extend(rx.try_iter().map(|(_, line)| line));
     assert!(
         !exited_by_itself || status.success(),
         "crash child failed on its own: {status:?}"

@@ -5,10 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::str::FromStr;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -24,25 +21,9 @@ const RUN: Duration = Duration::from_millis(1500);
 /// acknowledged experience with the moment its line arrived, and the
 /// moment of the kill.
 fn run_and_kill(path: &std::path::Path, base: u64) -> (Vec<(Instant, ExperienceId)>, Instant) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pulsedb-crash-child"))
-        .arg(path)
-        .arg(base.to_string())
-        .arg("8")
-        .env("PULSEDB_CRASH_FLUSH_MS", FLUSH.as_millis().to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn crash child");
-    let stdout = child.stdout.take().expect("child stdout");
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send((Instant::now(), line)).is_err() {
-                break;
-            }
-        }
-    });
+    let args = [base.to_string(), "8".into()];
+    let env = [("PULSEDB_CRASH_FLUSH_MS", FLUSH.as_millis().to_string())];
+    let (mut child, rx, reader) = spawn_crash_child(path, &args, &env);
     let started = Instant::now();
     let mut acked = Vec::new();
     let mut delete_sent = std::collections::HashSet::new();

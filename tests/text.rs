@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
 use pulsedb::*;
 
@@ -23,14 +21,7 @@ async fn without_an_embedder_text_calls_say_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embed_and_search_text_use_the_handles_embedder() {
     let t = TempDb::new();
-    let embedder = Arc::new(TestEmbedder::new(DIM, "test-model-v1"));
-    let db = within(PulseHandle::open_with_embedder(
-        &t.path,
-        config(),
-        embedder.clone(),
-    ))
-    .await
-    .unwrap();
+    let (db, embedder) = open_with_test_embedder(&t).await;
     let c = db.create_collective("c").await.unwrap();
 
     let vectors = db
@@ -75,11 +66,8 @@ async fn embed_and_search_text_use_the_handles_embedder() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_text_is_refused_and_nothing_is_embedded() {
-    let embedder = Arc::new(TestEmbedder::new(DIM, "test-model-v1"));
     let t = TempDb::new();
-    let db = PulseHandle::open_with_embedder(&t.path, config(), embedder)
-        .await
-        .unwrap();
+    let (db, _) = open_with_test_embedder(&t).await;
     let c = db.create_collective("c").await.unwrap();
     match db.embed(&["fine", "  "]).await {
         Err(Error::Validation(ValidationError::InvalidField { field, .. })) => {

@@ -60,6 +60,22 @@ fn top_10(flat: &FaissIndex, queries: &[Vec<f32>]) -> Vec<Vec<Hit>> {
         .collect()
 }
 
+/// Always flat (exact).
+fn flat_config() -> IndexConfig {
+    IndexConfig {
+        hnsw_threshold: usize::MAX,
+        ..IndexConfig::default()
+    }
+}
+
+/// HNSW from the first vector.
+fn hnsw_config() -> IndexConfig {
+    IndexConfig {
+        hnsw_threshold: 0,
+        ..IndexConfig::default()
+    }
+}
+
 #[test]
 #[ignore = "measurement"]
 fn measure_index() {
@@ -67,14 +83,7 @@ fn measure_index() {
     let c = centres(&mut rng, 100, DIM);
     let vectors = clustered(&mut rng, &c, 100_000);
     let queries = clustered(&mut rng, &c, 300);
-    let flat_cfg = IndexConfig {
-        hnsw_threshold: usize::MAX,
-        ..IndexConfig::default()
-    };
-    let hnsw_cfg = IndexConfig {
-        hnsw_threshold: 0,
-        ..IndexConfig::default()
-    };
+    let (flat_cfg, hnsw_cfg) = (flat_config(), hnsw_config());
 
     println!("== flat vs HNSW (M32 efC64 efS64), k=10");
     for n in [1_000, 2_000, 5_000, 10_000, 20_000, 100_000] {
@@ -154,17 +163,9 @@ fn measure_ef_search() {
     let c = centres(&mut rng, 100, DIM);
     let vectors = clustered(&mut rng, &c, 100_000);
     let queries = clustered(&mut rng, &c, 400);
-    let flat_cfg = IndexConfig {
-        hnsw_threshold: usize::MAX,
-        ..IndexConfig::default()
-    };
-    let (flat, _) = build(&vectors, &flat_cfg);
+    let (flat, _) = build(&vectors, &flat_config());
     let truth = top_10(&flat, &queries);
-    let cfg = IndexConfig {
-        hnsw_threshold: 0,
-        ..IndexConfig::default()
-    };
-    let mut hnsw = FaissIndex::new(DIM, &cfg).unwrap();
+    let mut hnsw = FaissIndex::new(DIM, &hnsw_config()).unwrap();
     let items: Vec<(Slot, &[f32])> = vectors
         .iter()
         .enumerate()
@@ -198,14 +199,7 @@ fn measure_filtered_plan() {
         .iter()
         .map(|q| normalized(q))
         .collect();
-    let flat_cfg = IndexConfig {
-        hnsw_threshold: usize::MAX,
-        ..IndexConfig::default()
-    };
-    let hnsw_cfg = IndexConfig {
-        hnsw_threshold: 0,
-        ..IndexConfig::default()
-    };
+    let (flat_cfg, hnsw_cfg) = (flat_config(), hnsw_config());
     let ef = hnsw_cfg.ef_search;
     for n in [10_000, 100_000] {
         let (flat, _) = build(&vectors[..n], &flat_cfg);

@@ -585,14 +585,7 @@ impl StorageWrite for RedbStorage {
 
     fn compact_changes(&self, upto: u64) -> Result<u64> {
         let txn = self.db.begin_write()?;
-        let removed = {
-            let mut t = txn.open_table(schema::WAL).map_err(StorageError::from)?;
-            let before = t.len().map_err(StorageError::from)?;
-            t.retain_in(..=upto, |_, _| false)
-                .map_err(StorageError::from)?;
-            before - t.len().map_err(StorageError::from)?
-        };
-        raise_compacted_through(&txn, upto)?;
+        let removed = remove_log_through(&txn, upto)?;
         txn.commit().map_err(StorageError::from)?;
         Ok(removed)
     }
@@ -625,14 +618,7 @@ impl StorageWrite for RedbStorage {
             txn.abort().map_err(StorageError::from)?;
             return Ok(0);
         };
-        let removed = {
-            let mut t = txn.open_table(schema::WAL).map_err(StorageError::from)?;
-            let count = t.len().map_err(StorageError::from)?;
-            t.retain_in(..=upto, |_, _| false)
-                .map_err(StorageError::from)?;
-            count - t.len().map_err(StorageError::from)?
-        };
-        raise_compacted_through(&txn, upto)?;
+        let removed = remove_log_through(&txn, upto)?;
         txn.set_durability(self.redb_durability())
             .map_err(StorageError::from)?;
         txn.commit().map_err(StorageError::from)?;
@@ -666,6 +652,20 @@ fn compacted_through(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> 
         )?)),
         None => Ok(0),
     }
+}
+
+/// Removes the change-log entries up to `upto` and raises the compaction
+/// watermark. Returns how many were removed.
+fn remove_log_through(txn: &::redb::WriteTransaction, upto: u64) -> Result<u64> {
+    let removed = {
+        let mut t = txn.open_table(schema::WAL).map_err(StorageError::from)?;
+        let before = t.len().map_err(StorageError::from)?;
+        t.retain_in(..=upto, |_, _| false)
+            .map_err(StorageError::from)?;
+        before - t.len().map_err(StorageError::from)?
+    };
+    raise_compacted_through(txn, upto)?;
+    Ok(removed)
 }
 
 /// Records that every entry up to `upto` (at most the last sequence

@@ -262,6 +262,19 @@ impl Embedder for TestEmbedder {
     }
 }
 
+/// Opens `t` with a [`TestEmbedder`] of dimension [`DIM`].
+pub async fn open_with_test_embedder(t: &TempDb) -> (PulseHandle, std::sync::Arc<TestEmbedder>) {
+    let embedder = std::sync::Arc::new(TestEmbedder::new(DIM, "test-model-v1"));
+    let db = within(PulseHandle::open_with_embedder(
+        &t.path,
+        config(),
+        embedder.clone(),
+    ))
+    .await
+    .expect("open with embedder");
+    (db, embedder)
+}
+
 /// One stored entity of every kind, for tests that exercise the whole API.
 pub struct EveryKind {
     pub collective: CollectiveId,
@@ -324,4 +337,41 @@ pub fn activity(agent: &str, c: CollectiveId) -> NewActivity {
         current_task: None,
         context_summary: None,
     }
+}
+
+/// Starts the crash-test child (`pulsedb-crash-child`) on `path` with
+/// `args` after the path, and a thread that forwards each line it prints,
+/// with the moment it arrived. The receiver ends when the child's output
+/// does.
+pub fn spawn_crash_child(
+    path: &Path,
+    args: &[String],
+    env: &[(&str, String)],
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<(std::time::Instant, String)>,
+    std::thread::JoinHandle<()>,
+) {
+    use std::io::BufRead;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pulsedb-crash-child"));
+    command
+        .arg(path)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("spawn crash child");
+    let stdout = child.stdout.take().expect("child stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send((std::time::Instant::now(), line)).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx, reader)
 }
