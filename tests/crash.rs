@@ -175,18 +175,10 @@ async fn verify(path: &Path, acked: &Acked, full_search_check: bool) -> usize {
 
     // Every stored experience, whole.
     let mut stored: BTreeMap<ExperienceId, Experience> = BTreeMap::new();
-    let mut offset = 0;
-    loop {
-        let page = db.list_experiences(c, 1000, offset).await.unwrap();
-        if page.is_empty() {
-            break;
-        }
-        offset += page.len();
-        for e in page {
-            assert_eq!(e.embedding.len(), DIM, "{} has no embedding", e.id);
-            assert!(e.content.starts_with("crash "), "{e:?}");
-            stored.insert(e.id, e);
-        }
+    for e in all_experiences(&db, c).await {
+        assert_eq!(e.embedding.len(), DIM, "{} has no embedding", e.id);
+        assert!(e.content.starts_with("crash "), "{e:?}");
+        stored.insert(e.id, e);
     }
     let stats = db.get_collective_stats(c).await.unwrap();
     assert_eq!(stats.experience_count as usize, stored.len());

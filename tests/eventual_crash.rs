@@ -71,16 +71,11 @@ async fn sigkill_loses_only_writes_acknowledged_within_the_flush_interval() {
         assert!(acked.len() > 100, "only {} writes in {RUN:?}", acked.len());
         let db = t.reopen_when_released(config.clone()).await;
         let c = db.list_collectives().await.unwrap()[0].id;
-        let mut stored = std::collections::HashSet::new();
-        let mut offset = 0;
-        loop {
-            let page = db.list_experiences(c, 1000, offset).await.unwrap();
-            if page.is_empty() {
-                break;
-            }
-            offset += page.len();
-            stored.extend(page.into_iter().map(|e| e.id));
-        }
+        let stored: std::collections::HashSet<ExperienceId> = all_experiences(&db, c)
+            .await
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
         let window = FLUSH + SLACK;
         let mut lost_recent = 0;
         for (at, id) in &acked {

@@ -262,6 +262,18 @@ impl Embedder for TestEmbedder {
     }
 }
 
+/// Every experience of collective `c`, oldest first, a page at a time.
+pub async fn all_experiences(db: &PulseHandle, c: CollectiveId) -> Vec<Experience> {
+    let mut all = Vec::new();
+    loop {
+        let page = db.list_experiences(c, 1000, all.len()).await.unwrap();
+        if page.is_empty() {
+            return all;
+        }
+        all.extend(page);
+    }
+}
+
 /// Opens `t` with a [`TestEmbedder`] of dimension [`DIM`].
 pub async fn open_with_test_embedder(t: &TempDb) -> (PulseHandle, std::sync::Arc<TestEmbedder>) {
     let embedder = std::sync::Arc::new(TestEmbedder::new(DIM, "test-model-v1"));
