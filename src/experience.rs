@@ -161,11 +161,6 @@ impl ExperienceTypeTag {
         ExperienceTypeTag::Fact,
         ExperienceTypeTag::Generic,
     ];
-
-    /// A stable one-byte code (used in storage keys).
-    pub(crate) fn code(self) -> u8 {
-        self as u8
-    }
 }
 
 impl ExperienceType {

@@ -547,8 +547,8 @@ async fn a_read_only_session_changes_no_byte_and_creates_no_file() {
     assert!(ro.poll_changes(0).await.unwrap().0.len() >= 2);
     assert_eq!(ro.index_stats(c).await.unwrap().indexed, 2);
     let _stream = ro.watch_experiences(c).await.unwrap();
-    // The file's own schema version (the only one so far).
-    assert_eq!(ro.metadata().schema_version, 1);
+    // The file's own schema version (a file of this build: the current one).
+    assert_eq!(ro.metadata().schema_version, 2);
     ro.close().await.unwrap();
     assert_eq!(
         dir_contents(t.dir.path()),

@@ -14,8 +14,7 @@ use std::collections::BTreeMap;
 
 use pulsedb::storage::{ChangeKind, RedbStorage, StorageRead, StorageWrite, WriteOp};
 use pulsedb::{
-    CollectiveId, Error, ExperienceId, ExperienceTypeTag, ExperienceUpdate, NotFoundError,
-    RelationType, Timestamp,
+    CollectiveId, Error, ExperienceId, ExperienceUpdate, NotFoundError, RelationType, Timestamp,
 };
 use storage_common::*;
 
@@ -41,9 +40,6 @@ struct Snapshot {
 struct CollectiveView {
     stats: pulsedb::CollectiveStats,
     experiences: Vec<pulsedb::Experience>,
-    by_type: Vec<(ExperienceTypeTag, Vec<ExperienceId>)>,
-    by_tag: Vec<((String, String), Vec<ExperienceId>)>,
-    archived: Vec<ExperienceId>,
     relations: Vec<pulsedb::ExperienceRelation>,
     relation_index: Vec<(
         ExperienceId,
@@ -60,32 +56,10 @@ fn snapshot(s: &RedbStorage, probe_ids: &[ExperienceId]) -> Snapshot {
     for c in &collectives {
         let ids = s.list_experience_ids(c.id, usize::MAX, 0).unwrap();
         let experiences = s.get_experiences(&ids).unwrap();
-        let mut tag_pairs: Vec<(String, String)> = experiences
-            .iter()
-            .flat_map(|e| e.tags.clone())
-            .chain([
-                ("lang".to_string(), "rust".to_string()),
-                ("lang".into(), "go".into()),
-            ])
-            .collect();
-        tag_pairs.sort();
-        tag_pairs.dedup();
         let mut all_ids: Vec<ExperienceId> = ids.clone();
         all_ids.extend_from_slice(probe_ids);
         per_collective.push(CollectiveView {
             stats: s.collective_stats(c.id).unwrap(),
-            by_type: ExperienceTypeTag::ALL
-                .iter()
-                .map(|t| (*t, s.experience_ids_by_type(c.id, *t).unwrap()))
-                .collect(),
-            by_tag: tag_pairs
-                .into_iter()
-                .map(|(k, v)| {
-                    let ids = s.experience_ids_by_tag(c.id, &k, &v).unwrap();
-                    ((k, v), ids)
-                })
-                .collect(),
-            archived: s.archived_experience_ids(c.id).unwrap(),
             relations: s.list_relations(c.id, usize::MAX, 0).unwrap(),
             relation_index: all_ids
                 .iter()
@@ -293,18 +267,12 @@ fn a_mixed_batch_commits_the_good_and_drops_the_bad() {
     assert_eq!(mixed.get_collective(unknown_collective).unwrap(), None);
     assert_eq!(mixed.get_activity("nobody", c.id).unwrap(), None);
     // Good ones did commit, with the index maintenance they imply.
+    let tagged_now = mixed.get_experience(tagged.id).unwrap().unwrap();
     assert_eq!(
-        mixed.experience_ids_by_tag(c.id, "lang", "go").unwrap(),
-        vec![tagged.id]
+        tagged_now.tags,
+        BTreeMap::from([("lang".to_string(), "go".to_string())])
     );
-    assert!(mixed
-        .experience_ids_by_tag(c.id, "lang", "rust")
-        .unwrap()
-        .is_empty());
-    assert_eq!(
-        mixed.archived_experience_ids(c.id).unwrap(),
-        vec![tagged.id]
-    );
+    assert!(tagged_now.archived);
     assert_eq!(
         mixed
             .get_experience(plain.id)

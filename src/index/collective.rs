@@ -142,23 +142,33 @@ impl<Id: Copy> IdIndex<Id> {
         Ok((named, found))
     }
 
-    /// Applies added and removed vectors, then holds the writer back while
-    /// the write buffer is over its bound. The buffer is searched by brute
-    /// force, so it stays bounded: past the bound the writer inserts into
-    /// the graph itself unless a drain is running; then that drain is
-    /// making room, and the writer looks again shortly.
+    /// Applies added and removed vectors. The buffer is searched by brute
+    /// force, so it stays bounded: before adding, the writer makes room
+    /// until the new vectors fit under [`MAX_STAGED`] (a batch larger than
+    /// the bound first empties the buffer, and is drained back under it
+    /// after), so no reader ever sees more buffered than the bound or one
+    /// batch. The writer inserts into the graph itself unless a drain is
+    /// running; then that drain is making room, and the writer looks again
+    /// shortly.
     fn update(&self, added: &[(Slot, Id, Vec<f32>)], removed: &[Slot]) -> Result<()> {
-        if !added.is_empty() {
-            let items: Vec<(Slot, Id, &[f32])> = added
-                .iter()
-                .map(|(s, id, v)| (*s, *id, v.as_slice()))
-                .collect();
-            self.add(&items)?;
-        }
         for slot in removed {
             self.remove(*slot)?;
         }
-        while self.index.staged_len()? > MAX_STAGED {
+        if added.is_empty() {
+            return Ok(());
+        }
+        self.make_room(MAX_STAGED.saturating_sub(added.len()))?;
+        let items: Vec<(Slot, Id, &[f32])> = added
+            .iter()
+            .map(|(s, id, v)| (*s, *id, v.as_slice()))
+            .collect();
+        self.add(&items)?;
+        self.make_room(MAX_STAGED)
+    }
+
+    /// Moves buffered vectors into the graph until at most `room` remain.
+    fn make_room(&self, room: usize) -> Result<()> {
+        while self.index.staged_len()? > room {
             // Small chunks while searches run: each holds the graph's write
             // lock, which searches wait for.
             let chunk = if self.index.searched_within(IDLE_DRAIN_DELAY) {

@@ -59,9 +59,6 @@ struct Writer<'t> {
     collectives: Bytes<'t>,
     experiences: Bytes<'t>,
     by_collective: Index<'t>,
-    by_type: Index<'t>,
-    by_tag: Index<'t>,
-    archived: Index<'t>,
     reinforcements: Table<'t, &'static [u8], u32>,
     relations: Bytes<'t>,
     rel_by_source: Index<'t>,
@@ -88,9 +85,6 @@ impl<'t> Writer<'t> {
             collectives: txn.open_table(schema::COLLECTIVES).map_err(s)?,
             experiences: txn.open_table(schema::EXPERIENCES).map_err(s)?,
             by_collective: txn.open_table(schema::EXP_BY_COLLECTIVE).map_err(s)?,
-            by_type: txn.open_table(schema::EXP_BY_TYPE).map_err(s)?,
-            by_tag: txn.open_table(schema::EXP_BY_TAG).map_err(s)?,
-            archived: txn.open_table(schema::EXP_ARCHIVED).map_err(s)?,
             reinforcements: txn.open_table(schema::REINFORCEMENTS).map_err(s)?,
             relations: txn.open_table(schema::RELATIONS).map_err(s)?,
             rel_by_source: txn.open_table(schema::REL_BY_SOURCE).map_err(s)?,
@@ -297,43 +291,11 @@ impl<'t> Writer<'t> {
         self.by_collective
             .insert(key(&[c, id]).as_slice(), ())
             .map_err(s)?;
-        self.insert_secondary(e)
-    }
-
-    /// Type, tag and archive index entries of a record.
-    fn insert_secondary(&mut self, e: &Experience) -> Result<()> {
-        let id = e.id.as_bytes();
-        let c = e.collective_id.as_bytes();
-        let type_key = key(&[c, &[e.experience_type.tag().code()], id]);
-        self.by_type.insert(type_key.as_slice(), ()).map_err(s)?;
-        for (k, v) in &e.tags {
-            let tag_key = schema::tag_key(c, k, v, Some(id));
-            self.by_tag.insert(tag_key.as_slice(), ()).map_err(s)?;
-        }
-        if e.archived {
-            self.archived
-                .insert(key(&[c, id]).as_slice(), ())
-                .map_err(s)?;
-        }
-        Ok(())
-    }
-
-    fn remove_secondary(&mut self, e: &Experience) -> Result<()> {
-        let id = e.id.as_bytes();
-        let c = e.collective_id.as_bytes();
-        let type_key = key(&[c, &[e.experience_type.tag().code()], id]);
-        self.by_type.remove(type_key.as_slice()).map_err(s)?;
-        for (k, v) in &e.tags {
-            let tag_key = schema::tag_key(c, k, v, Some(id));
-            self.by_tag.remove(tag_key.as_slice()).map_err(s)?;
-        }
-        self.archived.remove(key(&[c, id]).as_slice()).map_err(s)?;
         Ok(())
     }
 
     fn remove_experience_rows(&mut self, e: &Experience) -> Result<()> {
         let id = e.id.as_bytes();
-        self.remove_secondary(e)?;
         self.experiences.remove(id.as_slice()).map_err(s)?;
         self.by_collective
             .remove(key(&[e.collective_id.as_bytes(), id]).as_slice())
@@ -356,15 +318,14 @@ impl<'t> Writer<'t> {
         Ok(())
     }
 
-    fn rewrite_experience(&mut self, old: &Experience, new: &Experience) -> Result<()> {
-        self.remove_secondary(old)?;
+    fn rewrite_experience(&mut self, new: &Experience) -> Result<()> {
         self.experiences
             .insert(
                 new.id.as_bytes().as_slice(),
                 codec::encode_experience_row(new)?.as_slice(),
             )
             .map_err(s)?;
-        self.insert_secondary(new)
+        Ok(())
     }
 
     fn update_experience(
@@ -375,7 +336,7 @@ impl<'t> Writer<'t> {
         let old = self.require_experience(id)?;
         let mut new = old.clone();
         update.apply_to(&mut new);
-        self.rewrite_experience(&old, &new)?;
+        self.rewrite_experience(&new)?;
         let kind = if update.archived == Some(true) {
             ChangeKind::ExperienceArchived
         } else {
@@ -402,7 +363,7 @@ impl<'t> Writer<'t> {
         let mut new = old.clone();
         new.applications = old.applications.saturating_add(1);
         new.last_reinforced = at.max(old.last_reinforced);
-        self.rewrite_experience(&old, &new)?;
+        self.rewrite_experience(&new)?;
         let events = self.log_experience(ChangeKind::ExperienceUpdated, &new, false)?;
         Ok(Committed {
             applied: Applied::ExperienceChanged(new),

@@ -26,7 +26,7 @@ pub use self::redb::{OpenOptions, RedbStorage};
 use crate::activity::Activity;
 use crate::collective::{Collective, CollectiveId, CollectiveStats};
 use crate::error::Result;
-use crate::experience::{Experience, ExperienceId, ExperienceTypeTag, ExperienceUpdate};
+use crate::experience::{Experience, ExperienceId, ExperienceUpdate};
 use crate::id::{InstanceId, Timestamp};
 use crate::insight::{DerivedInsight, InsightId};
 use crate::metadata::DatabaseMetadata;
@@ -345,6 +345,7 @@ pub trait StorageRead: Send + Sync + 'static {
         limit: usize,
         offset: usize,
     ) -> Result<Vec<ExperienceId>>;
+
     /// Visits a collective's experiences newest first (embeddings empty) until
     /// `visit` returns false.
     ///
@@ -355,6 +356,7 @@ pub trait StorageRead: Send + Sync + 'static {
         c: CollectiveId,
         visit: &mut dyn FnMut(Experience) -> bool,
     ) -> Result<()>;
+
     /// Visits every experience of a collective, oldest first (embeddings
     /// empty unless `with_embeddings`).
     ///
@@ -366,30 +368,6 @@ pub trait StorageRead: Send + Sync + 'static {
         with_embeddings: bool,
         visit: &mut dyn FnMut(Experience),
     ) -> Result<()>;
-    /// Experience ids of a collective with this type.
-    ///
-    /// # Errors
-    /// A storage fault.
-    fn experience_ids_by_type(
-        &self,
-        c: CollectiveId,
-        tag: ExperienceTypeTag,
-    ) -> Result<Vec<ExperienceId>>;
-    /// Experience ids of a collective carrying this tag pair.
-    ///
-    /// # Errors
-    /// A storage fault.
-    fn experience_ids_by_tag(
-        &self,
-        c: CollectiveId,
-        key: &str,
-        value: &str,
-    ) -> Result<Vec<ExperienceId>>;
-    /// Archived experience ids of a collective.
-    ///
-    /// # Errors
-    /// A storage fault.
-    fn archived_experience_ids(&self, c: CollectiveId) -> Result<Vec<ExperienceId>>;
 
     // --- relations ---------------------------------------------------------
 
@@ -421,6 +399,7 @@ pub trait StorageRead: Send + Sync + 'static {
         target: ExperienceId,
         relation_type: crate::relation::RelationType,
     ) -> Result<bool>;
+
     /// Relations of a collective, oldest first, paginated.
     ///
     /// # Errors

@@ -11,7 +11,7 @@ use super::{
 use crate::activity::Activity;
 use crate::collective::{Collective, CollectiveId, CollectiveStats};
 use crate::error::{NotFoundError, Result};
-use crate::experience::{Experience, ExperienceId, ExperienceTypeTag};
+use crate::experience::{Experience, ExperienceId};
 use crate::id::{InstanceId, Timestamp};
 use crate::insight::{DerivedInsight, InsightId};
 use crate::metadata::DatabaseMetadata;
@@ -322,44 +322,6 @@ impl StorageRead for RedbStorage {
             }
         }
         Ok(())
-    }
-
-    fn experience_ids_by_type(
-        &self,
-        c: CollectiveId,
-        tag: ExperienceTypeTag,
-    ) -> Result<Vec<ExperienceId>> {
-        let txn = self.read_txn()?;
-        let t = Self::index_table(&txn, schema::EXP_BY_TYPE)?;
-        let prefix = key(&[c.as_bytes(), &[tag.code()]]);
-        Ok(ids_with_prefix(&t, &prefix)?
-            .into_iter()
-            .map(ExperienceId::from_bytes)
-            .collect())
-    }
-
-    fn experience_ids_by_tag(
-        &self,
-        c: CollectiveId,
-        tag_key: &str,
-        value: &str,
-    ) -> Result<Vec<ExperienceId>> {
-        let txn = self.read_txn()?;
-        let t = Self::index_table(&txn, schema::EXP_BY_TAG)?;
-        let prefix = schema::tag_key(c.as_bytes(), tag_key, value, None);
-        Ok(ids_with_prefix(&t, &prefix)?
-            .into_iter()
-            .map(ExperienceId::from_bytes)
-            .collect())
-    }
-
-    fn archived_experience_ids(&self, c: CollectiveId) -> Result<Vec<ExperienceId>> {
-        let txn = self.read_txn()?;
-        let t = Self::index_table(&txn, schema::EXP_ARCHIVED)?;
-        Ok(ids_with_prefix(&t, c.as_bytes())?
-            .into_iter()
-            .map(ExperienceId::from_bytes)
-            .collect())
     }
 
     fn get_relation(&self, id: RelationId) -> Result<Option<ExperienceRelation>> {

@@ -158,7 +158,21 @@ impl RedbStorage {
                             put(&mut meta, meta_keys::EMBEDDER_MODEL, given.as_bytes())?;
                         }
                     }
-                    (found.created_at, found.instance_id, found.schema_version)
+                    // A writable open migrates the file to the current schema
+                    // (in this transaction: all or nothing); a read-only one
+                    // reads it as it is.
+                    let version = if options.read_only {
+                        found.schema_version
+                    } else {
+                        migrate(&txn, found.schema_version)?;
+                        put(
+                            &mut meta,
+                            meta_keys::SCHEMA_VERSION,
+                            &SCHEMA_VERSION.to_be_bytes(),
+                        )?;
+                        SCHEMA_VERSION
+                    };
+                    (found.created_at, found.instance_id, version)
                 }
                 None => {
                     let id = InstanceId::new();
@@ -249,6 +263,17 @@ impl RedbStorage {
     pub(super) fn read_txn(&self) -> Result<::redb::ReadTransaction> {
         Ok(self.db.begin_read()?)
     }
+}
+
+/// Brings a file of schema `from` to [`SCHEMA_VERSION`] inside `txn`.
+fn migrate(txn: &::redb::WriteTransaction, from: u32) -> Result<()> {
+    if from < 2 {
+        for retired in schema::RETIRED_IN_V2 {
+            txn.delete_table(retired).map_err(StorageError::from)?;
+        }
+        tracing::info!(from, to = SCHEMA_VERSION, "database schema migrated");
+    }
+    Ok(())
 }
 
 /// Refuses a stored database the options cannot open: a newer schema,
@@ -349,9 +374,6 @@ fn create_tables(txn: &::redb::WriteTransaction) -> Result<()> {
         schema::COLLECTIVES,
         schema::EXPERIENCES,
         schema::EXP_BY_COLLECTIVE,
-        schema::EXP_BY_TYPE,
-        schema::EXP_BY_TAG,
-        schema::EXP_ARCHIVED,
         schema::REINFORCEMENTS,
         schema::RELATIONS,
         schema::REL_BY_SOURCE,

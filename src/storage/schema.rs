@@ -9,7 +9,12 @@
 use redb::TableDefinition;
 
 /// Current on-disk schema version.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// | version | change |
+/// |---|---|
+/// | 1 | first |
+/// | 2 | the type, tag and archived experience indexes, which nothing read, are gone ([`RETIRED_IN_V2`]) |
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// `name → bytes`: schema version (u32 BE), dimension (u32 BE), instance id
 /// (16 bytes), created-at (i64 BE), last-opened-at (i64 BE), embedder model
@@ -49,15 +54,13 @@ pub const EXPERIENCES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("exp
 pub const EXP_BY_COLLECTIVE: TableDefinition<&[u8], ()> =
     TableDefinition::new("experiences_by_collective");
 
-/// `collective id (16) ‖ type code (1) ‖ experience id (16) → ()`.
-pub const EXP_BY_TYPE: TableDefinition<&[u8], ()> = TableDefinition::new("experiences_by_type");
-
-/// `collective id (16) ‖ key len (u16 BE) ‖ key ‖ value len (u16 BE) ‖ value ‖
-/// experience id (16) → ()`.
-pub const EXP_BY_TAG: TableDefinition<&[u8], ()> = TableDefinition::new("experiences_by_tag");
-
-/// `collective id (16) ‖ experience id (16) → ()` for archived experiences.
-pub const EXP_ARCHIVED: TableDefinition<&[u8], ()> = TableDefinition::new("experiences_archived");
+/// Tables of schema 1 that nothing read (experience ids by type, by tag
+/// pair, archived); opening a schema-1 file for writing deletes them.
+pub const RETIRED_IN_V2: [TableDefinition<&[u8], ()>; 3] = [
+    TableDefinition::new("experiences_by_type"),
+    TableDefinition::new("experiences_by_tag"),
+    TableDefinition::new("experiences_archived"),
+];
 
 /// `experience id (16) ‖ instance id (16) → u32`: reinforcements per instance.
 pub const REINFORCEMENTS: TableDefinition<&[u8], u32> = TableDefinition::new("reinforcements");
@@ -99,20 +102,6 @@ pub fn key(parts: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
     for p in parts {
         k.extend_from_slice(p);
-    }
-    k
-}
-
-/// Key of [`EXP_BY_TAG`].
-pub fn tag_key(collective: &[u8; 16], tag: &str, value: &str, exp: Option<&[u8; 16]>) -> Vec<u8> {
-    let mut k = Vec::with_capacity(16 + 4 + tag.len() + value.len() + 16);
-    k.extend_from_slice(collective);
-    k.extend_from_slice(&(tag.len() as u16).to_be_bytes());
-    k.extend_from_slice(tag.as_bytes());
-    k.extend_from_slice(&(value.len() as u16).to_be_bytes());
-    k.extend_from_slice(value.as_bytes());
-    if let Some(e) = exp {
-        k.extend_from_slice(e);
     }
     k
 }

@@ -1,0 +1,135 @@
+//! Files of an earlier schema open and are migrated. `fixtures/schema_v1.db`
+//! was written by the schema-1 engine: collective "fixture" (owner "owner",
+//! dimension 16) with 30 experiences `fixture {i}` (embedding `vector(i)`,
+//! type Fact / Difficulty / Generic by `i % 3`, tag `topic = t{i % 3}`,
+//! domain `domain{i % 2}`), of which 3 archived, 4 reinforced once and 5
+//! deleted; a relation 0 → 1, an insight over 0 and 1, an activity.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pulsedb::*;
+use redb::{ReadableDatabase, TableHandle};
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/schema_v1.db");
+
+/// A copy of the fixture to open (the checked-in file is never touched).
+fn fixture_copy() -> TempDb {
+    let t = TempDb::new();
+    std::fs::copy(FIXTURE, &t.path).expect("copy fixture");
+    t
+}
+
+fn lasting_activities() -> Config {
+    let mut c = config();
+    c.activity.stale_threshold = Duration::from_secs(100 * 365 * 24 * 3600);
+    c
+}
+
+fn table_names(path: &std::path::Path) -> Vec<String> {
+    let db = redb::ReadOnlyDatabase::open(path).expect("open with redb");
+    let txn = db.begin_read().unwrap();
+    txn.list_tables()
+        .unwrap()
+        .map(|t| t.name().to_string())
+        .collect()
+}
+
+const RETIRED: [&str; 3] = [
+    "experiences_by_type",
+    "experiences_by_tag",
+    "experiences_archived",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_open_reads_a_schema_1_file_as_it_is() {
+    let t = fixture_copy();
+    let before = std::fs::read(&t.path).unwrap();
+    let ro = t
+        .open_with(Config {
+            read_only: true,
+            ..config()
+        })
+        .await;
+    assert_eq!(ro.metadata().schema_version, 1);
+    let c = ro.list_collectives().await.unwrap()[0].clone();
+    assert_eq!(all_experiences(&ro, c.id).await.len(), 29);
+    ro.close().await.unwrap();
+    assert_eq!(std::fs::read(&t.path).unwrap(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_1_file_is_migrated_and_keeps_everything() {
+    let t = fixture_copy();
+    assert!(RETIRED
+        .iter()
+        .all(|r| table_names(&t.path).iter().any(|n| n == r)));
+    let db = t.open_with(lasting_activities()).await;
+    assert_eq!(db.metadata().schema_version, 2);
+
+    let collectives = db.list_collectives().await.unwrap();
+    assert_eq!(collectives.len(), 1);
+    let c = &collectives[0];
+    assert_eq!(
+        (c.name.as_str(), c.owner_id.as_deref()),
+        ("fixture", Some("owner"))
+    );
+    let exps = all_experiences(&db, c.id).await;
+    assert_eq!(exps.len(), 29);
+    for e in &exps {
+        let i: u64 = e.content["fixture ".len()..].parse().unwrap();
+        assert_ne!(i, 5, "the deleted one is gone");
+        assert_eq!(e.embedding, vector(i, DIM));
+        assert_eq!(e.tags["topic"], format!("t{}", i % 3));
+        assert_eq!(e.domain, vec![format!("domain{}", i % 2)]);
+        let want = match i % 3 {
+            0 => ExperienceTypeTag::Fact,
+            1 => ExperienceTypeTag::Difficulty,
+            _ => ExperienceTypeTag::Generic,
+        };
+        assert_eq!(e.experience_type.tag(), want);
+        assert_eq!(e.archived, i == 3);
+        assert_eq!(e.applications, u32::from(i == 4));
+    }
+
+    // Search (the index is rebuilt from the rows) and filters work.
+    let hits = db.search_similar(c.id, &vector(7, DIM), 1).await.unwrap();
+    assert_eq!(hits[0].experience.content, "fixture 7");
+    let filter = SearchFilter {
+        tags_all: Some([("topic".to_string(), "t1".to_string())].into()),
+        experience_types: Some(vec![ExperienceTypeTag::Difficulty]),
+        ..SearchFilter::default()
+    };
+    let hits = db
+        .search_similar_filtered(c.id, &vector(7, DIM), 20, filter)
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 10);
+    assert!(hits.iter().all(|h| h.experience.tags["topic"] == "t1"));
+    assert_eq!(db.list_relations(c.id, 10, 0).await.unwrap().len(), 1);
+    let insights = db.get_insights(c.id, &vector(1000, DIM), 1).await.unwrap();
+    assert_eq!(insights[0].0.content, "fixture insight");
+    assert_eq!(db.get_active_agents(c.id).await.unwrap().len(), 1);
+    let (events, position) = db.poll_changes(0).await.unwrap();
+    assert!(!events.is_empty());
+    assert!(events.windows(2).all(|w| w[0].sequence < w[1].sequence));
+
+    // Writes go on where the log left off.
+    let id = db
+        .record_experience(exp_with(c.id, "after migration", vector(99, DIM)))
+        .await
+        .unwrap();
+    let (events, _) = db.poll_changes(position).await.unwrap();
+    assert_eq!(events.last().unwrap().experience_id, id);
+    db.close().await.unwrap();
+
+    // The tables nothing read are gone; a second open finds version 2.
+    let names = table_names(&t.path);
+    assert!(RETIRED.iter().all(|r| !names.iter().any(|n| n == r)));
+    let db = t.open().await;
+    assert_eq!(db.metadata().schema_version, 2);
+    assert_eq!(all_experiences(&db, c.id).await.len(), 30);
+    db.close().await.unwrap();
+}
