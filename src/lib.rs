@@ -63,6 +63,7 @@ mod api;
 mod collective;
 mod config;
 mod error;
+mod event;
 mod experience;
 mod id;
 #[cfg(feature = "internals")]
@@ -91,6 +92,7 @@ pub use crate::config::{
     IndexConfig, WatchConfig, MAX_EMBEDDING_DIMENSION,
 };
 pub use crate::error::{Error, NotFoundError, Result, ValidationError};
+pub use crate::event::{WatchEvent, WatchEventType, WatchFilter};
 pub use crate::experience::{
     energy, validate_embedding, Experience, ExperienceId, ExperienceType, ExperienceTypeTag,
     ExperienceUpdate, NewExperience, Severity, MAX_BATCH_ITEMS, MAX_CONTENT_BYTES,
@@ -106,4 +108,4 @@ pub use crate::search::{
     ContextCandidates, ContextRequest, RecallWeights, SearchFilter, SearchOptions, SearchResult,
 };
 pub use crate::validate::MAX_RESULTS;
-pub use crate::watch::{WatchEvent, WatchEventType, WatchFilter, WatchStream};
+pub use crate::watch::WatchStream;

@@ -11,77 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::collective::CollectiveId;
-use crate::experience::{Experience, ExperienceId, ExperienceTypeTag};
-use crate::id::Timestamp;
-
-/// What happened to an experience.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum WatchEventType {
-    /// Recorded.
-    Created,
-    /// Changed (update, unarchive, reinforce).
-    Updated,
-    /// Archived.
-    Archived,
-    /// Deleted.
-    Deleted,
-}
-
-/// One change to an experience, as logged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WatchEvent {
-    /// Change-log sequence of the write.
-    pub sequence: u64,
-    /// The experience changed.
-    pub experience_id: ExperienceId,
-    /// Its collective.
-    pub collective_id: CollectiveId,
-    /// What happened.
-    pub event_type: WatchEventType,
-    /// When.
-    pub timestamp: Timestamp,
-    /// The record as it was after the write (`None` for `Deleted`).
-    pub experience: Option<Experience>,
-}
-
-/// Which events a watch stream receives.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct WatchFilter {
-    /// Experiences with any of these domains.
-    pub domains: Option<Vec<String>>,
-    /// Experiences of any of these types.
-    pub experience_types: Option<Vec<ExperienceTypeTag>>,
-    /// Experiences with importance ≥ this.
-    pub min_importance: Option<f32>,
-}
-
-impl WatchFilter {
-    /// Whether the event passes. A `Deleted` event carries no record and
-    /// passes every filter, so subscribers learn of every deletion.
-    pub fn matches(&self, event: &WatchEvent) -> bool {
-        let Some(exp) = &event.experience else {
-            return true;
-        };
-        if let Some(domains) = &self.domains {
-            if !exp.domain.iter().any(|d| domains.contains(d)) {
-                return false;
-            }
-        }
-        if let Some(types) = &self.experience_types {
-            if !types.contains(&exp.experience_type.tag()) {
-                return false;
-            }
-        }
-        if self.min_importance.is_some_and(|m| exp.importance < m) {
-            return false;
-        }
-        true
-    }
-}
+use crate::event::{WatchEvent, WatchFilter};
 
 /// A live feed of one collective's experience events.
 ///
@@ -200,6 +133,9 @@ impl WatchHub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::WatchEventType;
+    use crate::experience::ExperienceId;
+    use crate::id::Timestamp;
 
     fn event(collective: CollectiveId) -> WatchEvent {
         WatchEvent {

@@ -4,9 +4,10 @@ use super::engine::{Access, Admission};
 use super::PulseHandle;
 use crate::collective::CollectiveId;
 use crate::error::{NotFoundError, Result};
+use crate::event::{WatchEvent, WatchFilter};
 use crate::storage::StorageRead;
 use crate::validate;
-use crate::watch::{WatchEvent, WatchFilter, WatchStream};
+use crate::watch::WatchStream;
 
 /// Most events one `poll_changes` call returns.
 pub const MAX_POLL_EVENTS: usize = 1000;

@@ -14,11 +14,11 @@ use super::{Applied, ChangeKind, Committed, RedbStorage, StorageError, WriteOp};
 use crate::activity::Activity;
 use crate::collective::{Collective, CollectiveId};
 use crate::error::{Error, NotFoundError, Result, ValidationError};
+use crate::event::WatchEvent;
 use crate::experience::{Experience, ExperienceId, ExperienceUpdate};
 use crate::id::{InstanceId, Timestamp};
 use crate::insight::{DerivedInsight, InsightId};
 use crate::relation::{ExperienceRelation, RelationId};
-use crate::watch::WatchEvent;
 
 type Bytes<'t> = Table<'t, &'static [u8], &'static [u8]>;
 type Index<'t> = Table<'t, &'static [u8], ()>;

@@ -26,12 +26,12 @@ pub use self::redb::{OpenOptions, RedbStorage};
 use crate::activity::Activity;
 use crate::collective::{Collective, CollectiveId, CollectiveStats};
 use crate::error::Result;
+use crate::event::{WatchEvent, WatchEventType};
 use crate::experience::{Experience, ExperienceId, ExperienceUpdate};
 use crate::id::{InstanceId, Timestamp};
 use crate::insight::{DerivedInsight, InsightId};
 use crate::metadata::DatabaseMetadata;
 use crate::relation::{ExperienceRelation, RelationId};
-use crate::watch::{WatchEvent, WatchEventType};
 
 /// A fault in the storage layer (as opposed to a caller mistake).
 #[derive(Debug, thiserror::Error)]

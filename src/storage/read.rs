@@ -11,12 +11,12 @@ use super::{
 use crate::activity::Activity;
 use crate::collective::{Collective, CollectiveId, CollectiveStats};
 use crate::error::{NotFoundError, Result};
+use crate::event::WatchEvent;
 use crate::experience::{Experience, ExperienceId};
 use crate::id::{InstanceId, Timestamp};
 use crate::insight::{DerivedInsight, InsightId};
 use crate::metadata::DatabaseMetadata;
 use crate::relation::{ExperienceRelation, RelationId, RelationType};
-use crate::watch::WatchEvent;
 
 type BytesTable = ::redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
 type IndexTable = ::redb::ReadOnlyTable<&'static [u8], ()>;
