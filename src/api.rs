@@ -416,14 +416,24 @@ impl PulseHandle {
             Access::Write,
             Admission::Wait,
             async {
-                e.write_direct(WriteOp::DeleteCollective(id)).await?;
-                e.forget_collective(id);
-                e.router
-                    .call(|reply| RouterMsg::Forget(id, reply), None)
+                // The delete and what follows it (the actor stopped, its
+                // index files removed, its watch streams ended) run as one
+                // task, finished even if the caller stops waiting.
+                let engine = e.clone();
+                let deleting = e.detach(async move {
+                    engine.write_direct(WriteOp::DeleteCollective(id)).await?;
+                    engine.forget_collective(id);
+                    engine
+                        .router
+                        .call(|reply| RouterMsg::Forget(id, reply), None)
+                        .await
+                        .map_err(call_failed("router"))?;
+                    engine.watch.close_collective(id);
+                    Ok(())
+                });
+                deleting
                     .await
-                    .map_err(call_failed("router"))?;
-                e.watch.close_collective(id);
-                Ok(())
+                    .map_err(|_| Error::ActorUnavailable { actor: "router" })?
             },
         )
         .await

@@ -149,7 +149,11 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Commit durability.
     pub durability: Durability,
-    /// Refuse every mutation with `Error::ReadOnly`.
+    /// Refuse every mutation with `Error::ReadOnly`, and write nothing at
+    /// all: no snapshot, no metadata, no new file (a missing file is an
+    /// error). That includes the repair a file left by a crashed writer
+    /// needs: such a file fails a read-only open with a storage error until
+    /// it has been opened writable once.
     pub read_only: bool,
     /// Vector index settings.
     pub index: IndexConfig,

@@ -507,6 +507,34 @@ async fn close_returns_with_the_file_released() {
     db.close().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_waits_for_a_running_flush_and_compaction() {
+    let t = TempDb::new();
+    let busy = Config {
+        durability: Durability::Eventual,
+        eventual_flush_interval: std::time::Duration::from_millis(1),
+        change_log: ChangeLogConfig {
+            retention: std::time::Duration::from_millis(1),
+        },
+        ..config()
+    };
+    for round in 0..20u64 {
+        let db = within(PulseHandle::open(&t.path, busy.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: open after close: {e:?}"));
+        let c = match db.list_collectives().await.unwrap().first() {
+            Some(c) => c.id,
+            None => db.create_collective("c").await.unwrap(),
+        };
+        for i in 0..20 {
+            db.record_experience(exp(c, round * 100 + i)).await.unwrap();
+        }
+        within(db.close())
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: close: {e:?}"));
+    }
+}
+
 /// Every file under `dir` with its bytes.
 fn dir_contents(dir: &std::path::Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
     let mut out = std::collections::BTreeMap::new();

@@ -145,51 +145,65 @@ impl Actor for CollectiveActor {
         msg: CollectiveMsg,
         state: &mut CollectiveState,
     ) -> std::result::Result<(), ActorProcessingErr> {
-        match msg {
-            CollectiveMsg::Write { op, reply } => forward(myself, state, op, reply),
-            CollectiveMsg::Committed(batch) => {
-                apply_committed(state, batch).await?;
-                plan_drain(&myself, state);
-                plan_rebuild(&myself, state);
-            }
-            CollectiveMsg::Snapshot(reply) => {
-                let result = if state.snapshot_current {
-                    Ok(())
-                } else {
-                    write_snapshots(state).await
-                };
-                state.snapshot_current = result.is_ok();
-                let _ = reply.send(result);
-            }
-            CollectiveMsg::Drained(result) => {
-                state.draining = false;
-                if !result? {
-                    // It yielded to searches: try again after a quiet moment.
-                    state.added_since_drain = true;
-                }
-                plan_drain(&myself, state);
-                plan_rebuild(&myself, state);
-            }
-            CollectiveMsg::Rebuilt(result) => {
-                state.rebuilding = false;
-                // The snapshot files hold the old graph (still correct).
-                state.snapshot_current &= !result?;
-                plan_rebuild(&myself, state);
-            }
-            CollectiveMsg::DrainIfIdle(generation) => {
-                if generation == state.generation {
-                    schedule_drain(&myself, state);
-                }
-            }
-            #[cfg(feature = "fault-injection")]
-            CollectiveMsg::InjectFault => {
-                return Err(format!("fault injected into collective {}", state.args.id).into());
-            }
-            #[cfg(feature = "fault-injection")]
-            CollectiveMsg::InjectStall(duration) => tokio::time::sleep(duration).await,
+        let handled = handle_msg(myself, msg, state).await;
+        if handled.is_err() {
+            // ractor skips `post_stop` for a failing actor: retire the view
+            // here, before the router learns of the failure.
+            state.args.view.retire();
         }
-        Ok(())
+        handled
     }
+}
+
+async fn handle_msg(
+    myself: ActorRef<CollectiveMsg>,
+    msg: CollectiveMsg,
+    state: &mut CollectiveState,
+) -> std::result::Result<(), ActorProcessingErr> {
+    match msg {
+        CollectiveMsg::Write { op, reply } => forward(myself, state, op, reply),
+        CollectiveMsg::Committed(batch) => {
+            apply_committed(state, batch).await?;
+            plan_drain(&myself, state);
+            plan_rebuild(&myself, state);
+        }
+        CollectiveMsg::Snapshot(reply) => {
+            let result = if state.snapshot_current {
+                Ok(())
+            } else {
+                write_snapshots(state).await
+            };
+            state.snapshot_current = result.is_ok();
+            let _ = reply.send(result);
+        }
+        CollectiveMsg::Drained(result) => {
+            state.draining = false;
+            if !result? {
+                // It yielded to searches: try again after a quiet moment.
+                state.added_since_drain = true;
+            }
+            plan_drain(&myself, state);
+            plan_rebuild(&myself, state);
+        }
+        CollectiveMsg::Rebuilt(result) => {
+            state.rebuilding = false;
+            // The snapshot files hold the old graph (still correct).
+            state.snapshot_current &= !result?;
+            plan_rebuild(&myself, state);
+        }
+        CollectiveMsg::DrainIfIdle(generation) => {
+            if generation == state.generation {
+                schedule_drain(&myself, state);
+            }
+        }
+        #[cfg(feature = "fault-injection")]
+        CollectiveMsg::InjectFault => {
+            return Err(format!("fault injected into collective {}", state.args.id).into());
+        }
+        #[cfg(feature = "fault-injection")]
+        CollectiveMsg::InjectStall(duration) => tokio::time::sleep(duration).await,
+    }
+    Ok(())
 }
 
 /// How the rest of the engine sees a collective: its index once loaded,
@@ -322,22 +336,22 @@ async fn apply_committed(state: &mut CollectiveState, batch: Vec<CommittedWrite>
         Ok((batch, outcome))
     })
     .await?;
+    if let Err(e) = &outcome {
+        // The index may lack these writes: nobody reads it from now on, so
+        // a caller that searches right after its answer is served by the
+        // successor, which rebuilds from redb.
+        tracing::error!(collective = %state.args.id, error = %e,
+            "index update failed; rebuilding");
+        state.args.view.retire();
+    }
     for (result, reply) in batch {
         reply.send(result);
     }
-    match outcome {
-        Ok(changed) => {
-            // Any index change schedules a drain: it also plans rebuilds.
-            state.added_since_drain |= changed;
-            state.snapshot_current &= !changed;
-            Ok(())
-        }
-        Err(e) => {
-            tracing::error!(collective = %state.args.id, error = %e,
-                "index update failed; rebuilding");
-            Err(e)
-        }
-    }
+    let changed = outcome?;
+    // Any index change schedules a drain: it also plans rebuilds.
+    state.added_since_drain |= changed;
+    state.snapshot_current &= !changed;
+    Ok(())
 }
 
 /// Buffered vectors at which a background drain starts at once. Below it,

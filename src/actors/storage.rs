@@ -47,6 +47,10 @@ pub(crate) struct StorageState {
     retention: Option<std::time::Duration>,
     /// A change-log compaction is running.
     compacting: bool,
+    /// The last periodic flush and compaction started: they hold the
+    /// storage layer while they run, so stopping waits for them.
+    flush_task: Option<tokio::task::JoinHandle<()>>,
+    compaction_task: Option<tokio::task::JoinHandle<()>>,
     /// Writes received so far.
     received: u64,
     /// Writes whose commit has finished (successfully or not).
@@ -119,10 +123,28 @@ impl Actor for StorageActor {
             flushing: false,
             retention: args.change_log.map(|log| log.retention),
             compacting: false,
+            flush_task: None,
+            compaction_task: None,
             received: 0,
             finished: 0,
             barriers: Vec::new(),
         })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<StorageMsg>,
+        state: &mut StorageState,
+    ) -> std::result::Result<(), ActorProcessingErr> {
+        // A flush or compaction still running holds the storage layer;
+        // `close` needs it released when the actor has stopped.
+        for task in [state.flush_task.take(), state.compaction_task.take()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = task.await;
+        }
+        Ok(())
     }
 
     async fn handle(
@@ -172,13 +194,13 @@ impl Actor for StorageActor {
                     state.flushing = true;
                     let storage = state.storage.clone();
                     let me = myself.clone();
-                    tokio::spawn(async move {
+                    state.flush_task = Some(tokio::spawn(async move {
                         let flushed = blocking(move || upgrade(&storage)?.flush()).await;
                         if let Err(e) = flushed {
                             tracing::warn!(error = %e, "periodic durable commit failed");
                         }
                         let _ = me.send_message(StorageMsg::FlushDone);
-                    });
+                    }));
                 }
             }
             StorageMsg::FlushDone => state.flushing = false,
@@ -210,7 +232,7 @@ fn compact_log(myself: &ActorRef<StorageMsg>, state: &mut StorageState) {
     state.compacting = true;
     let storage = state.storage.clone();
     let me = myself.clone();
-    tokio::spawn(async move {
+    state.compaction_task = Some(tokio::spawn(async move {
         let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
         let before =
             crate::id::Timestamp(crate::id::Timestamp::now().0.saturating_sub(retention_ms));
@@ -224,7 +246,7 @@ fn compact_log(myself: &ActorRef<StorageMsg>, state: &mut StorageState) {
             Err(e) => tracing::warn!(error = %e, "change-log compaction failed"),
         }
         let _ = me.send_message(StorageMsg::CompactLogDone);
-    });
+    }));
 }
 
 /// Takes up to `max_batch_ops` queued writes and commits them on the blocking pool.

@@ -167,6 +167,20 @@ impl Engine {
         self.blocking(move || f(&storage)).await
     }
 
+    /// Runs `work` as a task of its own that holds a share of the current
+    /// call's permit: it completes (and stays within the in-flight bound)
+    /// even if the caller stops waiting for it.
+    pub(crate) fn detach<T, F>(&self, work: F) -> tokio::task::JoinHandle<Result<T>>
+    where
+        F: Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        match work_permit() {
+            Some(permit) => tokio::spawn(PERMIT.scope(permit, work)),
+            None => tokio::spawn(work),
+        }
+    }
+
     /// Runs a point read — one record by key: a B-tree descent of a few
     /// pages, never a scan — on the calling thread.
     ///

@@ -176,8 +176,17 @@ impl<Id: Copy> IdIndex<Id> {
             } else {
                 DRAIN_CHUNK_PRESSED
             };
-            if self.index.try_drain(chunk)?.is_none() {
-                std::thread::sleep(BACKPRESSURE_POLL);
+            match self.index.try_drain(chunk)? {
+                None => std::thread::sleep(BACKPRESSURE_POLL),
+                Some(0) => {
+                    // Nothing left to move although the buffer is over
+                    // `room`: a broken invariant, not something to wait
+                    // out. The actor fails and the index is rebuilt.
+                    return Err(Error::Index(IndexError::Faiss(
+                        "write buffer holds vectors no drain can move".into(),
+                    )));
+                }
+                Some(_) => {}
             }
         }
         Ok(())

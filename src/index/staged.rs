@@ -293,8 +293,12 @@ impl StagedIndex {
                 .collect()
         };
         if batch.is_empty() {
-            // Only removed slots (or nothing) left in the queue.
-            self.buffer_mut()?.order.clear();
+            // Only removed slots (or nothing) were queued when the batch was
+            // read. Vectors buffered since then stay queued: dropping only
+            // the removed slots, under the write lock, cannot lose them.
+            let mut buffer = self.buffer_mut()?;
+            let Buffer { exact, order } = &mut *buffer;
+            order.retain(|s| exact.contains(*s));
             return Ok(0);
         }
         let items: Vec<(Slot, &[f32])> = batch.iter().map(|(s, v)| (*s, v.as_slice())).collect();
@@ -375,8 +379,13 @@ impl StagedIndex {
         // never change, so every copied one is current.
         let mut slots = Vec::with_capacity(listed.len());
         let mut vectors = Vec::with_capacity(listed.len() * dimension);
-        for chunk in listed.chunks(COPY_CHUNK) {
-            self.main()?.copy_vectors(chunk, &mut slots, &mut vectors)?;
+        let copied = listed
+            .chunks(COPY_CHUNK)
+            .try_for_each(|chunk| self.main()?.copy_vectors(chunk, &mut slots, &mut vectors));
+        if let Err(e) = copied {
+            // No rebuild after all: stop journaling.
+            *self.journal.lock().map_err(|_| poisoned())? = None;
+            return Err(e);
         }
         Ok(Some(RebuildCopy {
             _one_at_a_time: guard,
@@ -543,7 +552,9 @@ impl StagedIndex {
     /// # Errors
     /// A poisoned lock.
     pub fn contains(&self, slot: Slot) -> Result<bool, IndexError> {
-        Ok(self.buffer()?.exact.contains(slot) || self.main()?.contains(slot))
+        // One lock at a time (a thread holding both takes the graph first).
+        let buffered = self.buffer()?.exact.contains(slot);
+        Ok(buffered || self.main()?.contains(slot))
     }
 
     /// Saves the graph. Buffered vectors are not in the snapshot; the owner
