@@ -37,18 +37,21 @@
 //!
 //! - the **router** creates, resolves and supervises one actor per live
 //!   collective, restarting a failed one (its index is reloaded or rebuilt);
-//! - a **collective actor** owns that collective's vector indexes
-//!   (experiences, insights), the slot ↔ id maps and the in-memory filter
-//!   columns; searches run on the blocking pool in parallel, index updates
-//!   are applied in commit order;
+//! - a **collective actor** orders one collective's writes and keeps its
+//!   index (vector indexes for experiences and insights, slot ↔ id maps,
+//!   filter columns) in step with them, in commit order; it also drains
+//!   the write buffers into the graphs and rebuilds a graph aside when
+//!   deletes call for it. Searches do not pass through it: they read the
+//!   collective's index directly on the blocking pool;
 //! - the **storage actor** is the only redb writer: it group-commits every
 //!   queued write in one transaction (the change log is written in the same
 //!   transaction), publishes watch events, and hands each collective actor
 //!   its committed writes so the index is updated *before* the caller is
 //!   answered.
 //!
-//! Reads that need no index (get, list, recent, poll) open a redb read
-//! transaction on the blocking pool directly. redb is the source of truth;
+//! Reads that need no index open a redb read transaction directly: on the
+//! blocking pool (list, recent, poll), or on the calling task for a point
+//! read of one record by key (get). redb is the source of truth;
 //! indexes are derived and rebuilt whenever a snapshot is missing or stale.
 
 #![warn(missing_docs)]
