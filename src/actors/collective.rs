@@ -332,7 +332,16 @@ async fn apply_committed(state: &mut CollectiveState, batch: Vec<CommittedWrite>
             .iter_mut()
             .filter_map(|(result, _)| result.as_mut().ok())
             .map(|committed| &mut committed.applied);
-        let outcome = index.apply(applied);
+        // A panic in the index (FAISS) must not take the callers' committed
+        // results with it: it becomes an index fault like any other. The
+        // index is not read again after a fault (the view is retired).
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| index.apply(applied)))
+                .unwrap_or_else(|_| {
+                    Err(Error::Index(crate::index::IndexError::Faiss(
+                        "index update panicked".into(),
+                    )))
+                });
         Ok((batch, outcome))
     })
     .await?;

@@ -110,60 +110,11 @@ impl Actor for RouterActor {
                 let _ = reply.send(result);
             }
             RouterMsg::Forget(id, reply) => {
-                state.failures.remove(&id);
-                if let Some(gone) = state.actors.remove(&id) {
-                    state.owners.remove(&gone.actor.get_id());
-                    // Not waited for: it may be loading.
-                    gone.view.retire();
-                    gone.actor.stop(None);
-                    state
-                        .stopping
-                        .retain(|a| a.get_status() != ractor::ActorStatus::Stopped);
-                    state.stopping.push(gone.actor);
-                }
-                if let Some(dir) = state.args.snapshot_dir.clone() {
-                    let _ = blocking(move || {
-                        for kind in ["experiences", "insights"] {
-                            match std::fs::remove_file(snapshot_path(&dir, id, kind)) {
-                                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                                    tracing::warn!(collective = %id, error = %e,
-                                        "cannot remove index snapshot");
-                                }
-                                _ => {}
-                            }
-                        }
-                        Ok(())
-                    })
-                    .await;
-                }
+                forget(state, id).await;
                 let _ = reply.send(());
             }
             RouterMsg::Shutdown(reply) => {
-                let mut outcome = Ok(());
-                for actor in state.stopping.drain(..) {
-                    let _ = actor.stop_and_wait(None, None).await;
-                }
-                let actors: Vec<_> = state.actors.drain().collect();
-                state.owners.clear();
-                for (id, CollectiveRef { actor, view }) in actors {
-                    let snap = actor
-                        .call(CollectiveMsg::Snapshot, None)
-                        .await
-                        .map_err(super::call_failed("collective"))
-                        .and_then(|r| match r {
-                            ractor::rpc::CallResult::Success(r) => r,
-                            _ => Err(Error::ActorUnavailable {
-                                actor: "collective",
-                            }),
-                        });
-                    if let Err(e) = snap {
-                        tracing::warn!(collective = %id, error = %e, "index snapshot failed");
-                        outcome = Err(e);
-                    }
-                    view.retire();
-                    let _ = actor.stop_and_wait(None, None).await;
-                }
-                let _ = reply.send(outcome);
+                let _ = reply.send(shutdown(state).await);
             }
         }
         Ok(())
@@ -201,6 +152,68 @@ impl Actor for RouterActor {
         }
         Ok(())
     }
+}
+
+/// A deleted collective: its actor is told to stop (not waited for: it may
+/// be loading; shutdown waits for it) and its snapshot files are removed.
+async fn forget(state: &mut RouterState, id: CollectiveId) {
+    state.failures.remove(&id);
+    if let Some(gone) = state.actors.remove(&id) {
+        state.owners.remove(&gone.actor.get_id());
+        gone.view.retire();
+        gone.actor.stop(None);
+        state
+            .stopping
+            .retain(|a| a.get_status() != ractor::ActorStatus::Stopped);
+        state.stopping.push(gone.actor);
+    }
+    let Some(dir) = state.args.snapshot_dir.clone() else {
+        return;
+    };
+    let _ = blocking(move || {
+        for kind in ["experiences", "insights"] {
+            match std::fs::remove_file(snapshot_path(&dir, id, kind)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::warn!(collective = %id, error = %e, "cannot remove index snapshot");
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    })
+    .await;
+}
+
+/// Snapshots every live collective's indexes and stops every collective
+/// actor. Returns the first snapshot failure (the rest are still tried).
+async fn shutdown(state: &mut RouterState) -> Result<()> {
+    let mut outcome = Ok(());
+    for actor in state.stopping.drain(..) {
+        let _ = actor.stop_and_wait(None, None).await;
+    }
+    let actors: Vec<_> = state.actors.drain().collect();
+    state.owners.clear();
+    for (id, CollectiveRef { actor, view }) in actors {
+        let snap = actor
+            .call(CollectiveMsg::Snapshot, None)
+            .await
+            .map_err(super::call_failed("collective"))
+            .and_then(|r| match r {
+                ractor::rpc::CallResult::Success(r) => r,
+                _ => Err(Error::ActorUnavailable {
+                    actor: "collective",
+                }),
+            });
+        if let Err(e) = snap {
+            tracing::warn!(collective = %id, error = %e, "index snapshot failed");
+            if outcome.is_ok() {
+                outcome = Err(e);
+            }
+        }
+        view.retire();
+        let _ = actor.stop_and_wait(None, None).await;
+    }
+    outcome
 }
 
 /// Drops a stopped actor from the maps and retires its view. Returns its
