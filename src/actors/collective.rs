@@ -255,6 +255,11 @@ impl CollectiveView {
         });
     }
 
+    /// Whether the view's actor has stopped (or is failing).
+    pub(crate) fn is_retired(&self) -> bool {
+        matches!(*self.state.borrow(), ViewState::Retired)
+    }
+
     /// Marks the view stale: its actor stopped.
     pub(crate) fn retire(&self) {
         self.state.send_replace(ViewState::Retired);

@@ -128,21 +128,10 @@ impl Actor for RouterActor {
     ) -> std::result::Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorFailed(cell, err) => {
-                let Some(id) = forget_cell(state, &cell) else {
-                    return Ok(());
-                };
-                let now = Instant::now();
-                let failures = match state.failures.get(&id) {
-                    Some((n, last)) if now.duration_since(*last) < FAILURE_MEMORY => n + 1,
-                    _ => 1,
-                };
-                state.failures.insert(id, (failures, now));
-                let delay = backoff(failures);
-                tracing::warn!(collective = %id, error = %err, failures,
-                    delay_ms = delay.as_millis() as u64, "collective actor failed; restarting");
-                if let Err(e) = spawn(&myself, state, id, delay).await {
-                    tracing::error!(collective = %id, error = %e,
-                        "collective actor restart failed; will retry on next use");
+                // `None`: already replaced (see `resolve`) or forgotten.
+                if let Some(id) = forget_cell(state, &cell) {
+                    tracing::warn!(collective = %id, error = %err, "collective actor failed");
+                    restart(&myself, state, id).await;
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, _) => {
@@ -237,8 +226,20 @@ async fn resolve(
     state: &mut RouterState,
     id: CollectiveId,
 ) -> Result<CollectiveRef> {
-    if let Some(known) = state.actors.get(&id) {
-        return Ok(known.clone());
+    if let Some(known) = state.actors.get(&id).cloned() {
+        if !known.view.is_retired() {
+            return Ok(known);
+        }
+        // The actor failed and retired its view; its supervision event is
+        // still on the way. Replace it now rather than hand out a view that
+        // can no longer be read (the event then finds nothing to restart).
+        state.owners.remove(&known.actor.get_id());
+        state.actors.remove(&id);
+        return restart(myself, state, id)
+            .await
+            .ok_or(Error::ActorUnavailable {
+                actor: "collective",
+            });
     }
     let storage = upgrade(&state.args.storage)?;
     if blocking(move || storage.get_collective(id))
@@ -248,6 +249,33 @@ async fn resolve(
         return Err(NotFoundError::Collective(id).into());
     }
     spawn(myself, state, id, Duration::ZERO).await
+}
+
+/// Starts a new actor for a collective whose actor failed, after the
+/// backoff its recent failures call for. `None` when the spawn failed (the
+/// next call on the collective tries again).
+async fn restart(
+    myself: &ActorRef<RouterMsg>,
+    state: &mut RouterState,
+    id: CollectiveId,
+) -> Option<CollectiveRef> {
+    let now = Instant::now();
+    let failures = match state.failures.get(&id) {
+        Some((n, last)) if now.duration_since(*last) < FAILURE_MEMORY => n + 1,
+        _ => 1,
+    };
+    state.failures.insert(id, (failures, now));
+    let delay = backoff(failures);
+    tracing::warn!(collective = %id, failures, delay_ms = delay.as_millis() as u64,
+        "restarting collective actor");
+    match spawn(myself, state, id, delay).await {
+        Ok(known) => Some(known),
+        Err(e) => {
+            tracing::error!(collective = %id, error = %e,
+                "collective actor restart failed; will retry on next use");
+            None
+        }
+    }
 }
 
 /// Spawns the actor of `id`, which loads after `delay`. Returns once the
