@@ -57,19 +57,10 @@ impl WatchFilter {
         let Some(exp) = &event.experience else {
             return true;
         };
-        if let Some(domains) = &self.domains {
-            if !exp.domain.iter().any(|d| domains.contains(d)) {
-                return false;
-            }
-        }
-        if let Some(types) = &self.experience_types {
-            if !types.contains(&exp.experience_type.tag()) {
-                return false;
-            }
-        }
-        if self.min_importance.is_some_and(|m| exp.importance < m) {
-            return false;
-        }
-        true
+        exp.passes(
+            self.domains.as_deref(),
+            self.experience_types.as_deref(),
+            self.min_importance,
+        )
     }
 }

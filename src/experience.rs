@@ -163,6 +163,22 @@ impl ExperienceTypeTag {
     ];
 }
 
+impl Experience {
+    /// The checks watch and search filters share: any of `domains`, one of
+    /// `types`, importance at least `min_importance` (each skipped when
+    /// `None`).
+    pub(crate) fn passes(
+        &self,
+        domains: Option<&[String]>,
+        types: Option<&[ExperienceTypeTag]>,
+        min_importance: Option<f32>,
+    ) -> bool {
+        domains.is_none_or(|d| self.domain.iter().any(|x| d.contains(x)))
+            && types.is_none_or(|t| t.contains(&self.experience_type.tag()))
+            && min_importance.is_none_or(|m| self.importance >= m)
+    }
+}
+
 impl ExperienceType {
     /// The variant name without payload.
     pub fn tag(&self) -> ExperienceTypeTag {

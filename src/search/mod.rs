@@ -57,23 +57,17 @@ impl SearchFilter {
         if self.exclude_archived && exp.archived {
             return false;
         }
-        if let Some(domains) = &self.domains {
-            if !exp.domain.iter().any(|d| domains.contains(d)) {
-                return false;
-            }
+        if !exp.passes(
+            self.domains.as_deref(),
+            self.experience_types.as_deref(),
+            self.min_importance,
+        ) {
+            return false;
         }
         if let Some(tags) = &self.tags_all {
             if !tags.iter().all(|(k, v)| exp.tags.get(k) == Some(v)) {
                 return false;
             }
-        }
-        if let Some(types) = &self.experience_types {
-            if !types.contains(&exp.experience_type.tag()) {
-                return false;
-            }
-        }
-        if self.min_importance.is_some_and(|m| exp.importance < m) {
-            return false;
         }
         if self.min_confidence.is_some_and(|m| exp.confidence < m) {
             return false;
