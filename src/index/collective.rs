@@ -423,7 +423,7 @@ impl CollectiveIndex {
                 .iter()
                 .map(|(s, id)| (*s, *id.as_bytes()))
                 .collect::<Vec<_>>(),
-        );
+        )?;
         let mut insight_slots: Vec<(Slot, [u8; 16])> = self
             .insight_slots
             .lock()
@@ -433,7 +433,7 @@ impl CollectiveIndex {
             .map(|(id, s)| (*s, *id.as_bytes()))
             .collect();
         insight_slots.sort_unstable();
-        let ins_extra = encode_slots(&insight_slots);
+        let ins_extra = encode_slots(&insight_slots)?;
         std::fs::create_dir_all(dir)?;
         let sequence = storage.current_sequence()?;
         self.experiences.index.save_snapshot(
@@ -458,8 +458,15 @@ pub(crate) fn snapshot_path(dir: &Path, id: CollectiveId, kind: &str) -> std::pa
 /// A snapshot's slot map: each slot with the raw id stored under it.
 pub(crate) type SlotMap = Vec<(Slot, [u8; 16])>;
 
-fn encode_slots(pairs: &[(Slot, [u8; 16])]) -> Vec<u8> {
-    postcard::to_allocvec(pairs).unwrap_or_default()
+/// A snapshot's slot map as bytes. A failure fails the snapshot rather than
+/// write a snapshot whose slots name nothing.
+fn encode_slots(pairs: &[(Slot, [u8; 16])]) -> Result<Vec<u8>> {
+    postcard::to_allocvec(pairs).map_err(|source| {
+        Error::Storage(crate::storage::StorageError::Codec {
+            what: "index snapshot slot map",
+            source,
+        })
+    })
 }
 
 pub(crate) fn decode_slots(bytes: &[u8]) -> Option<SlotMap> {

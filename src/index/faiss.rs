@@ -35,7 +35,7 @@ use super::{check_vector, normalized, Hit, IndexConfig, IndexError, Slot, SlotSe
 /// exist, unfiltered searches run with the live set as selector. Removal
 /// never rebuilds: when tombstones exceed [`IndexConfig::tombstone_ratio`]
 /// of the rows, [`FaissIndex::needs_rebuild`] says so, and the owner
-/// rebuilds from a copy of the live vectors ([`FaissIndex::live_vectors`],
+/// rebuilds from a copy of the live vectors ([`FaissIndex::copy_vectors`],
 /// [`FaissIndex::from_vectors`]) without holding up searches
 /// ([`StagedIndex`](super::StagedIndex) does), or in place with
 /// [`FaissIndex::compact`].
@@ -167,15 +167,15 @@ impl FaissIndex {
     }
 
     /// Whether a rebuild is due: too many tombstones, or a flat index that
-    /// grew past [`IndexConfig::hnsw_threshold`] through
-    /// the write buffer's drain (which never builds the graph itself).
+    /// grew past [`IndexConfig::hnsw_threshold`] through the write buffer's
+    /// drain (which never builds the graph itself).
     pub fn needs_rebuild(&self) -> bool {
         self.needs_compaction() || (!self.hnsw && self.live.len() >= self.config.hnsw_threshold)
     }
 
     /// An index holding `slots` with their vectors (already normalised,
-    /// concatenated in slot order, as [`FaissIndex::live_vectors`] gives
-    /// them): flat below [`IndexConfig::hnsw_threshold`], HNSW from it on.
+    /// concatenated in the order of `slots`, as [`FaissIndex::copy_vectors`]
+    /// gives them): flat below [`IndexConfig::hnsw_threshold`], HNSW from it on.
     ///
     /// # Errors
     /// [`IndexError::InvalidVector`] when the lengths disagree,
@@ -196,14 +196,19 @@ impl FaissIndex {
             });
         }
         let raw = build(dimension, config, slots, vectors)?;
-        Ok(FaissIndex {
+        Ok(FaissIndex::over(raw, dimension, config, slots))
+    }
+
+    /// The index over `raw`, whose rows are `slots` in order.
+    fn over(raw: RawIndex, dimension: usize, config: &IndexConfig, slots: &[Slot]) -> FaissIndex {
+        FaissIndex {
             dimension,
             config: config.clone(),
             hnsw: !raw.is_flat(),
             raw,
             live: slots.iter().copied().collect(),
             rows: slots.iter().enumerate().map(|(row, s)| (*s, row)).collect(),
-        })
+        }
     }
 
     /// Live slots in increasing order.
@@ -258,10 +263,7 @@ impl FaissIndex {
 
     /// Live slots in increasing order and their (normalised) vectors,
     /// concatenated.
-    ///
-    /// # Errors
-    /// [`IndexError::Faiss`] when FAISS cannot give a row back.
-    pub fn live_vectors(&self) -> Result<(Vec<Slot>, Vec<f32>), IndexError> {
+    fn live_vectors(&self) -> Result<(Vec<Slot>, Vec<f32>), IndexError> {
         let slots: Vec<Slot> = self.live.iter().collect();
         let mut vectors = vec![0f32; slots.len() * self.dimension];
         for (slot, out) in slots.iter().zip(vectors.chunks_exact_mut(self.dimension)) {
@@ -280,10 +282,8 @@ impl FaissIndex {
 
     /// Replaces the FAISS index with `raw`, whose rows are `slots` in order.
     fn install(&mut self, raw: RawIndex, slots: &[Slot]) {
-        self.hnsw = !raw.is_flat();
-        self.raw = raw;
-        self.rows = slots.iter().enumerate().map(|(row, s)| (*s, row)).collect();
-        self.live = slots.iter().copied().collect();
+        let next = FaissIndex::over(raw, self.dimension, &self.config, slots);
+        *self = next;
     }
 
     /// Exact scan of the live vectors in `eligible` (all when `None`).
