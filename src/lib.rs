@@ -65,6 +65,7 @@ mod actors;
 mod api;
 mod collective;
 mod config;
+mod embed;
 mod error;
 mod event;
 mod experience;
@@ -94,6 +95,8 @@ pub use crate::config::{
     ActivityConfig, ChangeLogConfig, Config, DecayConfig, Durability, EmbeddingDimension,
     IndexConfig, WatchConfig, MAX_EMBEDDING_DIMENSION,
 };
+#[cfg(feature = "embedder")]
+pub use crate::embed::BuiltinEmbedder;
 pub use crate::error::{Error, NotFoundError, Result, ValidationError};
 pub use crate::event::{WatchEvent, WatchEventType, WatchFilter};
 pub use crate::experience::{

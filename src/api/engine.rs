@@ -18,18 +18,18 @@ tokio::task_local! {
 
 /// A share of the current call's permit, for a piece of work it queues
 /// (`None` outside [`Engine::run`]).
-fn work_permit() -> Option<WorkPermit> {
+pub(crate) fn work_permit() -> Option<WorkPermit> {
     PERMIT.try_with(Arc::clone).ok()
 }
 use tracing::Instrument;
 
-use super::Embedder;
 use crate::actors::collective::CollectiveMsg;
 use crate::actors::router::{CollectiveRef, RouterMsg};
 use crate::actors::storage::{PendingWrite, StorageMsg};
 use crate::actors::{blocking, call_failed, Reply, WorkPermit};
 use crate::collective::CollectiveId;
 use crate::config::Config;
+use crate::embed::queue::EmbedQueue;
 use crate::error::{Error, Result};
 use crate::id::InstanceId;
 use crate::index::collective::CollectiveIndex;
@@ -55,7 +55,8 @@ pub(crate) struct Engine {
     pub(crate) config: Config,
     pub(crate) metadata: DatabaseMetadata,
     pub(crate) instance_id: InstanceId,
-    pub(crate) embedder: Option<Arc<dyn Embedder>>,
+    /// The embedder's queue (its own thread), when the handle has one.
+    pub(crate) embedder: Option<EmbedQueue>,
     pub(crate) watch: Arc<WatchHub>,
     /// `None` once closed: dropping the last reference closes the file.
     pub(crate) storage: RwLock<Option<Arc<RedbStorage>>>,
@@ -74,7 +75,7 @@ impl Engine {
         config: Config,
         metadata: DatabaseMetadata,
         instance_id: InstanceId,
-        embedder: Option<Arc<dyn Embedder>>,
+        embedder: Option<EmbedQueue>,
         watch: Arc<WatchHub>,
         storage: Arc<RedbStorage>,
         router: ActorRef<RouterMsg>,

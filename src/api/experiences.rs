@@ -1,6 +1,6 @@
 //! Experiences and search on [`PulseHandle`].
 
-use super::engine::{Access, Admission};
+use super::engine::{work_permit, Access, Admission};
 use super::PulseHandle;
 use crate::collective::CollectiveId;
 use crate::error::{Error, NotFoundError, Result, ValidationError};
@@ -141,26 +141,21 @@ impl PulseHandle {
         Ok(())
     }
 
-    /// Embeds texts on the blocking pool and checks the output.
+    /// Embeds texts on the embedder's thread, in passes shared with other
+    /// callers, and checks the output.
     pub(super) async fn embed_texts(
         &self,
         texts: Vec<String>,
         field: &str,
     ) -> Result<Vec<Vec<f32>>> {
-        let Some(embedder) = self.engine.embedder.clone() else {
+        let Some(queue) = &self.engine.embedder else {
             return Err(ValidationError::RequiredField {
                 field: field.to_string(),
             }
             .into());
         };
         let n = texts.len();
-        let vectors = self
-            .engine
-            .blocking(move || {
-                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                embedder.embed_batch(&refs)
-            })
-            .await?;
+        let vectors = queue.embed(texts, work_permit()).await?;
         if vectors.len() != n {
             return Err(Error::Embedder {
                 reason: format!("returned {} embeddings for {n} texts", vectors.len()),
