@@ -7,16 +7,26 @@
 //! settings; the JSON line reports the ones used).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use pulsedb::{
     Config, ContextRequest, Durability, EmbeddingDimension, ExperienceId, NewExperience,
     PulseHandle, SearchFilter,
 };
 
-struct Args {
+mod data;
+mod measure;
+mod stress;
+#[cfg(feature = "embedder")]
+mod text;
+
+use data::{exact_top_k, item, recall, Data, Item, Rng, TOPICS};
+use measure::{dir_bytes, peak_rss_mb, percentile, progress, us};
+use stress::{delete_storm, search_under_write};
+
+pub(crate) struct Args {
     n: usize,
     dim: usize,
     queries: usize,
@@ -25,6 +35,8 @@ struct Args {
     writers: usize,
     searchers: usize,
     durability: Durability,
+    /// Also run the embedder phase (feature `embedder`).
+    embedder: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -37,6 +49,7 @@ fn parse_args() -> Result<Args, String> {
         writers: 64,
         searchers: 4,
         durability: Durability::Immediate,
+        embedder: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -50,6 +63,12 @@ fn parse_args() -> Result<Args, String> {
             "--seed" => a.seed = num(value()?)? as u64,
             "--writers" => a.writers = num(value()?)?,
             "--searchers" => a.searchers = num(value()?)?,
+            "--embedder" if cfg!(feature = "embedder") => a.embedder = true,
+            "--embedder" => {
+                return Err("--embedder needs the `embedder` feature: \
+                            cargo run --release --features embedder --bin pulsedb-bench"
+                    .into())
+            }
             "--durability" => {
                 a.durability = match value()?.as_str() {
                     "immediate" => Durability::Immediate,
@@ -60,7 +79,8 @@ fn parse_args() -> Result<Args, String> {
             "--help" | "-h" => {
                 return Err(
                     "usage: pulsedb-bench [--n N] [--dim D] [--queries Q] [--k K] \
-                     [--seed S] [--writers W] [--searchers R] [--durability immediate|eventual]"
+                     [--seed S] [--writers W] [--searchers R] [--durability immediate|eventual] \
+                     [--embedder]"
                         .into(),
                 )
             }
@@ -71,175 +91,6 @@ fn parse_args() -> Result<Args, String> {
         return Err("--n must be ≥ 8; --dim, --k, --queries, --writers, --searchers ≥ 1".into());
     }
     Ok(a)
-}
-
-/// splitmix64 with Box–Muller gaussians: deterministic from the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1].
-    fn unit(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
-    }
-
-    fn gaussian(&mut self) -> f64 {
-        let (u1, u2) = (self.unit(), self.unit());
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-}
-
-fn normalize(v: &mut [f32]) {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.iter_mut().for_each(|x| *x /= norm);
-}
-
-struct Data {
-    centres: Vec<Vec<f32>>,
-    sigma: f64,
-    dim: usize,
-}
-
-impl Data {
-    fn new(dim: usize, rng: &mut Rng) -> Data {
-        let centres = (0..100)
-            .map(|_| {
-                let mut c: Vec<f32> = (0..dim).map(|_| rng.gaussian() as f32).collect();
-                normalize(&mut c);
-                c
-            })
-            .collect();
-        Data {
-            centres,
-            sigma: 0.03 * (384.0 / dim as f64).sqrt(),
-            dim,
-        }
-    }
-
-    fn vector(&self, rng: &mut Rng) -> Vec<f32> {
-        let c = &self.centres[rng.below(self.centres.len())];
-        let mut v: Vec<f32> = (0..self.dim)
-            .map(|i| c[i] + (self.sigma * rng.gaussian()) as f32)
-            .collect();
-        normalize(&mut v);
-        v
-    }
-}
-
-const TOPICS: usize = 10;
-const DOMAINS: [&str; 5] = ["build", "testing", "deploy", "database", "network"];
-
-/// One generated experience and what the harness remembers of it.
-struct Item {
-    new: NewExperience,
-    topic: usize,
-}
-
-fn item(data: &Data, rng: &mut Rng, collective: pulsedb::CollectiveId, i: usize) -> Item {
-    let topic = rng.below(TOPICS);
-    let domain = DOMAINS[rng.below(DOMAINS.len())];
-    let embedding = data.vector(rng);
-    let mut content = format!(
-        "Experience {i}: while working on {domain} the agent found that topic-{topic} needs care; "
-    );
-    while content.len() < 200 {
-        content.push_str("retry with backoff and check the logs. ");
-    }
-    content.truncate(200);
-    Item {
-        new: NewExperience {
-            collective_id: collective,
-            content,
-            embedding: Some(embedding),
-            importance: rng.unit() as f32,
-            domain: vec![domain.to_string()],
-            tags: BTreeMap::from([("topic".to_string(), format!("t{topic}"))]),
-            source_agent: format!("agent-{}", i % 64),
-            ..NewExperience::default()
-        },
-        topic,
-    }
-}
-
-fn percentile(samples: &mut [u64], p: f64) -> u64 {
-    if samples.is_empty() {
-        return 0;
-    }
-    samples.sort_unstable();
-    let idx = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[idx.min(samples.len() - 1)]
-}
-
-fn exact_top_k(
-    stored: &[(ExperienceId, Vec<f32>, usize)],
-    q: &[f32],
-    k: usize,
-    topic: Option<usize>,
-) -> Vec<ExperienceId> {
-    let mut scored: Vec<(f32, ExperienceId)> = stored
-        .iter()
-        .filter(|(_, _, t)| topic.is_none_or(|want| *t == want))
-        .map(|(id, v, _)| (v.iter().zip(q).map(|(a, b)| a * b).sum::<f32>(), *id))
-        .collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    scored.into_iter().take(k).map(|(_, id)| id).collect()
-}
-
-fn recall(found: &[ExperienceId], truth: &[ExperienceId]) -> f64 {
-    if truth.is_empty() {
-        return 1.0;
-    }
-    let hits = found.iter().filter(|id| truth.contains(id)).count();
-    hits as f64 / truth.len() as f64
-}
-
-fn dir_bytes(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn us(d: Duration) -> u64 {
-    d.as_micros() as u64
-}
-
-/// A progress line on stderr, with the peak RSS so far (which phase sets
-/// `peak_rss_mb` is then visible).
-fn progress(msg: &str) {
-    eprintln!(
-        "[pulsedb-bench] {msg} (peak rss so far {:.0} MB)",
-        peak_rss_mb()
-    );
 }
 
 #[tokio::main]
@@ -255,203 +106,6 @@ async fn main() {
         eprintln!("pulsedb-bench failed: {e}");
         std::process::exit(1);
     }
-}
-
-/// Share of the collective the delete storm removes.
-const STORM_SHARE: usize = 30;
-/// Deletes in flight during the storm.
-const STORM_IN_FLIGHT: usize = 32;
-
-/// The delete storm: `searchers` clients search in a loop while 30 % of the
-/// collective is deleted, [`STORM_IN_FLIGHT`] deletes at a time, and go on
-/// until the graph rebuild the deletes cause has finished. Reports the
-/// searches' p50/p99, how many came back with fewer than k results (all
-/// should have k), and the longest single search or delete.
-async fn delete_storm(
-    db: &PulseHandle,
-    c: pulsedb::CollectiveId,
-    stored: &[(ExperienceId, Vec<f32>, usize)],
-    queries: Arc<Vec<Vec<f32>>>,
-    searchers: usize,
-    k: usize,
-) -> pulsedb::Result<Vec<(&'static str, String)>> {
-    let victims: Vec<ExperienceId> = stored
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| i % 100 < STORM_SHARE)
-        .map(|(_, (id, _, _))| *id)
-        .collect();
-    // The collective loads on first use after the reopen: load it before
-    // the phase, which measures deletes and searches, not the load.
-    db.search_similar(c, &queries[0], k).await?;
-    progress(&format!(
-        "delete storm: {} deletes while {searchers} clients search",
-        victims.len()
-    ));
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for s in 0..searchers {
-        let (db, queries, done) = (db.clone(), queries.clone(), done.clone());
-        tasks.push(tokio::spawn(async move {
-            let (mut lat, mut short) = (Vec::new(), 0usize);
-            let mut i = s;
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                let t = Instant::now();
-                let hits = db.search_similar(c, &queries[i % queries.len()], k).await?;
-                lat.push(us(t.elapsed()));
-                // Far more than k records match throughout.
-                short += usize::from(hits.len() < k);
-                i += searchers;
-            }
-            Ok::<_, pulsedb::Error>((lat, short))
-        }));
-    }
-    let t = Instant::now();
-    let mut delete_lat = Vec::with_capacity(victims.len());
-    for chunk in victims.chunks(STORM_IN_FLIGHT) {
-        let mut deletes = tokio::task::JoinSet::new();
-        for id in chunk {
-            let (db, id) = (db.clone(), *id);
-            deletes.spawn(async move {
-                let t = Instant::now();
-                db.delete_experience(id).await.map(|()| us(t.elapsed()))
-            });
-        }
-        while let Some(r) = deletes.join_next().await {
-            delete_lat.push(r.map_err(|e| std::io::Error::other(e.to_string()))??);
-        }
-    }
-    let deleting = t.elapsed();
-    // The phase lasts until the rebuild the deletes set off has been swapped
-    // in (tombstones back within the ratio), so its stall is measured too.
-    let ratio = db.config().index.tombstone_ratio.min(0.99);
-    loop {
-        let stats = db.index_stats(c).await?;
-        let rows = (stats.indexed + stats.tombstones).max(1);
-        if stats.tombstones as f64 <= f64::from(ratio) * rows as f64 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let phase = t.elapsed();
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (mut search_lat, mut short) = (Vec::new(), 0);
-    for task in tasks {
-        let (lat, n) = task
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))??;
-        search_lat.extend(lat);
-        short += n;
-    }
-    let longest_search = search_lat.iter().copied().max().unwrap_or(0);
-    let longest_delete = delete_lat.iter().copied().max().unwrap_or(0);
-    let ms = |us: u64| format!("{:.1}", us as f64 / 1000.0);
-    Ok(vec![
-        (
-            "delete_per_s",
-            format!("{:.1}", victims.len() as f64 / deleting.as_secs_f64()),
-        ),
-        ("delete_phase_ms", phase.as_millis().to_string()),
-        ("delete_searches", search_lat.len().to_string()),
-        ("delete_short_searches", short.to_string()),
-        (
-            "delete_search_p50_us",
-            percentile(&mut search_lat, 0.5).to_string(),
-        ),
-        (
-            "delete_search_p99_us",
-            percentile(&mut search_lat, 0.99).to_string(),
-        ),
-        (
-            "delete_p99_us",
-            percentile(&mut delete_lat, 0.99).to_string(),
-        ),
-        (
-            "delete_max_stall_ms",
-            ms(longest_search.max(longest_delete)),
-        ),
-        ("delete_max_search_ms", ms(longest_search)),
-        ("delete_max_delete_ms", ms(longest_delete)),
-    ])
-}
-
-/// Searches under writes: `searchers` clients search in a loop while
-/// `writers` tasks record `items`. Reports the searches' p50/p99.
-async fn search_under_write(
-    db: &PulseHandle,
-    items: Vec<NewExperience>,
-    queries: Arc<Vec<Vec<f32>>>,
-    a: &Args,
-) -> pulsedb::Result<Vec<(&'static str, String)>> {
-    let Some(c) = items.first().map(|e| e.collective_id) else {
-        return Ok(Vec::new());
-    };
-    progress(&format!(
-        "{} searchers while {} writers record {}",
-        a.searchers,
-        a.writers,
-        items.len()
-    ));
-    let count = items.len();
-    let mut per_writer: Vec<Vec<NewExperience>> = (0..a.writers).map(|_| Vec::new()).collect();
-    for (i, it) in items.into_iter().enumerate() {
-        per_writer[i % a.writers].push(it);
-    }
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut searchers = Vec::new();
-    for s in 0..a.searchers {
-        let (db, queries, done, k, step) =
-            (db.clone(), queries.clone(), done.clone(), a.k, a.searchers);
-        searchers.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut i = s;
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                let t = Instant::now();
-                db.search_similar(c, &queries[i % queries.len()], k).await?;
-                lat.push(us(t.elapsed()));
-                i += step;
-            }
-            Ok::<_, pulsedb::Error>(lat)
-        }));
-    }
-    let t = Instant::now();
-    let mut writers = tokio::task::JoinSet::new();
-    for batch in per_writer {
-        let db = db.clone();
-        writers.spawn(async move {
-            for new in batch {
-                db.record_experience(new).await?;
-            }
-            Ok::<(), pulsedb::Error>(())
-        });
-    }
-    while let Some(r) = writers.join_next().await {
-        r.map_err(|e| std::io::Error::other(e.to_string()))??;
-    }
-    let writing = t.elapsed();
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut lat = Vec::new();
-    for task in searchers {
-        lat.extend(
-            task.await
-                .map_err(|e| std::io::Error::other(e.to_string()))??,
-        );
-    }
-    Ok(vec![
-        (
-            "under_write_record_per_s",
-            format!("{:.1}", count as f64 / writing.as_secs_f64()),
-        ),
-        ("under_write_searches", lat.len().to_string()),
-        (
-            "search_under_write_p50_us",
-            percentile(&mut lat, 0.5).to_string(),
-        ),
-        (
-            "search_under_write_p99_us",
-            percentile(&mut lat, 0.99).to_string(),
-        ),
-    ])
 }
 
 async fn run(a: Args) -> pulsedb::Result<()> {
@@ -753,6 +407,12 @@ async fn run(a: Args) -> pulsedb::Result<()> {
     db.close().await?;
 
     put("peak_rss_mb", format!("{:.1}", peak_rss_mb()));
+    if a.embedder {
+        #[cfg(feature = "embedder")]
+        for (key, value) in text::embedder_phase(&tmp, &a).await? {
+            put(key, value);
+        }
+    }
     put("n", a.n.to_string());
     put("dim", a.dim.to_string());
     put("k", a.k.to_string());
