@@ -1,8 +1,9 @@
 # PulseDB — one entry point for humans and CI.
 #
-#   make demo   run the agent-swarm demo on a temporary database
+#   make demo   run the agent-swarm demo (text) on a temporary database
 #   make test   fmt check, clippy, the whole test suite, docs
 #   make bench  criterion benches and the pulsedb-bench workload
+#   make model  fetch the built-in embedder's model (demo, test, bench do)
 
 # FAISS is compiled from source. On a CPU with AVX2 and FMA its distance
 # kernels are compiled for them (the binaries then need such a CPU; PulseDB's
@@ -41,18 +42,18 @@ model:
 	@scripts/fetch-model.sh "$(MODEL_DIR)"
 
 demo: deps model
-	$(CARGO) run --release --example agent_swarm
+	$(CARGO) run --release --features embedder --example agent_swarm
 
 test: deps model
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --all-features -- -D warnings
 	$(CARGO) test --all-features
 	$(CARGO) bench --no-run --all-features
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --all-features
 
 bench: deps model
 	$(CARGO) bench --all-features
-	$(CARGO) run --release --bin pulsedb-bench
+	$(CARGO) run --release --features embedder --bin pulsedb-bench -- --embedder
 
 # SIGKILL crash soak: PULSEDB_CRASH_ITERATIONS kills (default 200) of a
 # child writing from many tasks; prints the number of kills survived.

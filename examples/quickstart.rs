@@ -1,49 +1,53 @@
-//! The README's quick start: open, record, search, watch, close.
+//! The README's quick start: open with the built-in embedder, record
+//! sentences, search by meaning with a filter, close. Needs the `embedder`
+//! feature and the model (`make model`).
 
-use pulsedb::{
-    Config, EmbeddingDimension, NewExperience, PulseHandle, SearchFilter, SearchOptions,
-};
+use std::sync::Arc;
+
+use pulsedb::{BuiltinEmbedder, Config, NewExperience, PulseHandle, SearchFilter, SearchOptions};
 
 #[tokio::main]
 async fn main() -> pulsedb::Result<()> {
     let dir = std::env::temp_dir().join(format!("pulsedb-quickstart-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let config = Config {
-        embedding_dimension: EmbeddingDimension::Custom(4),
-        ..Config::default()
-    };
-    let db = PulseHandle::open(dir.join("memory.db"), config).await?;
+    let embedder = Arc::new(BuiltinEmbedder::locate()?);
+    let db =
+        PulseHandle::open_with_embedder(dir.join("memory.db"), Config::default(), embedder).await?;
 
     let team = db.create_collective("backend-team").await?;
-    let id = db
-        .record_experience(NewExperience {
+    for (content, domain) in [
+        (
+            "Retry the flaky integration test with --test-threads=1",
+            "testing",
+        ),
+        ("Cache the cargo target directory between CI runs", "build"),
+    ] {
+        db.record_experience(NewExperience {
             collective_id: team,
-            content: "Retry the flaky integration test with --test-threads=1".into(),
-            embedding: Some(vec![0.9, 0.1, 0.0, 0.1]),
-            domain: vec!["testing".into()],
+            content: content.into(),
+            embedding: None, // embedded by the built-in model
+            domain: vec![domain.into()],
             source_agent: "agent-7".into(),
             ..NewExperience::default()
         })
         .await?;
+    }
 
+    let options = SearchOptions {
+        k: 5,
+        filter: SearchFilter {
+            domains: Some(vec!["testing".into()]),
+            ..SearchFilter::default()
+        },
+        weights: None,
+    };
     let hits = db
-        .search(
-            team,
-            &[1.0, 0.0, 0.0, 0.0],
-            SearchOptions {
-                k: 5,
-                filter: SearchFilter {
-                    domains: Some(vec!["testing".into()]),
-                    ..SearchFilter::default()
-                },
-                weights: None,
-            },
-        )
+        .search_text(team, "tests fail at random", options)
         .await?;
     for hit in &hits {
         println!("{:.3}  {}", hit.similarity, hit.experience.content);
     }
-    assert_eq!(hits.first().map(|h| h.experience.id), Some(id));
+    assert!(hits[0].experience.content.starts_with("Retry the flaky"));
 
     db.close().await?;
     std::fs::remove_dir_all(&dir)?;

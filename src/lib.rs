@@ -54,6 +54,16 @@
 //! read of one record by key (get). redb is the source of truth;
 //! indexes are derived and rebuilt whenever a snapshot is missing or stale.
 
+//! # Text
+//!
+//! With the `embedder` feature, [`BuiltinEmbedder`] (all-MiniLM-L6-v2 on
+//! candle) embeds text in process: open with
+//! [`PulseHandle::open_with_embedder`], record experiences with
+//! `embedding: None`, and search with [`PulseHandle::search_text`]. Any
+//! other model plugs in through the [`Embedder`] trait. Each handle runs
+//! its embedder on a thread of its own; the texts of callers that queue
+//! while a forward pass runs share the next pass.
+
 #![warn(missing_docs)]
 #![cfg_attr(
     not(test),

@@ -165,7 +165,7 @@ impl BuiltinEmbedder {
     }
 
     /// The token ids of `text` as the model sees them: `[CLS]`, WordPiece
-    /// ids, `[SEP]`, at most [`MAX_TOKENS`].
+    /// ids, `[SEP]`, at most 256 (longer texts are truncated).
     ///
     /// # Errors
     /// `Embedder` when the tokenizer fails.

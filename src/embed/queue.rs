@@ -15,7 +15,9 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::actors::WorkPermit;
@@ -28,6 +30,12 @@ pub(crate) const QUEUE_DEPTH: usize = 256;
 pub(crate) const MAX_JOB_TEXTS: usize = 64;
 /// Texts gathered into one call of the embedder.
 pub(crate) const MAX_PASS_TEXTS: usize = 128;
+/// After a pass shared by several callers, how long the next one waits for
+/// them to come back (a pass takes tens of milliseconds; without the wait,
+/// the first caller back would set off a pass of one and the others queue
+/// behind it).
+const LINGER: Duration = Duration::from_millis(2);
+const LINGER_POLL: Duration = Duration::from_micros(100);
 
 /// One caller's texts and where their vectors go.
 struct Job {
@@ -92,18 +100,32 @@ fn thread_gone() -> Error {
 /// The embedder thread: take whatever is queued (up to a pass), run it,
 /// answer each job with its share.
 fn run(embedder: &dyn Embedder, mut queue: mpsc::Receiver<Job>) {
+    // Callers answered by the last pass, who are likely to come back.
+    let mut last_callers = 0;
     while let Some(first) = queue.blocking_recv() {
         let mut jobs = vec![first];
         let mut count = jobs[0].texts.len();
-        while count < MAX_PASS_TEXTS {
+        let linger_until = Instant::now() + LINGER;
+        loop {
+            if count >= MAX_PASS_TEXTS {
+                break;
+            }
             match queue.try_recv() {
                 Ok(job) => {
                     count += job.texts.len();
                     jobs.push(job);
                 }
+                Err(TryRecvError::Empty)
+                    if last_callers > 1
+                        && jobs.len() < last_callers
+                        && Instant::now() < linger_until =>
+                {
+                    std::thread::sleep(LINGER_POLL);
+                }
                 Err(_) => break,
             }
         }
+        last_callers = jobs.len();
         // A caller that stopped waiting needs no vectors.
         jobs.retain(|job| !job.reply.is_closed());
         if jobs.is_empty() {

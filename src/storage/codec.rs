@@ -268,7 +268,7 @@ pub(crate) fn row_embedding(row: &[u8]) -> Result<Vec<f32>, StorageError> {
 }
 
 fn decode_embedding(bytes: &[u8]) -> Result<Vec<f32>, StorageError> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(StorageError::Corrupt(format!(
             "embedding of {} bytes is not a whole number of f32",
             bytes.len()
