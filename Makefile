@@ -20,6 +20,8 @@ else
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/pulsedb-target
 endif
 CARGO ?= cargo
+# Incremental state only grows the shared target directory of CI runs.
+export CARGO_INCREMENTAL ?= 0
 APT_PACKAGES := cmake g++ libopenblas-dev pkg-config
 # Where the built-in embedder's model lives (BuiltinEmbedder::locate looks
 # at $PULSEDB_MODEL_DIR, else here).

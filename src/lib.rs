@@ -88,6 +88,8 @@ mod insight;
 mod metadata;
 mod relation;
 mod search;
+#[cfg(feature = "server")]
+pub mod server;
 #[cfg(feature = "internals")]
 pub mod storage;
 #[cfg(not(feature = "internals"))]

@@ -1,0 +1,73 @@
+//! `pulsedb serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use pulsedb::server::{self, ServerOptions};
+
+use crate::EmbedderChoice;
+
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// The database file (created when missing).
+    #[arg(long)]
+    db: PathBuf,
+    /// Address to listen on (port 0 picks a free one; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    addr: SocketAddr,
+    /// Bearer token every route but /healthz requires.
+    #[arg(long, env = "PULSEDB_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Embed text with the built-in model, or take vectors only.
+    #[arg(long, value_enum, default_value = "builtin")]
+    embedder: EmbedderChoice,
+    /// Serve reads only; writes answer 403.
+    #[arg(long)]
+    read_only: bool,
+    /// Request body limit in bytes.
+    #[arg(long, default_value_t = server::DEFAULT_BODY_LIMIT)]
+    body_limit: usize,
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down: finishing requests in flight, then closing the database");
+}
+
+pub(crate) async fn run(args: ServeArgs) -> pulsedb::Result<()> {
+    let (db, embedder) = crate::open(&args.db, args.embedder, args.read_only).await?;
+    let listener = match tokio::net::TcpListener::bind(args.addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = db.close().await;
+            return Err(e.into());
+        }
+    };
+    let local = listener.local_addr()?;
+    println!("pulsedb listening on http://{local}");
+    let options = ServerOptions {
+        token: args.token.filter(|t| !t.is_empty()),
+        body_limit: args.body_limit,
+        embedder,
+    };
+    server::serve(listener, db, options, shutdown_signal()).await
+}

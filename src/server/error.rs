@@ -1,0 +1,172 @@
+//! Errors as HTTP answers: a status code and
+//! `{"error": {"kind", "message", "field"?}}` (SERVER.md). Client input
+//! never produces a 500: only engine faults do.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::{Error, ValidationError};
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    kind: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn validation(field: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            field: Some(field.to_string()),
+            ..ApiError::new(StatusCode::BAD_REQUEST, "validation", message)
+        }
+    }
+
+    pub fn unauthorized() -> Self {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token (Authorization: Bearer <token>)",
+        )
+    }
+
+    pub fn read_only() -> Self {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "read_only",
+            "the server is read-only (started with --read-only)",
+        )
+    }
+
+    pub fn no_embedder() -> Self {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "no_embedder",
+            "this server has no embedder: send a vector, or start it with --embedder builtin",
+        )
+    }
+}
+
+/// The field a validation error names.
+fn validation_field(v: &ValidationError) -> String {
+    match v {
+        ValidationError::InvalidField { field, .. }
+        | ValidationError::RequiredField { field }
+        | ValidationError::TooManyItems { field, .. } => field.clone(),
+        ValidationError::DimensionMismatch { .. } => "embedding".into(),
+        ValidationError::ContentTooLarge { .. } => "content".into(),
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let message = e.to_string();
+        match &e {
+            Error::Validation(v) => ApiError {
+                field: Some(validation_field(v)),
+                ..ApiError::new(StatusCode::BAD_REQUEST, "validation", message)
+            },
+            Error::NotFound(_) => ApiError::not_found(message),
+            Error::ReadOnly => ApiError::read_only(),
+            Error::Closed => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "closed",
+                "the server is shutting down",
+            ),
+            Error::Overloaded => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "overloaded",
+                "too many requests in flight; retry shortly",
+            ),
+            Error::NoEmbedder => ApiError::no_embedder(),
+            Error::ChangesCompacted { .. } => ApiError {
+                field: Some("since".into()),
+                ..ApiError::new(StatusCode::BAD_REQUEST, "validation", message)
+            },
+            _ => {
+                tracing::error!(error = %e, "engine fault");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        match r {
+            JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is over the server's limit",
+                )
+            }
+            other => ApiError::bad_request(other.body_text()),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::bad_request(r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::bad_request(r.body_text())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: Inner {
+                kind: self.kind,
+                message: &self.message,
+                field: self.field.as_deref(),
+            },
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

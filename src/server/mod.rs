@@ -1,0 +1,169 @@
+//! `pulsedb serve`: the engine behind HTTP/JSON (SERVER.md), on axum.
+//!
+//! Handlers are thin: they parse the wire shapes of [`wire`], call one
+//! [`PulseHandle`] method and shape its answer. Everything a handler does
+//! not do — auth, the body limit, tracing, JSON errors for unknown routes
+//! and methods — is in the router's layers here.
+
+mod error;
+mod extract;
+mod routes;
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tracing::Instrument;
+
+pub(crate) use error::ApiError;
+
+use crate::PulseHandle;
+
+/// Default request body limit: 32 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 32 * 1024 * 1024;
+
+/// What the server was started with.
+#[derive(Clone, Debug, Default)]
+pub struct ServerOptions {
+    /// Bearer token every route but `/healthz` requires.
+    pub token: Option<String>,
+    /// Request body limit in bytes (0 = [`DEFAULT_BODY_LIMIT`]).
+    pub body_limit: usize,
+    /// The embedder's model id and dimension, for `/v1/info`.
+    pub embedder: Option<(String, usize)>,
+}
+
+/// Shared by every handler.
+pub(crate) struct AppState {
+    pub(crate) db: PulseHandle,
+    pub(crate) options: ServerOptions,
+    /// Set once the server stops: ends the watch streams, which would
+    /// otherwise hold the graceful shutdown open forever.
+    pub(crate) closing: tokio::sync::watch::Sender<bool>,
+}
+
+pub(crate) type Shared = State<Arc<AppState>>;
+
+/// The HTTP API over `db`.
+pub fn router(db: PulseHandle, options: ServerOptions) -> Router {
+    app(Arc::new(AppState {
+        db,
+        options,
+        closing: tokio::sync::watch::channel(false).0,
+    }))
+}
+
+fn app(state: Arc<AppState>) -> Router {
+    let limit = match state.options.body_limit {
+        0 => DEFAULT_BODY_LIMIT,
+        n => n,
+    };
+    routes::routes()
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(trace))
+        .with_state(state)
+}
+
+/// Serves the API over `db` on `listener` until `shutdown` resolves: then
+/// stops accepting, ends the watch streams, lets the requests in flight
+/// finish and closes the database.
+///
+/// # Errors
+/// The listener's I/O error, or the database's on close.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    db: PulseHandle,
+    options: ServerOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> crate::Result<()> {
+    let state = Arc::new(AppState {
+        db: db.clone(),
+        options,
+        closing: tokio::sync::watch::channel(false).0,
+    });
+    let stop = {
+        let state = state.clone();
+        async move {
+            shutdown.await;
+            state.closing.send_replace(true);
+        }
+    };
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(stop)
+        .await?;
+    db.close().await
+}
+
+/// Equal in time whatever the position of the first difference.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = given.len() ^ expected.len();
+    for (i, e) in expected.iter().enumerate() {
+        diff |= usize::from(given.get(i).copied().unwrap_or(0) ^ e);
+    }
+    diff == 0
+}
+
+async fn authorize(State(state): Shared, request: Request, next: Next) -> Response {
+    let Some(token) = &state.options.token else {
+        return next.run(request).await;
+    };
+    if request.uri().path() == "/healthz" {
+        return next.run(request).await;
+    }
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if same_secret(given.as_bytes(), token.as_bytes()) {
+        next.run(request).await
+    } else {
+        ApiError::unauthorized().into_response()
+    }
+}
+
+/// A span per request: method, route, status, latency.
+async fn trace(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().map_or_else(
+        || request.uri().path().to_string(),
+        |p| p.as_str().to_string(),
+    );
+    let span = tracing::info_span!("http", %method, %route, status = tracing::field::Empty);
+    let started = Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    span.record("status", status);
+    let latency: Duration = started.elapsed();
+    tracing::debug!(parent: &span, latency_us = latency.as_micros() as u64, "request");
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_compare_by_content_and_length() {
+        assert!(same_secret(b"token", b"token"));
+        assert!(!same_secret(b"token", b"tokem"));
+        assert!(!same_secret(b"tok", b"token"));
+        assert!(!same_secret(b"token-and-more", b"token"));
+        assert!(!same_secret(b"", b"token"));
+    }
+}

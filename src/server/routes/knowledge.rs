@@ -1,0 +1,241 @@
+//! Relations, insights and agents' activity.
+
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::{Created, Embedding, Page};
+use crate::server::extract::{JsonBody, Path, Query};
+use crate::server::wire::{
+    ActivityJson, ExperienceJson, InsightJson, NewInsightJson, RelationTypeJson,
+};
+use crate::server::{ApiError, Shared};
+use crate::{
+    CollectiveId, Error, ExperienceId, ExperienceRelation, InsightId, NewActivity,
+    NewExperienceRelation, NotFoundError, RelationDirection, RelationId,
+};
+
+type Answer<T> = Result<T, ApiError>;
+
+/// `ExperienceRelation` in a response.
+#[derive(Serialize)]
+pub(crate) struct RelationJson {
+    id: RelationId,
+    source_id: ExperienceId,
+    target_id: ExperienceId,
+    relation_type: RelationTypeJson,
+    strength: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<String>,
+    created_at: i64,
+}
+
+impl From<ExperienceRelation> for RelationJson {
+    fn from(r: ExperienceRelation) -> Self {
+        RelationJson {
+            id: r.id,
+            source_id: r.source_id,
+            target_id: r.target_id,
+            relation_type: r.relation_type.into(),
+            strength: r.strength,
+            metadata: r.metadata,
+            created_at: r.created_at.0,
+        }
+    }
+}
+
+fn one_strength() -> f32 {
+    1.0
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NewRelationJson {
+    source_id: ExperienceId,
+    target_id: ExperienceId,
+    relation_type: RelationTypeJson,
+    #[serde(default = "one_strength")]
+    strength: f32,
+    #[serde(default)]
+    metadata: Option<String>,
+}
+
+pub(crate) async fn store_relation(
+    state: Shared,
+    JsonBody(r): JsonBody<NewRelationJson>,
+) -> Answer<(StatusCode, Json<Created<RelationId>>)> {
+    let id = state
+        .db
+        .store_relation(NewExperienceRelation {
+            source_id: r.source_id,
+            target_id: r.target_id,
+            relation_type: r.relation_type.into(),
+            strength: r.strength,
+            metadata: r.metadata,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(Created { id })))
+}
+
+pub(crate) async fn get_relation(
+    state: Shared,
+    Path(id): Path<RelationId>,
+) -> Answer<Json<RelationJson>> {
+    match state.db.get_relation(id).await? {
+        Some(r) => Ok(Json(r.into())),
+        None => Err(Error::from(NotFoundError::Relation(id)).into()),
+    }
+}
+
+pub(crate) async fn delete_relation(
+    state: Shared,
+    Path(id): Path<RelationId>,
+) -> Answer<StatusCode> {
+    state.db.delete_relation(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn list_relations(
+    state: Shared,
+    Path(cid): Path<CollectiveId>,
+    Query(p): Query<Page>,
+) -> Answer<Json<Vec<RelationJson>>> {
+    let rs = state.db.list_relations(cid, p.limit, p.offset).await?;
+    Ok(Json(rs.into_iter().map(Into::into).collect()))
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum DirectionJson {
+    Outgoing,
+    Incoming,
+    Both,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RelatedQuery {
+    #[serde(default)]
+    direction: Option<DirectionJson>,
+    #[serde(default, rename = "type")]
+    relation_type: Option<RelationTypeJson>,
+    #[serde(default)]
+    include_embedding: bool,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Related {
+    experience: ExperienceJson,
+    relation: RelationJson,
+}
+
+pub(crate) async fn related(
+    state: Shared,
+    Path(id): Path<ExperienceId>,
+    Query(q): Query<RelatedQuery>,
+) -> Answer<Json<Vec<Related>>> {
+    let direction = match q.direction.unwrap_or(DirectionJson::Both) {
+        DirectionJson::Outgoing => RelationDirection::Outgoing,
+        DirectionJson::Incoming => RelationDirection::Incoming,
+        DirectionJson::Both => RelationDirection::Both,
+    };
+    let pairs = state
+        .db
+        .get_related_experiences_filtered(id, direction, q.relation_type.map(Into::into))
+        .await?;
+    Ok(Json(
+        pairs
+            .into_iter()
+            .map(|(x, r)| Related {
+                experience: ExperienceJson::new(x, q.include_embedding),
+                relation: r.into(),
+            })
+            .collect(),
+    ))
+}
+
+pub(crate) async fn store_insight(
+    state: Shared,
+    Path(cid): Path<CollectiveId>,
+    JsonBody(body): JsonBody<NewInsightJson>,
+) -> Answer<(StatusCode, Json<Created<InsightId>>)> {
+    let id = state.db.store_insight(body.into_new(cid)).await?;
+    Ok((StatusCode::CREATED, Json(Created { id })))
+}
+
+pub(crate) async fn get_insight(
+    state: Shared,
+    Path(id): Path<InsightId>,
+    Query(q): Query<Embedding>,
+) -> Answer<Json<InsightJson>> {
+    match state.db.get_insight(id).await? {
+        Some(i) => Ok(Json(InsightJson::new(i, q.include_embedding))),
+        None => Err(Error::from(NotFoundError::Insight(id)).into()),
+    }
+}
+
+pub(crate) async fn delete_insight(state: Shared, Path(id): Path<InsightId>) -> Answer<StatusCode> {
+    state.db.delete_insight(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn list_insights(
+    state: Shared,
+    Path(cid): Path<CollectiveId>,
+    Query(p): Query<Page>,
+) -> Answer<Json<Vec<InsightJson>>> {
+    let is = state.db.list_insights(cid, p.limit, p.offset).await?;
+    Ok(Json(
+        is.into_iter().map(|i| InsightJson::new(i, false)).collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ActivityBody {
+    #[serde(default)]
+    current_task: Option<String>,
+    #[serde(default)]
+    context_summary: Option<String>,
+}
+
+/// An empty body for a registered agent is a heartbeat; anything else
+/// registers (replacing task and summary).
+pub(crate) async fn put_agent(
+    state: Shared,
+    Path((cid, agent_id)): Path<(CollectiveId, String)>,
+    JsonBody(body): JsonBody<ActivityBody>,
+) -> Answer<StatusCode> {
+    let db = &state.db;
+    if body.current_task.is_none() && body.context_summary.is_none() {
+        match db.update_heartbeat(&agent_id, cid).await {
+            Err(Error::NotFound(NotFoundError::Activity { .. })) => {}
+            other => {
+                other?;
+                return Ok(StatusCode::NO_CONTENT);
+            }
+        }
+    }
+    db.register_activity(NewActivity {
+        agent_id,
+        collective_id: cid,
+        current_task: body.current_task,
+        context_summary: body.context_summary,
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn end_agent(
+    state: Shared,
+    Path((cid, agent_id)): Path<(CollectiveId, String)>,
+) -> Answer<StatusCode> {
+    state.db.end_activity(&agent_id, cid).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn agents(
+    state: Shared,
+    Path(cid): Path<CollectiveId>,
+) -> Answer<Json<Vec<ActivityJson>>> {
+    let active = state.db.get_active_agents(cid).await?;
+    Ok(Json(active.into_iter().map(Into::into).collect()))
+}

@@ -1,0 +1,677 @@
+//! `pulsedb serve`, the real binary on a free port, over HTTP: the routes
+//! and JSON shapes of SERVER.md, its error kinds and codes, the token, a
+//! read-only server, SIGTERM, and text through the built-in embedder.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// A running `pulsedb serve`; killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Server {
+    fn start(db: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pulsedb"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--db"])
+            .arg(db)
+            .args(extra)
+            .env_remove("PULSEDB_TOKEN")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start pulsedb serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("pulsedb listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        let token = extra
+            .iter()
+            .position(|a| *a == "--token")
+            .map(|i| extra[i + 1].to_string());
+        Server {
+            child,
+            base: addr,
+            token,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}"))
+        };
+        (status, value)
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &'static str,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, self.url(path))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(ok.success());
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("pulsedb serve did not exit within 15 s of SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn temp_db() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.db");
+    (dir, path)
+}
+
+/// A 384-d unit vector along axis `i` with a little of axis `i + 1`.
+fn vector(i: usize) -> Vec<f32> {
+    let mut v = vec![0.0; 384];
+    v[i % 384] = 1.0;
+    v[(i + 1) % 384] = 0.1;
+    v
+}
+
+fn assert_error(got: &(StatusCode, Value), status: u16, kind: &str) {
+    assert_eq!(got.0.as_u16(), status, "{got:?}");
+    assert_eq!(got.1["error"]["kind"], kind, "{got:?}");
+    assert!(got.1["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
+}
+
+#[tokio::test]
+async fn routes_answer_the_documented_json() {
+    let (_dir, db) = temp_db();
+    let s = Server::start(&db, &["--embedder", "none"]);
+    use reqwest::Method as M;
+
+    assert_eq!(
+        s.get("/healthz").await,
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+    let (st, info) = s.get("/v1/info").await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(info["embedding_dimension"], 384);
+    assert_eq!(info["embedder"], Value::Null);
+    assert!(info["instance_id"].is_string() && info["sequence"].is_u64());
+
+    let (st, created) = s
+        .post(
+            "/v1/collectives",
+            json!({"name": "team", "owner_id": "ops"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let cid = created["id"].as_str().unwrap().to_string();
+    let (_, list) = s.get("/v1/collectives?owner_id=ops").await;
+    assert_eq!(list[0]["name"], "team");
+    assert!(list[0]["created_at"].is_i64());
+
+    let new = json!({
+        "content": "retry the flaky test with one thread",
+        "embedding": vector(0),
+        "experience_type": {"type": "difficulty", "description": "flaky", "severity": "high"},
+        "domain": ["testing"],
+        "tags": {"topic": "ci"},
+    });
+    let (st, rec) = s
+        .post(&format!("/v1/collectives/{cid}/experiences"), new)
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{rec}");
+    let id = rec["id"].as_str().unwrap().to_string();
+    let (st, x) = s.get(&format!("/v1/experiences/{id}")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        x["experience_type"],
+        json!({"type": "difficulty", "description": "flaky", "severity": "high"})
+    );
+    assert_eq!(x["importance"], 0.5);
+    assert_eq!(x["source_agent"], "anonymous");
+    assert!(
+        x.get("embedding").is_none(),
+        "embedding only on request: {x}"
+    );
+    assert!(
+        x.get("source_task").is_none(),
+        "null fields are left out: {x}"
+    );
+    assert!(x["timestamp"].is_i64());
+    let (_, x) = s
+        .get(&format!("/v1/experiences/{id}?include_embedding=true"))
+        .await;
+    assert_eq!(x["embedding"].as_array().unwrap().len(), 384);
+
+    let batch = json!({"experiences": [
+        {"content": "second", "embedding": vector(10)},
+        {"content": "third", "embedding": vector(20), "experience_type": {"type": "generic"}},
+    ]});
+    let (st, ids) = s
+        .post(&format!("/v1/collectives/{cid}/experiences/batch"), batch)
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    assert_eq!(ids["ids"].as_array().unwrap().len(), 2);
+    let (_, all) = s
+        .get(&format!("/v1/collectives/{cid}/experiences?limit=10"))
+        .await;
+    let contents: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        contents,
+        ["retry the flaky test with one thread", "second", "third"]
+    );
+    let (_, recent) = s
+        .get(&format!("/v1/collectives/{cid}/experiences/recent?limit=1"))
+        .await;
+    assert_eq!(recent[0]["content"], "third");
+
+    let search = json!({"vector": vector(10), "k": 2, "filter": {"domains": ["testing"]}});
+    let (st, hits) = s
+        .post(&format!("/v1/collectives/{cid}/search"), search)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{hits}");
+    assert_eq!(
+        hits.as_array().unwrap().len(),
+        1,
+        "filtered to the testing domain"
+    );
+    assert_eq!(hits[0]["experience"]["id"], id.as_str());
+    assert!(hits[0]["similarity"].is_f64() && hits[0]["score"].is_f64());
+    let (_, hits) = s
+        .post(
+            &format!("/v1/collectives/{cid}/search"),
+            json!({"vector": vector(20)}),
+        )
+        .await;
+    assert_eq!(hits[0]["experience"]["content"], "third");
+
+    let (st, _) = s
+        .send(
+            M::PATCH,
+            &format!("/v1/experiences/{id}"),
+            Some(json!({"importance": 0.9})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (_, x) = s.get(&format!("/v1/experiences/{id}")).await;
+    assert!((x["importance"].as_f64().unwrap() - 0.9).abs() < 1e-6);
+    let (_, r) = s
+        .post(&format!("/v1/experiences/{id}/reinforce"), json!({}))
+        .await;
+    assert_eq!(r, json!({"applications": 1}));
+    let (_, e) = s.get(&format!("/v1/experiences/{id}/energy")).await;
+    assert!(e["energy"].as_f64().unwrap() > 0.0);
+
+    let other = ids["ids"][0].as_str().unwrap();
+    let rel =
+        json!({"source_id": id, "target_id": other, "relation_type": "supports", "strength": 0.8});
+    let (st, rid) = s.post("/v1/relations", rel).await;
+    assert_eq!(st, StatusCode::CREATED, "{rid}");
+    let (_, related) = s
+        .get(&format!("/v1/experiences/{id}/related?direction=outgoing"))
+        .await;
+    assert_eq!(related[0]["relation"]["relation_type"], "supports");
+    assert_eq!(related[0]["experience"]["content"], "second");
+    let dup = json!({"source_id": id, "target_id": other, "relation_type": "supports"});
+    assert_error(&s.post("/v1/relations", dup).await, 400, "validation");
+
+    let insight = json!({"content": "flaky tests want isolation", "embedding": vector(0),
+                         "source_experience_ids": [id], "insight_type": "pattern"});
+    let (st, iid) = s
+        .post(&format!("/v1/collectives/{cid}/insights"), insight)
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{iid}");
+    let (_, found) = s
+        .post(
+            &format!("/v1/collectives/{cid}/insights/search"),
+            json!({"vector": vector(0), "k": 1}),
+        )
+        .await;
+    assert_eq!(found[0]["insight"]["insight_type"], "pattern");
+
+    let agent = format!("/v1/collectives/{cid}/agents/agent-1");
+    let (st, _) = s
+        .send(M::PUT, &agent, Some(json!({"current_task": "triage"})))
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, _) = s.send(M::PUT, &agent, Some(json!({}))).await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "heartbeat");
+    let (_, agents) = s.get(&format!("/v1/collectives/{cid}/agents")).await;
+    assert_eq!(
+        agents[0]["current_task"], "triage",
+        "a heartbeat keeps the task"
+    );
+
+    let (_, changes) = s.get("/v1/changes?since=0&limit=100").await;
+    let events = changes["events"].as_array().unwrap();
+    assert!(events.len() >= 3);
+    assert_eq!(events[0]["event_type"], "created");
+    assert!(changes["next"].as_u64().unwrap() > 0);
+
+    let (st, _) = s
+        .post(&format!("/v1/experiences/{id}/archive"), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (_, x) = s.get(&format!("/v1/experiences/{id}")).await;
+    assert_eq!(x["archived"], true);
+    let (st, _) = s
+        .send(M::DELETE, &format!("/v1/collectives/{cid}"), None)
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    assert_error(
+        &s.get(&format!("/v1/experiences/{id}")).await,
+        404,
+        "not_found",
+    );
+    assert_eq!(s.terminate().code(), Some(0));
+}
+
+#[tokio::test]
+async fn client_mistakes_get_documented_errors_and_change_nothing() {
+    let (_dir, db) = temp_db();
+    let s = Server::start(&db, &["--embedder", "none", "--body-limit", "65536"]);
+    use reqwest::Method as M;
+    let (_, c) = s.post("/v1/collectives", json!({"name": "c"})).await;
+    let cid = c["id"].as_str().unwrap().to_string();
+    let (_, before) = s.get("/v1/info").await;
+    let path = format!("/v1/collectives/{cid}/experiences");
+
+    assert_error(
+        &s.raw(M::POST, &path, "{not json").await,
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &s.post(&path, json!({"content": 7, "embedding": vector(0)}))
+            .await,
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &s.post(
+            &path,
+            json!({"content": "x", "embedding": vector(0), "importance": "high"}),
+        )
+        .await,
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &s.get("/v1/experiences/not-a-uuid").await,
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &s.get(&format!("{path}?limit=ten")).await,
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &s.get(&format!("{path}?colour=blue")).await,
+        400,
+        "bad_request",
+    );
+    assert_error(&s.get("/v1/nothing/here").await, 404, "not_found");
+    assert_error(
+        &s.send(M::PUT, "/v1/collectives", None).await,
+        405,
+        "method_not_allowed",
+    );
+
+    let empty = s
+        .post(&path, json!({"content": "", "embedding": vector(0)}))
+        .await;
+    assert_error(&empty, 400, "validation");
+    assert_eq!(empty.1["error"]["field"], "content");
+    let short = s
+        .post(&path, json!({"content": "x", "embedding": [1.0, 2.0]}))
+        .await;
+    assert_error(&short, 400, "validation");
+    assert_eq!(short.1["error"]["field"], "embedding");
+    let bad_importance = s
+        .post(
+            &path,
+            json!({"content": "x", "embedding": vector(0), "importance": 7.0}),
+        )
+        .await;
+    assert_error(&bad_importance, 400, "validation");
+    assert_eq!(bad_importance.1["error"]["field"], "importance");
+    let big = json!({"content": "x".repeat(70_000), "embedding": vector(0)});
+    assert_error(&s.post(&path, big).await, 413, "payload_too_large");
+    let text = s
+        .post(
+            &format!("/v1/collectives/{cid}/search"),
+            json!({"text": "flaky"}),
+        )
+        .await;
+    assert_error(&text, 400, "no_embedder");
+    let both = json!({"text": "flaky", "vector": vector(0)});
+    assert_error(
+        &s.post(&format!("/v1/collectives/{cid}/search"), both).await,
+        400,
+        "validation",
+    );
+    let unknown = "/v1/collectives/0190a5c8-0000-7000-8000-000000000000/experiences";
+    assert_error(
+        &s.post(unknown, json!({"content": "x", "embedding": vector(0)}))
+            .await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &s.get("/v1/experiences/0190a5c8-0000-7000-8000-000000000000")
+            .await,
+        404,
+        "not_found",
+    );
+
+    // Nothing of the above was written.
+    let (_, stats) = s.get(&format!("/v1/collectives/{cid}/stats")).await;
+    assert_eq!(stats["experience_count"], 0);
+    let (_, info) = s.get("/v1/info").await;
+    assert_eq!(info["sequence"], before["sequence"]);
+}
+
+#[tokio::test]
+async fn a_token_guards_every_route_but_healthz() {
+    let (_dir, db) = temp_db();
+    let mut s = Server::start(&db, &["--embedder", "none", "--token", "s3cret"]);
+    let (st, _) = s.post("/v1/collectives", json!({"name": "c"})).await;
+    assert_eq!(st, StatusCode::CREATED);
+    s.token = Some("wrong".into());
+    assert_error(&s.get("/v1/collectives").await, 401, "unauthorized");
+    s.token = None;
+    assert_error(&s.get("/v1/info").await, 401, "unauthorized");
+    assert_eq!(s.get("/healthz").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_read_only_server_serves_reads_and_refuses_writes() {
+    let (_dir, db) = temp_db();
+    let s = Server::start(&db, &["--embedder", "none"]);
+    let (_, c) = s.post("/v1/collectives", json!({"name": "c"})).await;
+    let cid = c["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/collectives/{cid}/experiences");
+    let (st, _) = s
+        .post(&path, json!({"content": "kept", "embedding": vector(3)}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    assert_eq!(s.terminate().code(), Some(0));
+
+    let s = Server::start(&db, &["--embedder", "none", "--read-only"]);
+    let (st, list) = s.get(&path).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        list[0]["content"], "kept",
+        "SIGTERM closed the file with the write in it"
+    );
+    assert_error(
+        &s.post(&path, json!({"content": "no", "embedding": vector(4)}))
+            .await,
+        403,
+        "read_only",
+    );
+    assert_error(
+        &s.post("/v1/collectives", json!({"name": "d"})).await,
+        403,
+        "read_only",
+    );
+}
+
+#[tokio::test]
+async fn text_is_embedded_by_the_builtin_model() {
+    let (_dir, db) = temp_db();
+    let s = Server::start(&db, &["--embedder", "builtin"]);
+    let (_, info) = s.get("/v1/info").await;
+    assert_eq!(
+        info["embedder"],
+        json!({"model": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 384})
+    );
+    let (_, c) = s.post("/v1/collectives", json!({"name": "c"})).await;
+    let cid = c["id"].as_str().unwrap().to_string();
+    for content in [
+        "retry the flaky integration test with one test thread",
+        "the connection pool ran out under load",
+        "cache the cargo target directory between builds",
+    ] {
+        let (st, _) = s
+            .post(
+                &format!("/v1/collectives/{cid}/experiences"),
+                json!({"content": content}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED);
+    }
+    let (st, hits) = s
+        .post(
+            &format!("/v1/collectives/{cid}/search"),
+            json!({"text": "tests fail at random", "k": 1}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{hits}");
+    assert_eq!(
+        hits[0]["experience"]["content"],
+        "retry the flaky integration test with one test thread"
+    );
+    assert_error(
+        &s.post(
+            &format!("/v1/collectives/{cid}/search"),
+            json!({"text": "  "}),
+        )
+        .await,
+        400,
+        "validation",
+    );
+}
+
+/// Reads server-sent events from `resp` until `n` have come (or the stream
+/// ends); each is (event name, id, data).
+async fn read_events(
+    resp: &mut reqwest::Response,
+    n: usize,
+    buf: &mut String,
+) -> Vec<(String, String, Value)> {
+    let mut out = Vec::new();
+    loop {
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let (mut name, mut id, mut data) =
+                ("message".to_string(), String::new(), String::new());
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    name = v.trim().to_string();
+                } else if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().to_string();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim());
+                }
+            }
+            if !data.is_empty() {
+                out.push((name, id, serde_json::from_str(&data).unwrap()));
+            }
+            if out.len() == n {
+                return out;
+            }
+        }
+        match tokio::time::timeout(Duration::from_secs(20), resp.chunk()).await {
+            Ok(Ok(Some(bytes))) => buf.push_str(std::str::from_utf8(&bytes).unwrap()),
+            Ok(Ok(None)) => return out,
+            other => panic!("watch stream: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn watch_streams_events_resumes_without_gaps_and_ends_with_the_collective() {
+    let (_dir, db) = temp_db();
+    let s = Server::start(&db, &["--embedder", "none"]);
+    let (_, c) = s.post("/v1/collectives", json!({"name": "c"})).await;
+    let cid = c["id"].as_str().unwrap().to_string();
+    let watch = s.url(&format!("/v1/collectives/{cid}/watch"));
+    let mut first = s.http.get(&watch).send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    assert!(first.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+
+    let path = format!("/v1/collectives/{cid}/experiences");
+    for i in 0..3 {
+        let (st, _) = s
+            .post(
+                &path,
+                json!({"content": format!("note {i}"), "embedding": vector(i)}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED);
+    }
+    let mut buf = String::new();
+    let events = read_events(&mut first, 3, &mut buf).await;
+    assert_eq!(events.len(), 3);
+    for (i, (name, id, data)) in events.iter().enumerate() {
+        assert_eq!(name, "message");
+        assert_eq!(id, &data["sequence"].to_string());
+        assert_eq!(data["event_type"], "created");
+        assert_eq!(data["experience"]["content"], format!("note {i}"));
+    }
+    drop(first);
+
+    // Resume after the first event: the other two from the log, then live.
+    let mut resumed = s
+        .http
+        .get(&watch)
+        .header("Last-Event-ID", events[0].1.as_str())
+        .send()
+        .await
+        .unwrap();
+    let (st, _) = s
+        .post(&path, json!({"content": "note 3", "embedding": vector(3)}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let mut buf = String::new();
+    let again = read_events(&mut resumed, 3, &mut buf).await;
+    let contents: Vec<&str> = again
+        .iter()
+        .map(|e| e.2["experience"]["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, ["note 1", "note 2", "note 3"]);
+    let ids: Vec<u64> = again.iter().map(|e| e.1.parse().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+
+    let (st, _) = s
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/v1/collectives/{cid}"),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    // The stream ends (read_events returns before 100) once the collective
+    // is gone, with at most its experiences' deletions before that.
+    let rest = read_events(&mut resumed, 100, &mut buf).await;
+    assert!(
+        rest.iter().all(|e| e.2["event_type"] == "deleted"),
+        "{rest:?}"
+    );
+
+    let unknown = s
+        .get("/v1/collectives/0190a5c8-0000-7000-8000-000000000000/watch")
+        .await;
+    assert_error(&unknown, 404, "not_found");
+}
+
+#[tokio::test]
+async fn sigterm_with_a_watcher_open_still_exits_cleanly() {
+    let (_dir, db) = temp_db();
+    let s = Server::start(&db, &["--embedder", "none"]);
+    let (_, c) = s.post("/v1/collectives", json!({"name": "c"})).await;
+    let cid = c["id"].as_str().unwrap().to_string();
+    let mut watching = s
+        .http
+        .get(s.url(&format!("/v1/collectives/{cid}/watch")))
+        .send()
+        .await
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || s.terminate())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut buf = String::new();
+    assert!(read_events(&mut watching, 1, &mut buf).await.is_empty());
+}
