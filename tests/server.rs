@@ -318,6 +318,17 @@ async fn routes_answer_the_documented_json() {
         "a heartbeat keeps the task"
     );
 
+    let ask = json!({"query_embedding": vector(0), "max_similar": 2, "max_recent": 1});
+    let (st, ctx) = s.post(&format!("/v1/collectives/{cid}/context"), ask).await;
+    assert_eq!(st, StatusCode::OK, "{ctx}");
+    assert_eq!(
+        ctx["similar_experiences"][0]["experience"]["id"],
+        id.as_str()
+    );
+    assert_eq!(ctx["recent_experiences"].as_array().unwrap().len(), 1);
+    assert_eq!(ctx["insights"][0]["content"], "flaky tests want isolation");
+    assert_eq!(ctx["relations"][0]["relation_type"], "supports");
+    assert_eq!(ctx["active_agents"][0]["agent_id"], "agent-1");
     let (_, changes) = s.get("/v1/changes?since=0&limit=100").await;
     let events = changes["events"].as_array().unwrap();
     assert!(events.len() >= 3);

@@ -73,6 +73,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/v1/experiences/{id}/energy", get(x::energy))
         .route("/v1/experiences/{id}/related", get(k::related))
         .route("/v1/collectives/{cid}/search", post(search::experiences))
+        .route("/v1/collectives/{cid}/context", post(search::context))
         .route("/v1/relations", post(k::store_relation))
         .route(
             "/v1/relations/{id}",

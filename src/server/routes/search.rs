@@ -4,10 +4,13 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use crate::server::extract::{JsonBody, Path, Query};
-use crate::server::wire::{ExperienceJson, InsightJson, RecallWeightsJson, SearchFilterJson};
+use crate::server::wire::{
+    ActivityJson, ExperienceJson, InsightJson, RecallWeightsJson, SearchFilterJson,
+};
 use crate::server::{ApiError, Shared};
-use crate::{CollectiveId, PulseHandle, SearchFilter, SearchOptions};
+use crate::{CollectiveId, ContextRequest, PulseHandle, SearchFilter, SearchOptions};
 
+use super::knowledge::RelationJson;
 use super::Embedding;
 
 type Answer<T> = Result<T, ApiError>;
@@ -122,4 +125,96 @@ pub(crate) async fn insights(
             })
             .collect(),
     ))
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn twenty() -> usize {
+    20
+}
+
+/// `ContextRequest` without `collective_id`; `query_embedding` or `text`.
+#[derive(Deserialize)]
+pub(crate) struct ContextBody {
+    #[serde(default)]
+    query_embedding: Option<Vec<f32>>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default = "twenty")]
+    max_similar: usize,
+    #[serde(default = "ten")]
+    max_recent: usize,
+    #[serde(default = "yes")]
+    include_insights: bool,
+    #[serde(default = "yes")]
+    include_relations: bool,
+    #[serde(default = "yes")]
+    include_active_agents: bool,
+    #[serde(default)]
+    filter: Option<SearchFilterJson>,
+    #[serde(default)]
+    recall_weights: Option<RecallWeightsJson>,
+}
+
+fn ten() -> usize {
+    10
+}
+
+#[derive(Serialize)]
+pub(crate) struct ContextJson {
+    similar_experiences: Vec<Hit>,
+    recent_experiences: Vec<ExperienceJson>,
+    insights: Vec<InsightJson>,
+    relations: Vec<RelationJson>,
+    active_agents: Vec<ActivityJson>,
+}
+
+pub(crate) async fn context(
+    state: Shared,
+    Path(cid): Path<CollectiveId>,
+    Query(q): Query<Embedding>,
+    JsonBody(body): JsonBody<ContextBody>,
+) -> Answer<Json<ContextJson>> {
+    let query = TextOrVector {
+        vector: body.query_embedding,
+        text: body.text,
+    };
+    let request = ContextRequest {
+        collective_id: cid,
+        query_embedding: query.vector(&state.db).await?,
+        max_similar: body.max_similar,
+        max_recent: body.max_recent,
+        include_insights: body.include_insights,
+        include_relations: body.include_relations,
+        include_active_agents: body.include_active_agents,
+        filter: body.filter.map_or_else(SearchFilter::default, Into::into),
+        recall_weights: body.recall_weights.map(Into::into),
+    };
+    let found = state.db.get_context_candidates(request).await?;
+    let embedding = q.include_embedding;
+    Ok(Json(ContextJson {
+        similar_experiences: found
+            .similar_experiences
+            .into_iter()
+            .map(|h| Hit {
+                similarity: h.similarity,
+                score: h.score,
+                experience: ExperienceJson::new(h.experience, embedding),
+            })
+            .collect(),
+        recent_experiences: found
+            .recent_experiences
+            .into_iter()
+            .map(|x| ExperienceJson::new(x, embedding))
+            .collect(),
+        insights: found
+            .insights
+            .into_iter()
+            .map(|i| InsightJson::new(i, false))
+            .collect(),
+        relations: found.relations.into_iter().map(Into::into).collect(),
+        active_agents: found.active_agents.into_iter().map(Into::into).collect(),
+    }))
 }
