@@ -329,6 +329,21 @@ async fn routes_answer_the_documented_json() {
     assert_eq!(ctx["insights"][0]["content"], "flaky tests want isolation");
     assert_eq!(ctx["relations"][0]["relation_type"], "supports");
     assert_eq!(ctx["active_agents"][0]["agent_id"], "agent-1");
+    let metrics = s.http.get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    assert!(metrics.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let metrics = metrics.text().await.unwrap();
+    for line in [
+        "pulsedb_http_requests_total{route=\"/v1/collectives\",method=\"POST\",status=\"201\"} 1",
+        "pulsedb_http_request_duration_seconds_count{route=\"/v1/collectives/{cid}/experiences\",method=\"POST\"} 1",
+        "pulsedb_collectives 1",
+        "pulsedb_experiences 3",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} not in\n{metrics}");
+    }
     let (_, changes) = s.get("/v1/changes?since=0&limit=100").await;
     let events = changes["events"].as_array().unwrap();
     assert!(events.len() >= 3);

@@ -7,11 +7,13 @@
 
 mod error;
 mod extract;
+mod metrics;
 mod routes;
 pub mod wire;
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
@@ -45,6 +47,7 @@ pub(crate) struct AppState {
     /// Set once the server stops: ends the watch streams, which would
     /// otherwise hold the graceful shutdown open forever.
     pub(crate) closing: tokio::sync::watch::Sender<bool>,
+    pub(crate) metrics: metrics::Metrics,
 }
 
 pub(crate) type Shared = State<Arc<AppState>>;
@@ -55,6 +58,7 @@ pub fn router(db: PulseHandle, options: ServerOptions) -> Router {
         db,
         options,
         closing: tokio::sync::watch::channel(false).0,
+        metrics: metrics::Metrics::default(),
     }))
 }
 
@@ -64,6 +68,7 @@ fn app(state: Arc<AppState>) -> Router {
         n => n,
     };
     routes::routes()
+        .route("/metrics", axum::routing::get(metrics::metrics))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -74,7 +79,7 @@ fn app(state: Arc<AppState>) -> Router {
         })
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn(trace))
+        .layer(middleware::from_fn_with_state(state.clone(), trace))
         .with_state(state)
 }
 
@@ -94,6 +99,7 @@ pub async fn serve(
         db: db.clone(),
         options,
         closing: tokio::sync::watch::channel(false).0,
+        metrics: metrics::Metrics::default(),
     });
     let stop = {
         let state = state.clone();
@@ -137,20 +143,45 @@ async fn authorize(State(state): Shared, request: Request, next: Next) -> Respon
     }
 }
 
-/// A span per request: method, route, status, latency.
-async fn trace(request: Request, next: Next) -> Response {
+/// One request in flight, counted until dropped (also when the client goes
+/// away and the request's future is dropped).
+struct InFlight<'a>(&'a AtomicI64);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a AtomicI64) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A span per request (method, route, status, latency), and the request
+/// counted in the metrics.
+async fn trace(State(state): Shared, request: Request, next: Next) -> Response {
     let method = request.method().clone();
-    let route = request.extensions().get::<MatchedPath>().map_or_else(
-        || request.uri().path().to_string(),
-        |p| p.as_str().to_string(),
-    );
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
     let span = tracing::info_span!("http", %method, %route, status = tracing::field::Empty);
     let started = Instant::now();
-    let response = next.run(request).instrument(span.clone()).await;
+    let response = {
+        let _counted = InFlight::enter(&state.metrics.in_flight);
+        next.run(request).instrument(span.clone()).await
+    };
     let status = response.status().as_u16();
+    let latency = started.elapsed();
     span.record("status", status);
-    let latency: Duration = started.elapsed();
-    tracing::debug!(parent: &span, latency_us = latency.as_micros() as u64, "request");
+    tracing::debug!(parent: &span, latency_us = latency.as_micros() as u64, "answered");
+    state
+        .metrics
+        .observe(method.as_str(), &route, status, latency);
     response
 }
 
