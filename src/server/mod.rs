@@ -7,6 +7,7 @@
 
 mod error;
 mod extract;
+pub mod mcp;
 mod metrics;
 mod routes;
 pub mod wire;

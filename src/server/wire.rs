@@ -234,7 +234,7 @@ impl From<ExperienceTypeJson> for ExperienceType {
 }
 
 /// `ExperienceTypeTag` as a snake_case string (filters).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExperienceTypeTagJson {
     Difficulty,
@@ -559,8 +559,8 @@ impl From<WatchEvent> for WatchEventJson {
     }
 }
 
-/// `RelationType` / `InsightType` as snake_case strings.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+/// `RelationType` as a snake_case string.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RelationTypeJson {
     Supports,

@@ -27,6 +27,15 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API on one port.
     Serve(serve::ServeArgs),
+    /// Serve the MCP tools over stdio (for Claude Desktop, Cursor, any MCP host).
+    Mcp {
+        /// The database file (created when missing).
+        #[arg(long)]
+        db: PathBuf,
+        /// Embed text with the built-in model, or not (tools that read text then say so).
+        #[arg(long, value_enum, default_value = "builtin")]
+        embedder: EmbedderChoice,
+    },
     /// Print the database's metadata and a table of its collectives.
     Info {
         /// The database file.
@@ -108,6 +117,26 @@ pub(crate) async fn open(
     }
 }
 
+async fn mcp(db: &std::path::Path, embedder: EmbedderChoice) -> pulsedb::Result<()> {
+    use rmcp::ServiceExt;
+    let (handle, _) = open(db, embedder, false).await?;
+    let tools = pulsedb::server::mcp::PulseTools::new(handle.clone());
+    let served = async {
+        let running = tools
+            .serve(rmcp::transport::stdio())
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        running
+            .waiting()
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok::<(), pulsedb::Error>(())
+    }
+    .await;
+    handle.close().await?;
+    served
+}
+
 async fn info(db: &std::path::Path) -> pulsedb::Result<()> {
     let (handle, _) = open(db, EmbedderChoice::None, true).await?;
     let meta = handle.metadata();
@@ -149,6 +178,7 @@ async fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).await,
+        Command::Mcp { db, embedder } => mcp(&db, embedder).await,
         Command::Info { db } => info(&db).await,
         Command::Import {
             db,
