@@ -701,3 +701,79 @@ async fn sigterm_with_a_watcher_open_still_exits_cleanly() {
     let mut buf = String::new();
     assert!(read_events(&mut watching, 1, &mut buf).await.is_empty());
 }
+
+/// The JSON-RPC answer in a streamable-HTTP response: plain JSON, or the
+/// last `data:` of an event stream.
+fn rpc_answer(raw: &str) -> Value {
+    serde_json::from_str(raw).unwrap_or_else(|_| {
+        let data = raw
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(str::trim)
+            .filter(|d| d.starts_with('{'))
+            .last()
+            .unwrap_or_else(|| panic!("no JSON-RPC answer in {raw:?}"));
+        serde_json::from_str(data).unwrap()
+    })
+}
+
+#[tokio::test]
+async fn mcp_over_http_sits_behind_the_token() {
+    let (_dir, db) = temp_db();
+    let s = Server::start(&db, &["--embedder", "none", "--token", "t0ken"]);
+    let rpc = |id: u64, method: &str, params: Value| json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    let post = |body: Value, session: Option<String>, token: Option<&str>| {
+        let mut req = s
+            .http
+            .post(s.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(id) = session {
+            req = req.header("mcp-session-id", id);
+        }
+        req.send()
+    };
+    let init = rpc(
+        1,
+        "initialize",
+        json!({
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "pulsedb-test", "version": "1"},
+        }),
+    );
+    let denied = post(init.clone(), None, None).await.unwrap();
+    assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
+
+    let resp = post(init, None, Some("t0ken")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let session = resp
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = rpc_answer(&resp.text().await.unwrap());
+    assert!(body["result"]["serverInfo"].is_object(), "{body}");
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let resp = post(note, session.clone(), Some("t0ken")).await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+
+    let (_, c) = s.post("/v1/collectives", json!({"name": "shared"})).await;
+    assert!(c["id"].is_string());
+    let call = rpc(
+        2,
+        "tools/call",
+        json!({"name": "list_collectives", "arguments": {}}),
+    );
+    let resp = post(call, session, Some("t0ken")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = rpc_answer(&resp.text().await.unwrap());
+    let text = body["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"));
+    let list: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(list[0]["name"], "shared");
+    assert_eq!(s.terminate().code(), Some(0));
+}

@@ -39,6 +39,10 @@ pub struct ServerOptions {
     pub body_limit: usize,
     /// The embedder's model id and dimension, for `/v1/info`.
     pub embedder: Option<(String, usize)>,
+    /// `Host` values `/mcp` accepts besides `localhost`, `127.0.0.1` and
+    /// `::1` (a guard against DNS rebinding): the names the server is
+    /// reached by when it listens beyond loopback.
+    pub mcp_hosts: Vec<String>,
 }
 
 /// Shared by every handler.
@@ -49,6 +53,8 @@ pub(crate) struct AppState {
     /// otherwise hold the graceful shutdown open forever.
     pub(crate) closing: tokio::sync::watch::Sender<bool>,
     pub(crate) metrics: metrics::Metrics,
+    /// Cancelled when the server stops: ends MCP sessions.
+    pub(crate) mcp_stop: tokio_util::sync::CancellationToken,
 }
 
 pub(crate) type Shared = State<Arc<AppState>>;
@@ -60,6 +66,7 @@ pub fn router(db: PulseHandle, options: ServerOptions) -> Router {
         options,
         closing: tokio::sync::watch::channel(false).0,
         metrics: metrics::Metrics::default(),
+        mcp_stop: tokio_util::sync::CancellationToken::new(),
     }))
 }
 
@@ -70,6 +77,7 @@ fn app(state: Arc<AppState>) -> Router {
     };
     routes::routes()
         .route("/metrics", axum::routing::get(metrics::metrics))
+        .nest_service("/mcp", mcp_service(&state))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -82,6 +90,28 @@ fn app(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), trace))
         .with_state(state)
+}
+
+/// The MCP tools over streamable HTTP (JSON responses), one tool server
+/// per session over the same handle.
+fn mcp_service(
+    state: &AppState,
+) -> rmcp::transport::StreamableHttpService<
+    mcp::PulseTools,
+    rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
+> {
+    let db = state.db.clone();
+    let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    hosts.extend(state.options.mcp_hosts.iter().cloned());
+    let config = rmcp::transport::StreamableHttpServerConfig::default()
+        .with_json_response(true)
+        .with_allowed_hosts(hosts)
+        .with_cancellation_token(state.mcp_stop.child_token());
+    rmcp::transport::StreamableHttpService::new(
+        move || Ok(mcp::PulseTools::new(db.clone())),
+        Default::default(),
+        config,
+    )
 }
 
 /// Serves the API over `db` on `listener` until `shutdown` resolves: then
@@ -101,12 +131,14 @@ pub async fn serve(
         options,
         closing: tokio::sync::watch::channel(false).0,
         metrics: metrics::Metrics::default(),
+        mcp_stop: tokio_util::sync::CancellationToken::new(),
     });
     let stop = {
         let state = state.clone();
         async move {
             shutdown.await;
             state.closing.send_replace(true);
+            state.mcp_stop.cancel();
         }
     };
     axum::serve(listener, app(state))

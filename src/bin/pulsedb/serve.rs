@@ -68,6 +68,10 @@ pub(crate) async fn run(args: ServeArgs) -> pulsedb::Result<()> {
         token: args.token.filter(|t| !t.is_empty()),
         body_limit: args.body_limit,
         embedder,
+        mcp_hosts: match args.addr.ip() {
+            ip if ip.is_loopback() || ip.is_unspecified() => Vec::new(),
+            ip => vec![ip.to_string()],
+        },
     };
     server::serve(listener, db, options, shutdown_signal()).await
 }
