@@ -710,8 +710,7 @@ fn rpc_answer(raw: &str) -> Value {
             .lines()
             .filter_map(|l| l.strip_prefix("data:"))
             .map(str::trim)
-            .filter(|d| d.starts_with('{'))
-            .last()
+            .rfind(|d| d.starts_with('{'))
             .unwrap_or_else(|| panic!("no JSON-RPC answer in {raw:?}"));
         serde_json::from_str(data).unwrap()
     })
