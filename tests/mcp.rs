@@ -50,6 +50,11 @@ async fn the_tools_share_a_memory_by_meaning() {
     let dir = tempfile::tempdir().unwrap();
     let client = start(&dir.path().join("mcp.db"), "builtin").await;
 
+    let info = client.peer_info().expect("server info");
+    assert_eq!(
+        info.server_info.as_ref().map(|i| i.name.as_str()),
+        Some("pulsedb")
+    );
     let tools = client.list_all_tools().await.unwrap();
     let mut names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
     names.sort();

@@ -754,7 +754,7 @@ async fn mcp_over_http_sits_behind_the_token() {
         .get("mcp-session-id")
         .map(|v| v.to_str().unwrap().to_string());
     let body = rpc_answer(&resp.text().await.unwrap());
-    assert!(body["result"]["serverInfo"].is_object(), "{body}");
+    assert_eq!(body["result"]["serverInfo"]["name"], "pulsedb", "{body}");
     let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
     let resp = post(note, session.clone(), Some("t0ken")).await.unwrap();
     assert!(resp.status().is_success(), "{}", resp.status());

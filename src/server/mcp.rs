@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
 use rmcp::{tool, tool_handler, tool_router, ServerHandler};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -479,4 +480,14 @@ impl PulseTools {
 }
 
 #[tool_handler(router = self.tool_router)]
-impl ServerHandler for PulseTools {}
+impl ServerHandler for PulseTools {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("pulsedb", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "PulseDB is a memory shared by many agents. Before a task, `context` or \
+                 `recall` what the others learnt; after it, `remember` what you learnt \
+                 and `reinforce` what helped.",
+            )
+    }
+}
