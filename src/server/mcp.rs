@@ -14,11 +14,13 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::wire::{ExperienceJson, ExperienceTypeTagJson, RelationTypeJson};
+use super::wire::{
+    DirectionJson, ExperienceJson, ExperienceTypeTagJson, InsightTypeJson, RelationTypeJson,
+};
 use crate::{
-    CollectiveId, Error, ExperienceId, ExperienceType, ExperienceTypeTag, InsightType, NewActivity,
-    NewDerivedInsight, NewExperience, NewExperienceRelation, PulseHandle, RelationDirection,
-    SearchFilter, SearchOptions, Severity, ValidationError,
+    CollectiveId, Error, ExperienceId, ExperienceType, ExperienceTypeTag, NewActivity,
+    NewDerivedInsight, NewExperience, NewExperienceRelation, PulseHandle, SearchFilter,
+    SearchOptions, Severity, ValidationError,
 };
 
 /// A tool's answer: JSON text, or the message of an `isError` result.
@@ -184,34 +186,17 @@ struct Relate {
 }
 
 #[derive(Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-enum Direction {
-    Outgoing,
-    Incoming,
-    Both,
-}
-
-#[derive(Deserialize, JsonSchema)]
 struct Related {
     /// The experience (id).
     id: String,
     /// outgoing, incoming or both (default).
-    direction: Option<Direction>,
+    direction: Option<DirectionJson>,
 }
 
 #[derive(Deserialize, JsonSchema)]
 struct ById {
     /// The experience (id).
     id: String,
-}
-
-#[derive(Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-enum InsightKind {
-    Pattern,
-    Synthesis,
-    Abstraction,
-    Correlation,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -223,7 +208,7 @@ struct AddInsight {
     /// The experiences it was drawn from (ids).
     sources: Vec<String>,
     /// pattern (default), synthesis, abstraction or correlation.
-    kind: Option<InsightKind>,
+    kind: Option<InsightTypeJson>,
     /// 0 to 1 (default 0.5).
     confidence: Option<f32>,
 }
@@ -381,11 +366,7 @@ impl PulseTools {
     #[tool(description = "The experiences linked to one, with their relations.")]
     async fn related(&self, Parameters(p): Parameters<Related>) -> Answer {
         let id = parse_id("id", &p.id)?;
-        let direction = match p.direction.unwrap_or(Direction::Both) {
-            Direction::Outgoing => RelationDirection::Outgoing,
-            Direction::Incoming => RelationDirection::Incoming,
-            Direction::Both => RelationDirection::Both,
-        };
+        let direction = p.direction.unwrap_or(DirectionJson::Both).into();
         let pairs = self
             .db
             .get_related_experiences(id, direction)
@@ -430,12 +411,7 @@ impl PulseTools {
             content: p.content,
             embedding: None,
             source_experience_ids: sources,
-            insight_type: match p.kind.unwrap_or(InsightKind::Pattern) {
-                InsightKind::Pattern => InsightType::Pattern,
-                InsightKind::Synthesis => InsightType::Synthesis,
-                InsightKind::Abstraction => InsightType::Abstraction,
-                InsightKind::Correlation => InsightType::Correlation,
-            },
+            insight_type: p.kind.unwrap_or(InsightTypeJson::Pattern).into(),
             confidence: p.confidence.unwrap_or(0.5),
             domain: Vec::new(),
         };

@@ -432,7 +432,7 @@ pub struct SearchFilterJson {
     pub exclude_archived: bool,
 }
 
-fn yes() -> bool {
+pub(crate) fn yes() -> bool {
     true
 }
 
@@ -598,7 +598,7 @@ impl From<RelationType> for RelationTypeJson {
 }
 
 /// `InsightType` as a snake_case string.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InsightTypeJson {
     Pattern,
@@ -689,6 +689,25 @@ impl InsightJson {
             domain: i.domain,
             created_at: i.created_at.0,
             updated_at: i.updated_at.0,
+        }
+    }
+}
+
+/// `RelationDirection` as a snake_case string.
+#[derive(Debug, Clone, Copy, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectionJson {
+    Outgoing,
+    Incoming,
+    Both,
+}
+
+impl From<DirectionJson> for crate::RelationDirection {
+    fn from(d: DirectionJson) -> Self {
+        match d {
+            DirectionJson::Outgoing => crate::RelationDirection::Outgoing,
+            DirectionJson::Incoming => crate::RelationDirection::Incoming,
+            DirectionJson::Both => crate::RelationDirection::Both,
         }
     }
 }

@@ -7,12 +7,12 @@ use serde::{Deserialize, Serialize};
 use super::{Created, Embedding, Page};
 use crate::server::extract::{JsonBody, Path, Query};
 use crate::server::wire::{
-    ActivityJson, ExperienceJson, InsightJson, NewInsightJson, RelationTypeJson,
+    ActivityJson, DirectionJson, ExperienceJson, InsightJson, NewInsightJson, RelationTypeJson,
 };
 use crate::server::{ApiError, Shared};
 use crate::{
     CollectiveId, Error, ExperienceId, ExperienceRelation, InsightId, NewActivity,
-    NewExperienceRelation, NotFoundError, RelationDirection, RelationId,
+    NewExperienceRelation, NotFoundError, RelationId,
 };
 
 type Answer<T> = Result<T, ApiError>;
@@ -103,14 +103,6 @@ pub(crate) async fn list_relations(
     Ok(Json(rs.into_iter().map(Into::into).collect()))
 }
 
-#[derive(Deserialize, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum DirectionJson {
-    Outgoing,
-    Incoming,
-    Both,
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RelatedQuery {
@@ -133,11 +125,7 @@ pub(crate) async fn related(
     Path(id): Path<ExperienceId>,
     Query(q): Query<RelatedQuery>,
 ) -> Answer<Json<Vec<Related>>> {
-    let direction = match q.direction.unwrap_or(DirectionJson::Both) {
-        DirectionJson::Outgoing => RelationDirection::Outgoing,
-        DirectionJson::Incoming => RelationDirection::Incoming,
-        DirectionJson::Both => RelationDirection::Both,
-    };
+    let direction = q.direction.unwrap_or(DirectionJson::Both).into();
     let pairs = state
         .db
         .get_related_experiences_filtered(id, direction, q.relation_type.map(Into::into))

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::server::extract::{JsonBody, Path, Query};
 use crate::server::wire::{
-    ActivityJson, ExperienceJson, InsightJson, RecallWeightsJson, SearchFilterJson,
+    yes, ActivityJson, ExperienceJson, InsightJson, RecallWeightsJson, SearchFilterJson,
 };
 use crate::server::{ApiError, Shared};
 use crate::{CollectiveId, ContextRequest, PulseHandle, SearchFilter, SearchOptions};
@@ -14,10 +14,6 @@ use super::knowledge::RelationJson;
 use super::Embedding;
 
 type Answer<T> = Result<T, ApiError>;
-
-fn default_k() -> usize {
-    10
-}
 
 /// The query of a search: exactly one of `vector` and `text`.
 #[derive(Deserialize)]
@@ -57,7 +53,7 @@ impl TextOrVector {
 pub(crate) struct SearchBody {
     #[serde(flatten)]
     query: TextOrVector,
-    #[serde(default = "default_k")]
+    #[serde(default = "ten")]
     k: usize,
     #[serde(default)]
     filter: Option<SearchFilterJson>,
@@ -70,6 +66,16 @@ pub(crate) struct Hit {
     similarity: f32,
     score: f32,
     experience: ExperienceJson,
+}
+
+impl Hit {
+    fn new(h: crate::SearchResult, embedding: bool) -> Self {
+        Hit {
+            similarity: h.similarity,
+            score: h.score,
+            experience: ExperienceJson::new(h.experience, embedding),
+        }
+    }
 }
 
 pub(crate) async fn experiences(
@@ -87,11 +93,7 @@ pub(crate) async fn experiences(
     let hits = state.db.search(cid, &vector, options).await?;
     Ok(Json(
         hits.into_iter()
-            .map(|h| Hit {
-                similarity: h.similarity,
-                score: h.score,
-                experience: ExperienceJson::new(h.experience, q.include_embedding),
-            })
+            .map(|h| Hit::new(h, q.include_embedding))
             .collect(),
     ))
 }
@@ -100,7 +102,7 @@ pub(crate) async fn experiences(
 pub(crate) struct InsightSearchBody {
     #[serde(flatten)]
     query: TextOrVector,
-    #[serde(default = "default_k")]
+    #[serde(default = "ten")]
     k: usize,
 }
 
@@ -125,10 +127,6 @@ pub(crate) async fn insights(
             })
             .collect(),
     ))
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn twenty() -> usize {
@@ -198,11 +196,7 @@ pub(crate) async fn context(
         similar_experiences: found
             .similar_experiences
             .into_iter()
-            .map(|h| Hit {
-                similarity: h.similarity,
-                score: h.score,
-                experience: ExperienceJson::new(h.experience, embedding),
-            })
+            .map(|h| Hit::new(h, embedding))
             .collect(),
         recent_experiences: found
             .recent_experiences
