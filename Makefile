@@ -4,6 +4,7 @@
 #   make test   fmt check, clippy, the whole test suite, docs
 #   make bench  criterion benches and the pulsedb-bench workload
 #   make model  fetch the built-in embedder's model (demo, test, bench do)
+#   make tools  the Python tools the tests run, in a venv (test does)
 
 # FAISS is compiled from source. On a CPU with AVX2 and FMA its distance
 # kernels are compiled for them (the binaries then need such a CPU; PulseDB's
@@ -26,8 +27,10 @@ APT_PACKAGES := cmake g++ libopenblas-dev pkg-config
 # Where the built-in embedder's model lives (BuiltinEmbedder::locate looks
 # at $PULSEDB_MODEL_DIR, else here).
 MODEL_DIR := $(or $(PULSEDB_MODEL_DIR),$(HOME)/.cache/pulsedb/models/all-MiniLM-L6-v2)
+# The test suites' Python tools (openapi-spec-validator, schemathesis).
+export PULSEDB_TOOLS_VENV ?= $(HOME)/.cache/pulsedb/venv
 
-.PHONY: deps model demo test bench crash-soak
+.PHONY: deps model tools demo test bench crash-soak
 
 # Installs the system packages the FAISS build needs, only when missing.
 deps:
@@ -43,10 +46,14 @@ deps:
 model:
 	@scripts/fetch-model.sh "$(MODEL_DIR)"
 
+# Installs the pinned test tools into $(PULSEDB_TOOLS_VENV), once.
+tools:
+	@scripts/python-tools.sh "$(PULSEDB_TOOLS_VENV)"
+
 demo: deps model
 	$(CARGO) run --release --features embedder --example agent_swarm
 
-test: deps model
+test: deps model tools
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --all-features -- -D warnings
 	$(CARGO) test --all-features

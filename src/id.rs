@@ -28,6 +28,17 @@ macro_rules! define_id {
             }
         }
 
+        /// In the server's OpenAPI document: a UUID string.
+        #[cfg(feature = "server")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                $crate::id::uuid_schema()
+            }
+        }
+
+        #[cfg(feature = "server")]
+        impl utoipa::ToSchema for $name {}
+
         impl Default for $name {
             fn default() -> Self {
                 Self::new()
@@ -49,6 +60,16 @@ macro_rules! define_id {
 }
 
 pub(crate) use define_id;
+
+/// The OpenAPI schema of every id: a string in UUID format.
+#[cfg(feature = "server")]
+pub(crate) fn uuid_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+        .into()
+}
 
 define_id!(
     /// Persistent identity of one database file.

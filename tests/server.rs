@@ -2,155 +2,14 @@
 //! and JSON shapes of SERVER.md, its error kinds and codes, the token, a
 //! read-only server, SIGTERM, and text through the built-in embedder.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod harness;
+
+use std::process::Command;
 use std::time::Duration;
 
+use harness::{assert_error, temp_db, vector, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-/// A running `pulsedb serve`; killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-    token: Option<String>,
-    http: reqwest::Client,
-}
-
-impl Server {
-    fn start(db: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pulsedb"))
-            .args(["serve", "--addr", "127.0.0.1:0", "--db"])
-            .arg(db)
-            .args(extra)
-            .env_remove("PULSEDB_TOKEN")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start pulsedb serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let addr = line
-            .trim()
-            .strip_prefix("pulsedb listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        let token = extra
-            .iter()
-            .position(|a| *a == "--token")
-            .map(|i| extra[i + 1].to_string());
-        Server {
-            child,
-            base: addr,
-            token,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, self.url(path));
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        let value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}"))
-        };
-        (status, value)
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.send(reqwest::Method::GET, path, None).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.send(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    async fn raw(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: &'static str,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, self.url(path))
-            .header("content-type", "application/json")
-            .body(body);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    /// SIGTERM, then the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(ok.success());
-        for _ in 0..300 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("pulsedb serve did not exit within 15 s of SIGTERM");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn temp_db() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("server.db");
-    (dir, path)
-}
-
-/// A 384-d unit vector along axis `i` with a little of axis `i + 1`.
-fn vector(i: usize) -> Vec<f32> {
-    let mut v = vec![0.0; 384];
-    v[i % 384] = 1.0;
-    v[(i + 1) % 384] = 0.1;
-    v
-}
-
-fn assert_error(got: &(StatusCode, Value), status: u16, kind: &str) {
-    assert_eq!(got.0.as_u16(), status, "{got:?}");
-    assert_eq!(got.1["error"]["kind"], kind, "{got:?}");
-    assert!(got.1["error"]["message"]
-        .as_str()
-        .is_some_and(|m| !m.is_empty()));
-}
 
 #[tokio::test]
 async fn routes_answer_the_documented_json() {
@@ -430,6 +289,16 @@ async fn client_mistakes_get_documented_errors_and_change_nothing() {
         .await;
     assert_error(&short, 400, "validation");
     assert_eq!(short.1["error"]["field"], "embedding");
+    let search = path.replace("/experiences", "/search");
+    let short_query = s.post(&search, json!({"vector": [1.0, 2.0]})).await;
+    assert_error(&short_query, 400, "validation");
+    assert_eq!(short_query.1["error"]["field"], "vector");
+    let context = path.replace("/experiences", "/context");
+    let short_context = s
+        .post(&context, json!({"query_embedding": [1.0, 2.0]}))
+        .await;
+    assert_error(&short_context, 400, "validation");
+    assert_eq!(short_context.1["error"]["field"], "query_embedding");
     let bad_importance = s
         .post(
             &path,

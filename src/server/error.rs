@@ -18,17 +18,56 @@ pub struct ApiError {
     pub field: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// The body of every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorBody)]
+pub(crate) struct Body<'a> {
     error: Inner<'a>,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
+/// What went wrong: `kind` is one of SERVER.md's error kinds, `field`
+/// names the offending field of a validation error.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorDetail)]
+pub(crate) struct Inner<'a> {
     kind: &'a str,
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+}
+
+/// The error answers any route may give, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // only described, never built
+pub(crate) enum Failures {
+    /// `validation` (names the field), `bad_request` (malformed JSON, wrong
+    /// types, bad ids, unknown query parameters) or `no_embedder`.
+    #[response(status = 400)]
+    BadRequest(Body<'static>),
+    /// `unauthorized`: a token is set and the request lacks it.
+    #[response(status = 401)]
+    Unauthorized(Body<'static>),
+    /// `read_only`: a write to a server started with `--read-only`.
+    #[response(status = 403)]
+    ReadOnly(Body<'static>),
+    /// `not_found`: an unknown id or route.
+    #[response(status = 404)]
+    NotFound(Body<'static>),
+    /// `method_not_allowed`.
+    #[response(status = 405)]
+    MethodNotAllowed(Body<'static>),
+    /// `payload_too_large`: the body is over the server's limit.
+    #[response(status = 413)]
+    PayloadTooLarge(Body<'static>),
+    /// `overloaded`: retry after the `Retry-After` seconds.
+    #[response(status = 429)]
+    Overloaded(Body<'static>),
+    /// `internal`: an engine fault (never client input).
+    #[response(status = 500)]
+    Internal(Body<'static>),
+    /// `closed`: the server is shutting down.
+    #[response(status = 503)]
+    Closed(Body<'static>),
 }
 
 impl ApiError {

@@ -9,6 +9,7 @@ mod error;
 mod extract;
 pub mod mcp;
 mod metrics;
+mod openapi;
 mod routes;
 pub mod wire;
 
@@ -23,7 +24,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tracing::Instrument;
 
-pub(crate) use error::ApiError;
+pub(crate) use error::{ApiError, Failures};
+pub use openapi::document as openapi_document;
 
 use crate::PulseHandle;
 
@@ -77,6 +79,7 @@ fn app(state: Arc<AppState>) -> Router {
     };
     routes::routes()
         .route("/metrics", axum::routing::get(metrics::metrics))
+        .route("/openapi.json", axum::routing::get(openapi::openapi))
         .nest_service("/mcp", mcp_service(&state))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {

@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// `Severity` as a snake_case string.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SeverityJson {
     Low,
@@ -51,7 +51,7 @@ impl From<SeverityJson> for Severity {
 }
 
 /// `ExperienceType`: `{"type": "difficulty", "description": ..., "severity": ...}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ExperienceTypeJson {
     Difficulty {
@@ -72,11 +72,13 @@ pub enum ExperienceTypeJson {
     SuccessPattern {
         task_type: String,
         approach: String,
+        #[schema(minimum = 0.0, maximum = 1.0)]
         quality: f32,
     },
     UserPreference {
         category: String,
         preference: String,
+        #[schema(minimum = 0.0, maximum = 1.0)]
         strength: f32,
     },
     ArchitecturalDecision {
@@ -234,7 +236,7 @@ impl From<ExperienceTypeJson> for ExperienceType {
 }
 
 /// `ExperienceTypeTag` as a snake_case string (filters).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExperienceTypeTagJson {
     Difficulty,
@@ -293,24 +295,35 @@ fn anonymous() -> String {
 }
 
 /// A `NewExperience` without `collective_id` (the route names it).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct NewExperienceJson {
+    /// 1 ..= 102 400 bytes.
+    #[schema(min_length = 1, max_length = 102400)]
     pub content: String,
     #[serde(default)]
     pub experience_type: Option<ExperienceTypeJson>,
     #[serde(default)]
     pub embedding: Option<Vec<f32>>,
     #[serde(default = "half")]
+    #[schema(minimum = 0.0, maximum = 1.0, default = 0.5)]
     pub importance: f32,
     #[serde(default = "half")]
+    #[schema(minimum = 0.0, maximum = 1.0, default = 0.5)]
     pub confidence: f32,
+    /// ≤ 50 items, each 1 ..= 100 bytes.
     #[serde(default)]
+    #[schema(max_items = 50)]
     pub domain: Vec<String>,
+    /// ≤ 50 pairs, key 1 ..= 100 bytes, value ≤ 200 bytes.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// ≤ 100 items, each ≤ 500 bytes.
     #[serde(default)]
+    #[schema(max_items = 100)]
     pub related_files: Vec<String>,
+    /// 1 ..= 255 bytes.
     #[serde(default = "anonymous")]
+    #[schema(min_length = 1, max_length = 255, default = "anonymous")]
     pub source_agent: String,
     #[serde(default)]
     pub source_task: Option<String>,
@@ -336,7 +349,7 @@ impl NewExperienceJson {
 }
 
 /// An `Experience` in a response; `embedding` only when asked for.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ExperienceJson {
     pub id: ExperienceId,
     pub collective_id: CollectiveId,
@@ -383,17 +396,21 @@ impl ExperienceJson {
 }
 
 /// `ExperienceUpdate`: only the fields present change.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct ExperienceUpdateJson {
     #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub importance: Option<f32>,
     #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub confidence: Option<f32>,
     #[serde(default)]
+    #[schema(max_items = 50)]
     pub domain: Option<Vec<String>>,
     #[serde(default)]
     pub tags: Option<BTreeMap<String, String>>,
     #[serde(default)]
+    #[schema(max_items = 100)]
     pub related_files: Option<Vec<String>>,
     #[serde(default)]
     pub archived: Option<bool>,
@@ -414,7 +431,7 @@ impl From<ExperienceUpdateJson> for ExperienceUpdate {
 
 /// `SearchFilter`; missing fields filter nothing, archived records are
 /// excluded unless `exclude_archived` is `false`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct SearchFilterJson {
     #[serde(default)]
     pub domains: Option<Vec<String>>,
@@ -453,7 +470,7 @@ impl From<SearchFilterJson> for SearchFilter {
 }
 
 /// `RecallWeights`.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
 pub struct RecallWeightsJson {
     pub similarity: f32,
     pub energy: f32,
@@ -469,7 +486,7 @@ impl From<RecallWeightsJson> for RecallWeights {
 }
 
 /// `Collective` in a response.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CollectiveJson {
     pub id: CollectiveId,
     pub name: String,
@@ -494,7 +511,7 @@ impl From<Collective> for CollectiveJson {
 }
 
 /// `Activity` in a response.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ActivityJson {
     pub agent_id: String,
     pub collective_id: CollectiveId,
@@ -520,7 +537,7 @@ impl From<Activity> for ActivityJson {
 }
 
 /// `WatchEventType` as a snake_case string.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WatchEventTypeJson {
     Created,
@@ -530,7 +547,7 @@ pub enum WatchEventTypeJson {
 }
 
 /// `WatchEvent` in a response (the experience without its embedding).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WatchEventJson {
     pub sequence: u64,
     pub experience_id: ExperienceId,
@@ -560,7 +577,7 @@ impl From<WatchEvent> for WatchEventJson {
 }
 
 /// `RelationType` as a snake_case string.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RelationTypeJson {
     Supports,
@@ -598,7 +615,7 @@ impl From<RelationType> for RelationTypeJson {
 }
 
 /// `InsightType` as a snake_case string.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InsightTypeJson {
     Pattern,
@@ -630,17 +647,23 @@ impl From<InsightType> for InsightTypeJson {
 }
 
 /// A `NewDerivedInsight` without `collective_id`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct NewInsightJson {
+    /// 1 ..= 51 200 bytes.
+    #[schema(min_length = 1, max_length = 51200)]
     pub content: String,
     #[serde(default)]
     pub embedding: Option<Vec<f32>>,
+    /// 1 ..= 100 experiences of the same collective.
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 100)]
     pub source_experience_ids: Vec<ExperienceId>,
     pub insight_type: InsightTypeJson,
     #[serde(default = "half")]
+    #[schema(minimum = 0.0, maximum = 1.0, default = 0.5)]
     pub confidence: f32,
     #[serde(default)]
+    #[schema(max_items = 50)]
     pub domain: Vec<String>,
 }
 
@@ -660,7 +683,7 @@ impl NewInsightJson {
 }
 
 /// `DerivedInsight` in a response (embedding on request).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InsightJson {
     pub id: InsightId,
     pub collective_id: CollectiveId,
@@ -694,7 +717,7 @@ impl InsightJson {
 }
 
 /// `RelationDirection` as a snake_case string.
-#[derive(Debug, Clone, Copy, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, Deserialize, schemars::JsonSchema, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DirectionJson {
     Outgoing,

@@ -4,12 +4,12 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::{Created, Embedding, Page};
+use super::{Agent, Cid, Created, Embedding, Iid, Page, Rid, Xid};
 use crate::server::extract::{JsonBody, Path, Query};
 use crate::server::wire::{
     ActivityJson, DirectionJson, ExperienceJson, InsightJson, NewInsightJson, RelationTypeJson,
 };
-use crate::server::{ApiError, Shared};
+use crate::server::{ApiError, Failures, Shared};
 use crate::{
     CollectiveId, Error, ExperienceId, ExperienceRelation, InsightId, NewActivity,
     NewExperienceRelation, NotFoundError, RelationId,
@@ -18,7 +18,7 @@ use crate::{
 type Answer<T> = Result<T, ApiError>;
 
 /// `ExperienceRelation` in a response.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct RelationJson {
     id: RelationId,
     source_id: ExperienceId,
@@ -48,17 +48,24 @@ fn one_strength() -> f32 {
     1.0
 }
 
-#[derive(Deserialize)]
+/// `NewExperienceRelation`: `strength` defaults to 1.
+#[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct NewRelationJson {
     source_id: ExperienceId,
     target_id: ExperienceId,
     relation_type: RelationTypeJson,
     #[serde(default = "one_strength")]
+    #[schema(minimum = 0.0, maximum = 1.0, default = 1.0)]
     strength: f32,
+    /// ≤ 10 240 bytes.
     #[serde(default)]
+    #[schema(max_length = 10240)]
     metadata: Option<String>,
 }
 
+/// Links two experiences of one collective.
+#[utoipa::path(post, operation_id = "store_relation", path = "/v1/relations", tag = "relations", request_body = NewRelationJson,
+    responses((status = 201, body = Created<RelationId>), Failures))]
 pub(crate) async fn store_relation(
     state: Shared,
     JsonBody(r): JsonBody<NewRelationJson>,
@@ -76,6 +83,9 @@ pub(crate) async fn store_relation(
     Ok((StatusCode::CREATED, Json(Created { id })))
 }
 
+/// One relation.
+#[utoipa::path(get, operation_id = "get_relation", path = "/v1/relations/{id}", tag = "relations", params(Rid),
+    responses((status = 200, body = RelationJson), Failures))]
 pub(crate) async fn get_relation(
     state: Shared,
     Path(id): Path<RelationId>,
@@ -86,6 +96,9 @@ pub(crate) async fn get_relation(
     }
 }
 
+/// Deletes a relation.
+#[utoipa::path(delete, operation_id = "delete_relation", path = "/v1/relations/{id}", tag = "relations", params(Rid),
+    responses((status = 204, description = "deleted"), Failures))]
 pub(crate) async fn delete_relation(
     state: Shared,
     Path(id): Path<RelationId>,
@@ -94,6 +107,9 @@ pub(crate) async fn delete_relation(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A collective's relations, oldest first.
+#[utoipa::path(get, operation_id = "list_relations", path = "/v1/collectives/{cid}/relations", tag = "relations",
+    params(Cid, Page), responses((status = 200, body = Vec<RelationJson>), Failures))]
 pub(crate) async fn list_relations(
     state: Shared,
     Path(cid): Path<CollectiveId>,
@@ -103,23 +119,33 @@ pub(crate) async fn list_relations(
     Ok(Json(rs.into_iter().map(Into::into).collect()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RelatedQuery {
+    /// Which relations to follow (default `both`).
     #[serde(default)]
+    #[param(inline)]
     direction: Option<DirectionJson>,
+    /// Only relations of this type.
     #[serde(default, rename = "type")]
+    #[param(inline)]
     relation_type: Option<RelationTypeJson>,
+    /// Include each experience's embedding.
     #[serde(default)]
     include_embedding: bool,
 }
 
-#[derive(Serialize)]
+/// A related experience and the relation that links it.
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Related {
     experience: ExperienceJson,
     relation: RelationJson,
 }
 
+/// The experiences related to one.
+#[utoipa::path(get, operation_id = "related_experiences", path = "/v1/experiences/{id}/related", tag = "relations",
+    params(Xid, RelatedQuery), responses((status = 200, body = Vec<Related>), Failures))]
 pub(crate) async fn related(
     state: Shared,
     Path(id): Path<ExperienceId>,
@@ -141,6 +167,10 @@ pub(crate) async fn related(
     ))
 }
 
+/// Stores an insight; without `embedding` the embedder embeds `content`.
+#[utoipa::path(post, operation_id = "store_insight", path = "/v1/collectives/{cid}/insights", tag = "insights", params(Cid),
+    request_body = NewInsightJson,
+    responses((status = 201, body = Created<InsightId>), Failures))]
 pub(crate) async fn store_insight(
     state: Shared,
     Path(cid): Path<CollectiveId>,
@@ -150,6 +180,9 @@ pub(crate) async fn store_insight(
     Ok((StatusCode::CREATED, Json(Created { id })))
 }
 
+/// One insight.
+#[utoipa::path(get, operation_id = "get_insight", path = "/v1/insights/{id}", tag = "insights", params(Iid, Embedding),
+    responses((status = 200, body = InsightJson), Failures))]
 pub(crate) async fn get_insight(
     state: Shared,
     Path(id): Path<InsightId>,
@@ -161,11 +194,17 @@ pub(crate) async fn get_insight(
     }
 }
 
+/// Deletes an insight.
+#[utoipa::path(delete, operation_id = "delete_insight", path = "/v1/insights/{id}", tag = "insights", params(Iid),
+    responses((status = 204, description = "deleted"), Failures))]
 pub(crate) async fn delete_insight(state: Shared, Path(id): Path<InsightId>) -> Answer<StatusCode> {
     state.db.delete_insight(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A collective's insights, oldest first.
+#[utoipa::path(get, operation_id = "list_insights", path = "/v1/collectives/{cid}/insights", tag = "insights",
+    params(Cid, Page), responses((status = 200, body = Vec<InsightJson>), Failures))]
 pub(crate) async fn list_insights(
     state: Shared,
     Path(cid): Path<CollectiveId>,
@@ -177,16 +216,22 @@ pub(crate) async fn list_insights(
     ))
 }
 
-#[derive(Deserialize)]
+/// An agent's announcement; `{}` is a heartbeat of a registered agent.
+#[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct ActivityBody {
     #[serde(default)]
+    #[schema(max_length = 1024)]
     current_task: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     context_summary: Option<String>,
 }
 
 /// An empty body for a registered agent is a heartbeat; anything else
 /// registers (replacing task and summary).
+#[utoipa::path(put, operation_id = "put_agent", path = "/v1/collectives/{cid}/agents/{agent_id}", tag = "agents",
+    params(Agent), request_body = ActivityBody,
+    responses((status = 204, description = "registered or heartbeat"), Failures))]
 pub(crate) async fn put_agent(
     state: Shared,
     Path((cid, agent_id)): Path<(CollectiveId, String)>,
@@ -212,6 +257,9 @@ pub(crate) async fn put_agent(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Ends an agent's activity.
+#[utoipa::path(delete, operation_id = "end_agent", path = "/v1/collectives/{cid}/agents/{agent_id}", tag = "agents",
+    params(Agent), responses((status = 204, description = "ended"), Failures))]
 pub(crate) async fn end_agent(
     state: Shared,
     Path((cid, agent_id)): Path<(CollectiveId, String)>,
@@ -220,6 +268,9 @@ pub(crate) async fn end_agent(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The active agents, most recent first.
+#[utoipa::path(get, operation_id = "active_agents", path = "/v1/collectives/{cid}/agents", tag = "agents", params(Cid),
+    responses((status = 200, body = Vec<ActivityJson>), Failures))]
 pub(crate) async fn agents(
     state: Shared,
     Path(cid): Path<CollectiveId>,

@@ -1,11 +1,11 @@
 //! The routes of SERVER.md, by concern.
 
-mod changes;
-mod collectives;
-mod experiences;
-mod knowledge;
-mod search;
-mod watch;
+pub(crate) mod changes;
+pub(crate) mod collectives;
+pub(crate) mod experiences;
+pub(crate) mod knowledge;
+pub(crate) mod search;
+pub(crate) mod watch;
 
 use std::sync::Arc;
 
@@ -16,28 +16,90 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 
 /// `{"id": ...}`, the answer to a create.
-#[derive(Serialize)]
-pub(super) struct Created<T: Serialize> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Created<T: Serialize> {
     pub id: T,
 }
 
 /// `?limit=&offset=` (defaults 100 and 0).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub(super) struct Page {
+pub(crate) struct Page {
+    /// Most items to return (default 100).
     #[serde(default = "default_limit")]
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: usize,
+    /// Items to skip (default 0).
     #[serde(default)]
     pub offset: usize,
 }
 
 /// `?include_embedding=true`.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub(super) struct Embedding {
+pub(crate) struct Embedding {
+    /// Include each record's embedding.
     #[serde(default)]
     pub include_embedding: bool,
 }
+
+/// The path parameters of the routes, for the OpenAPI document (the
+/// handlers take the ids themselves).
+#[allow(dead_code)]
+mod params {
+    use crate::{CollectiveId, ExperienceId, InsightId, RelationId};
+
+    /// `{cid}`.
+    #[derive(utoipa::IntoParams)]
+    #[into_params(parameter_in = Path)]
+    pub(crate) struct Cid {
+        /// The collective's id.
+        #[param(inline)]
+        cid: CollectiveId,
+    }
+
+    /// `{id}` of an experience.
+    #[derive(utoipa::IntoParams)]
+    #[into_params(parameter_in = Path)]
+    pub(crate) struct Xid {
+        /// The experience's id.
+        #[param(inline)]
+        id: ExperienceId,
+    }
+
+    /// `{id}` of a relation.
+    #[derive(utoipa::IntoParams)]
+    #[into_params(parameter_in = Path)]
+    pub(crate) struct Rid {
+        /// The relation's id.
+        #[param(inline)]
+        id: RelationId,
+    }
+
+    /// `{id}` of an insight.
+    #[derive(utoipa::IntoParams)]
+    #[into_params(parameter_in = Path)]
+    pub(crate) struct Iid {
+        /// The insight's id.
+        #[param(inline)]
+        id: InsightId,
+    }
+
+    /// `{cid}` and `{agent_id}`.
+    #[derive(utoipa::IntoParams)]
+    #[into_params(parameter_in = Path)]
+    pub(crate) struct Agent {
+        /// The collective's id.
+        #[param(inline)]
+        cid: CollectiveId,
+        /// The agent's id (any non-empty string).
+        agent_id: String,
+    }
+}
+
+pub(crate) use params::{Agent, Cid, Iid, Rid, Xid};
 
 pub(super) fn default_limit() -> usize {
     100

@@ -7,19 +7,21 @@ use crate::server::extract::{JsonBody, Path, Query};
 use crate::server::wire::{
     yes, ActivityJson, ExperienceJson, InsightJson, RecallWeightsJson, SearchFilterJson,
 };
-use crate::server::{ApiError, Shared};
+use crate::server::{ApiError, Failures, Shared};
 use crate::{CollectiveId, ContextRequest, PulseHandle, SearchFilter, SearchOptions};
 
 use super::knowledge::RelationJson;
-use super::Embedding;
+use super::{Cid, Embedding};
 
 type Answer<T> = Result<T, ApiError>;
 
 /// The query of a search: exactly one of `vector` and `text`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct TextOrVector {
+    /// The query vector (the collective's dimension).
     #[serde(default)]
     vector: Option<Vec<f32>>,
+    /// A text query, embedded by the server's embedder.
     #[serde(default)]
     text: Option<String>,
 }
@@ -49,11 +51,24 @@ impl TextOrVector {
     }
 }
 
-#[derive(Deserialize)]
+/// A query vector of the wrong dimension is reported against the
+/// request's own field (the library names `embedding`).
+fn query_error(e: crate::Error, field: &str) -> ApiError {
+    match e {
+        crate::Error::Validation(crate::ValidationError::DimensionMismatch { .. }) => {
+            ApiError::validation(field, e.to_string())
+        }
+        other => other.into(),
+    }
+}
+
+/// A search: exactly one of `vector` and `text`, `k` defaults to 10.
+#[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct SearchBody {
     #[serde(flatten)]
     query: TextOrVector,
     #[serde(default = "ten")]
+    #[schema(default = 10, minimum = 1, maximum = 1000)]
     k: usize,
     #[serde(default)]
     filter: Option<SearchFilterJson>,
@@ -61,7 +76,8 @@ pub(crate) struct SearchBody {
     weights: Option<RecallWeightsJson>,
 }
 
-#[derive(Serialize)]
+/// A search hit.
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Hit {
     similarity: f32,
     score: f32,
@@ -78,6 +94,11 @@ impl Hit {
     }
 }
 
+/// Searches a collective's experiences by vector or text, with filters;
+/// best first.
+#[utoipa::path(post, operation_id = "search_experiences", path = "/v1/collectives/{cid}/search", tag = "search",
+    params(Cid, Embedding), request_body = SearchBody,
+    responses((status = 200, body = Vec<Hit>), Failures))]
 pub(crate) async fn experiences(
     state: Shared,
     Path(cid): Path<CollectiveId>,
@@ -90,7 +111,11 @@ pub(crate) async fn experiences(
         filter: body.filter.map_or_else(SearchFilter::default, Into::into),
         weights: body.weights.map(Into::into),
     };
-    let hits = state.db.search(cid, &vector, options).await?;
+    let hits = state
+        .db
+        .search(cid, &vector, options)
+        .await
+        .map_err(|e| query_error(e, "vector"))?;
     Ok(Json(
         hits.into_iter()
             .map(|h| Hit::new(h, q.include_embedding))
@@ -98,27 +123,38 @@ pub(crate) async fn experiences(
     ))
 }
 
-#[derive(Deserialize)]
+/// An insight search: exactly one of `vector` and `text`.
+#[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct InsightSearchBody {
     #[serde(flatten)]
     query: TextOrVector,
     #[serde(default = "ten")]
+    #[schema(default = 10, minimum = 1, maximum = 1000)]
     k: usize,
 }
 
-#[derive(Serialize)]
+/// An insight search hit.
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct InsightHit {
     insight: InsightJson,
     similarity: f32,
 }
 
+/// Searches a collective's insights; best first.
+#[utoipa::path(post, operation_id = "search_insights", path = "/v1/collectives/{cid}/insights/search", tag = "search",
+    params(Cid), request_body = InsightSearchBody,
+    responses((status = 200, body = Vec<InsightHit>), Failures))]
 pub(crate) async fn insights(
     state: Shared,
     Path(cid): Path<CollectiveId>,
     JsonBody(body): JsonBody<InsightSearchBody>,
 ) -> Answer<Json<Vec<InsightHit>>> {
     let vector = body.query.vector(&state.db).await?;
-    let hits = state.db.get_insights(cid, &vector, body.k).await?;
+    let hits = state
+        .db
+        .get_insights(cid, &vector, body.k)
+        .await
+        .map_err(|e| query_error(e, "vector"))?;
     Ok(Json(
         hits.into_iter()
             .map(|(insight, similarity)| InsightHit {
@@ -134,15 +170,17 @@ fn twenty() -> usize {
 }
 
 /// `ContextRequest` without `collective_id`; `query_embedding` or `text`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct ContextBody {
     #[serde(default)]
     query_embedding: Option<Vec<f32>>,
     #[serde(default)]
     text: Option<String>,
     #[serde(default = "twenty")]
+    #[schema(default = 20, minimum = 1, maximum = 1000)]
     max_similar: usize,
     #[serde(default = "ten")]
+    #[schema(default = 10, minimum = 1, maximum = 1000)]
     max_recent: usize,
     #[serde(default = "yes")]
     include_insights: bool,
@@ -160,7 +198,8 @@ fn ten() -> usize {
     10
 }
 
-#[derive(Serialize)]
+/// `ContextCandidates`.
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct ContextJson {
     similar_experiences: Vec<Hit>,
     recent_experiences: Vec<ExperienceJson>,
@@ -169,6 +208,11 @@ pub(crate) struct ContextJson {
     active_agents: Vec<ActivityJson>,
 }
 
+/// What an agent should know before a task: similar and recent
+/// experiences, insights, relations and active agents.
+#[utoipa::path(post, operation_id = "context", path = "/v1/collectives/{cid}/context", tag = "search",
+    params(Cid, Embedding), request_body = ContextBody,
+    responses((status = 200, body = ContextJson), Failures))]
 pub(crate) async fn context(
     state: Shared,
     Path(cid): Path<CollectiveId>,
@@ -190,7 +234,11 @@ pub(crate) async fn context(
         filter: body.filter.map_or_else(SearchFilter::default, Into::into),
         recall_weights: body.recall_weights.map(Into::into),
     };
-    let found = state.db.get_context_candidates(request).await?;
+    let found = state
+        .db
+        .get_context_candidates(request)
+        .await
+        .map_err(|e| query_error(e, "query_embedding"))?;
     let embedding = q.include_embedding;
     Ok(Json(ContextJson {
         similar_experiences: found

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::server::extract::Path;
 use crate::server::wire::WatchEventJson;
-use crate::server::{ApiError, Shared};
+use crate::server::{ApiError, Failures, Shared};
 use crate::{CollectiveId, PulseHandle, WatchEvent, WatchStream};
 
 /// Events queued for one client before its feeder waits.
@@ -54,6 +54,12 @@ fn event(e: WatchEvent) -> Event {
     Event::default().id(id).data(json)
 }
 
+/// A collective's changes as server-sent events: `id` is the change-log
+/// sequence, `data` a `WatchEventJson`; `Last-Event-ID` resumes.
+#[utoipa::path(get, operation_id = "watch_collective", path = "/v1/collectives/{cid}/watch", tag = "changes",
+    params(super::Cid, ("Last-Event-ID" = Option<u64>, Header, description = "resume after this sequence")),
+    responses((status = 200, content_type = "text/event-stream", body = String,
+        description = "events until the collective is deleted or the server stops"), Failures))]
 pub(crate) async fn watch(
     state: Shared,
     Path(cid): Path<CollectiveId>,
