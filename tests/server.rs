@@ -4,7 +4,6 @@
 
 mod harness;
 
-use std::process::Command;
 use std::time::Duration;
 
 use harness::{assert_error, temp_db, vector, Server};
