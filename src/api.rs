@@ -5,6 +5,7 @@
 
 mod backend;
 mod changes;
+mod check;
 mod engine;
 mod experiences;
 mod knowledge;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use ractor::Actor;
 
+pub use self::check::{check_file_integrity, CheckReport};
 use self::engine::{Access, Admission, Engine};
 use crate::actors::router::{RouterActor, RouterArgs, RouterMsg};
 use crate::actors::storage::{StorageActor, StorageArgs, StorageMsg};

@@ -78,6 +78,43 @@ impl PulseHandle {
         .await
     }
 
+    /// Records experiences exactly as given — ids, timestamps, reinforcement
+    /// count and archived flag included — as `list_experiences` returns them
+    /// (with embeddings): what restoring an export needs. Up to 10 000 of
+    /// one collective, all or nothing; they list in id order, as if recorded
+    /// at their ids' times.
+    ///
+    /// # Errors
+    /// `Validation`: every rule of [`NewExperience::validate`], the
+    /// embedding's (always required here), `last_reinforced` before
+    /// `timestamp`, an `id` given twice or already stored;
+    /// `NotFound(Collective)`, `ReadOnly`, `Closed`, or a fault. Nothing is
+    /// written on error.
+    pub async fn import_experiences(&self, exps: Vec<Experience>) -> Result<Vec<ExperienceId>> {
+        let c = exps.first().map(|x| x.collective_id);
+        let e = &self.engine;
+        e.run(
+            "import_experiences",
+            c,
+            Access::Write,
+            Admission::Wait,
+            async {
+                let Some(c) = c else {
+                    return Ok(Vec::new());
+                };
+                validate::item_count("experiences", exps.len(), MAX_BATCH_ITEMS)?;
+                let dim = e.metadata.embedding_dimension;
+                for x in &exps {
+                    validate_imported(x, c, dim)?;
+                }
+                let ids = exps.iter().map(|x| x.id).collect();
+                e.write_indexed(c, WriteOp::RecordExperiences(exps)).await?;
+                Ok(ids)
+            },
+        )
+        .await
+    }
+
     async fn record_inner(&self, mut exps: Vec<NewExperience>) -> Result<Vec<ExperienceId>> {
         validate::item_count("experiences", exps.len(), MAX_BATCH_ITEMS)?;
         let c = exps[0].collective_id;
@@ -557,4 +594,38 @@ fn first(ids: Vec<ExperienceId>) -> Result<ExperienceId> {
     ids.into_iter()
         .next()
         .ok_or(Error::ActorUnavailable { actor: "storage" })
+}
+
+/// The rules of a recorded experience, for one given whole.
+fn validate_imported(x: &Experience, c: CollectiveId, dim: usize) -> Result<()> {
+    if x.collective_id != c {
+        return Err(ValidationError::invalid(
+            "collective_id",
+            "all experiences of one call must belong to one collective",
+        )
+        .into());
+    }
+    NewExperience {
+        collective_id: x.collective_id,
+        content: x.content.clone(),
+        experience_type: x.experience_type.clone(),
+        embedding: None,
+        importance: x.importance,
+        confidence: x.confidence,
+        domain: x.domain.clone(),
+        tags: x.tags.clone(),
+        related_files: x.related_files.clone(),
+        source_agent: x.source_agent.clone(),
+        source_task: x.source_task.clone(),
+    }
+    .validate()?;
+    validate_embedding(&x.embedding, dim)?;
+    if x.last_reinforced < x.timestamp {
+        return Err(ValidationError::invalid(
+            "last_reinforced",
+            "must not be before the experience's timestamp",
+        )
+        .into());
+    }
+    Ok(())
 }

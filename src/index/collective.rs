@@ -79,6 +79,15 @@ impl<Id: Copy> IdIndex<Id> {
         }
     }
 
+    /// The ids of the live vectors, in slot order.
+    ///
+    /// # Errors
+    /// A poisoned lock.
+    pub(crate) fn live_ids(&self) -> Result<Vec<Id>> {
+        let ids = self.ids.read().map_err(|_| poisoned())?;
+        Ok(ids.iter().flatten().copied().collect())
+    }
+
     /// Buffers vectors: searchable at once, moved into the graph by a drain.
     fn add(&self, items: &[(Slot, Id, &[f32])]) -> Result<()> {
         // Ids first, so a search that finds a new slot can name it.
@@ -304,6 +313,14 @@ impl CollectiveIndex {
     /// An index fault.
     pub(crate) fn search_insights(&self, query: &[f32], k: usize) -> Result<Vec<(InsightId, f32)>> {
         Ok(self.insights.search(query, k, None)?.0)
+    }
+
+    /// The ids of the experiences and insights the indexes hold.
+    ///
+    /// # Errors
+    /// A poisoned lock.
+    pub(crate) fn live_ids(&self) -> Result<(Vec<ExperienceId>, Vec<InsightId>)> {
+        Ok((self.experiences.live_ids()?, self.insights.live_ids()?))
     }
 
     /// What the indexes hold.

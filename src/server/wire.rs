@@ -395,6 +395,61 @@ impl ExperienceJson {
     }
 }
 
+/// An exported `ExperienceJson` read back (`pulsedb import` of an
+/// export): the record whole, embedding included; restored as it was.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExportedExperienceJson {
+    pub id: ExperienceId,
+    pub content: String,
+    pub embedding: Vec<f32>,
+    #[serde(default)]
+    pub experience_type: Option<ExperienceTypeJson>,
+    #[serde(default = "half")]
+    pub importance: f32,
+    #[serde(default = "half")]
+    pub confidence: f32,
+    #[serde(default)]
+    pub applications: u32,
+    #[serde(default)]
+    pub domain: Vec<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub related_files: Vec<String>,
+    #[serde(default = "anonymous")]
+    pub source_agent: String,
+    #[serde(default)]
+    pub source_task: Option<String>,
+    pub timestamp: i64,
+    pub last_reinforced: i64,
+    #[serde(default)]
+    pub archived: bool,
+}
+
+impl ExportedExperienceJson {
+    /// The library's `Experience`, placed in collective `c`.
+    pub fn into_experience(self, c: CollectiveId) -> Experience {
+        Experience {
+            id: self.id,
+            collective_id: c,
+            content: self.content,
+            embedding: self.embedding,
+            experience_type: self.experience_type.map(Into::into).unwrap_or_default(),
+            importance: self.importance,
+            confidence: self.confidence,
+            applications: self.applications,
+            domain: self.domain,
+            tags: self.tags,
+            related_files: self.related_files,
+            source_agent: self.source_agent,
+            source_task: self.source_task,
+            timestamp: Timestamp(self.timestamp),
+            last_reinforced: Timestamp(self.last_reinforced),
+            archived: self.archived,
+        }
+    }
+}
+
 /// `ExperienceUpdate`: only the fields present change.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct ExperienceUpdateJson {

@@ -114,6 +114,17 @@ impl RedbStorage {
         }
     }
 
+    /// redb's integrity check of the file at `path`, opened alone: `true`
+    /// when sound, `false` when damage was found and repaired.
+    ///
+    /// # Errors
+    /// `DatabaseLocked` when the file is open elsewhere, or a storage fault
+    /// (damage that cannot be repaired included).
+    pub fn check_file_integrity(path: &std::path::Path) -> Result<bool> {
+        let mut db = Database::open(path).map_err(map_open_error)?;
+        Ok(db.check_integrity().map_err(StorageError::Database)?)
+    }
+
     /// Opens over a read-only database: reads the metadata and writes
     /// nothing (`last_opened_at` is this open's time, not stored).
     fn from_read_only(db: ReadOnlyDatabase, options: &OpenOptions) -> Result<RedbStorage> {

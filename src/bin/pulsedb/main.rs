@@ -3,6 +3,7 @@
 //! usage error.
 
 mod data;
+mod maintain;
 mod serve;
 
 use std::path::PathBuf;
@@ -81,6 +82,19 @@ enum Command {
         k: usize,
         /// The query text.
         text: String,
+    },
+    /// Verify the file: redb's integrity, every index entry against
+    /// storage, the change log without gaps. Exit 0 only when all hold.
+    Check {
+        /// The database file.
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Compact the change log (entries past the retention) and the file.
+    Compact {
+        /// The database file.
+        #[arg(long)]
+        db: PathBuf,
     },
 }
 
@@ -176,6 +190,9 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // A panic on a worker thread (redb reading a damaged page, say) comes
+    // back as an error of the operation; the one line on stderr says so.
+    std::panic::set_hook(Box::new(|info| tracing::debug!(%info, "panic")));
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Mcp { db, embedder } => mcp(&db, embedder).await,
@@ -197,6 +214,8 @@ async fn main() -> ExitCode {
             k,
             text,
         } => data::search(&db, &collective, k, &text).await,
+        Command::Check { db } => maintain::check(&db).await,
+        Command::Compact { db } => maintain::compact(&db).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
