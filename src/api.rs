@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use ractor::Actor;
 
+pub use self::backend::EngineStats;
 pub use self::check::{check_file_integrity, CheckReport};
 use self::engine::{Access, Admission, Engine};
 use crate::actors::router::{RouterActor, RouterArgs, RouterMsg};

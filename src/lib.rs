@@ -98,7 +98,7 @@ mod validate;
 mod watch;
 
 pub use crate::activity::{validate_agent_id, Activity, NewActivity, MAX_ACTIVITY_TEXT_BYTES};
-pub use crate::api::{check_file_integrity, CheckReport, Embedder, PulseHandle};
+pub use crate::api::{check_file_integrity, CheckReport, Embedder, EngineStats, PulseHandle};
 pub use crate::collective::{
     validate_collective_name, validate_owner_id, Collective, CollectiveId, CollectiveStats,
     MAX_COLLECTIVE_NAME_BYTES,

@@ -202,6 +202,22 @@ async fn routes_answer_the_documented_json() {
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line} not in\n{metrics}");
     }
+    let figure = |name: &str| -> u64 {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} not in\n{metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    // Every write so far went through a group commit.
+    let commits = figure("pulsedb_commit_writes_count ");
+    assert!(commits >= 5, "{metrics}");
+    assert_eq!(
+        figure("pulsedb_commit_writes_bucket{le=\"+Inf\"} "),
+        commits
+    );
+    assert!(figure("pulsedb_commit_writes_sum ") >= commits);
+    assert_eq!(figure("pulsedb_engine_in_flight "), 0);
     let (_, changes) = s.get("/v1/changes?since=0&limit=100").await;
     let events = changes["events"].as_array().unwrap();
     assert!(events.len() >= 3);
@@ -643,4 +659,39 @@ async fn mcp_over_http_sits_behind_the_token() {
     let list: Value = serde_json::from_str(text).unwrap();
     assert_eq!(list[0]["name"], "shared");
     assert_eq!(s.terminate().code(), Some(0));
+}
+
+#[tokio::test]
+async fn over_max_in_flight_answers_429_and_writes_nothing() {
+    let (_dir, db) = temp_db();
+    let s = Server::start(&db, &["--embedder", "none", "--max-in-flight", "1"]);
+    let (_, made) = s.post("/v1/collectives", json!({"name": "c"})).await;
+    let cid = made["id"].as_str().unwrap().to_string();
+    let batch: Vec<Value> = (0..200)
+        .map(|i| json!({"content": format!("x{i}"), "embedding": vector(i)}))
+        .collect();
+    let body = json!({ "experiences": batch });
+    let url = s.url(&format!("/v1/collectives/{cid}/experiences/batch"));
+    let sends = (0..40).map(|_| s.http.post(&url).json(&body).send());
+    let answers = futures::future::join_all(sends).await;
+    let (mut created, mut refused) = (0, 0);
+    for answer in answers {
+        let answer = answer.unwrap();
+        match answer.status().as_u16() {
+            201 => created += 1,
+            429 => {
+                refused += 1;
+                assert_eq!(answer.headers()["retry-after"], "1");
+                let body: Value = answer.json().await.unwrap();
+                assert_eq!(body["error"]["kind"], "overloaded");
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(refused > 0, "40 batches at once, one admitted at a time");
+    assert!(created > 0);
+    let (_, stats) = s.get(&format!("/v1/collectives/{cid}/stats")).await;
+    assert_eq!(stats["experience_count"], 200 * created);
+    // Operational routes are not counted.
+    assert_eq!(s.get("/healthz").await.0, StatusCode::OK);
 }

@@ -13,7 +13,23 @@ use crate::collective::CollectiveId;
 use crate::config::Config;
 use crate::error::Result;
 use crate::index::collective::IndexStats;
-use crate::storage::{Location, OpenOptions, RedbStorage, StorageError};
+use crate::storage::{Location, OpenOptions, RedbStorage, StorageError, COMMIT_SIZE_BUCKETS};
+
+/// Engine figures at one instant, for monitoring
+/// ([`PulseHandle::engine_stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Calls admitted and not yet finished (at most `max_in_flight`).
+    pub in_flight: usize,
+    /// Group commits since the handle opened.
+    pub commits: u64,
+    /// Writes in those commits.
+    pub committed_writes: u64,
+    /// Commits by size: `(bound, n)` counts the commits of more writes than
+    /// the previous bound and at most `bound` (the last bound is
+    /// `u64::MAX`). Not cumulative.
+    pub commit_sizes: Vec<(u64, u64)>,
+}
 
 impl PulseHandle {
     /// Opens the engine over a caller-supplied redb storage backend (for
@@ -57,6 +73,30 @@ impl PulseHandle {
         })
         .await?;
         Self::start_over(Arc::new(storage), config, None, None).await
+    }
+
+    /// The engine's figures now: calls in flight and group commits (how
+    /// many writes each gathered). Zero commits after `close`.
+    pub fn engine_stats(&self) -> EngineStats {
+        let e = &self.engine;
+        let in_flight = e
+            .config
+            .max_in_flight
+            .saturating_sub(e.permits.available_permits());
+        let Ok(storage) = e.storage() else {
+            return EngineStats {
+                in_flight,
+                ..EngineStats::default()
+            };
+        };
+        let (commits, committed_writes, sizes) = storage.commit_counts();
+        let bounds = COMMIT_SIZE_BUCKETS.iter().copied().chain([u64::MAX]);
+        EngineStats {
+            in_flight,
+            commits,
+            committed_writes,
+            commit_sizes: bounds.zip(sizes).collect(),
+        }
     }
 
     /// What collective `c`'s vector indexes hold right now (after every

@@ -1,7 +1,7 @@
 //! `GET /metrics`: Prometheus text. Per route: request counts by status and
 //! a latency histogram; requests in flight; engine figures read at scrape
 //! time (collectives, experiences, change-log position, vectors waiting in
-//! index buffers).
+//! index buffers, engine calls in flight, writes per group commit).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -98,6 +98,36 @@ impl Metrics {
     }
 }
 
+/// Requests in the engine and its group commits: how many writes each
+/// commit gathered, as a histogram.
+fn render_engine(out: &mut String, e: &crate::EngineStats) {
+    gauge(
+        out,
+        "pulsedb_engine_in_flight",
+        "Engine calls admitted and not yet finished.",
+        e.in_flight,
+    );
+    out.push_str("# HELP pulsedb_commit_writes Writes per group commit.\n");
+    out.push_str("# TYPE pulsedb_commit_writes histogram\n");
+    let mut cumulative = 0;
+    for (bound, n) in &e.commit_sizes {
+        cumulative += n;
+        if *bound == u64::MAX {
+            let _ = writeln!(
+                out,
+                "pulsedb_commit_writes_bucket{{le=\"+Inf\"}} {cumulative}"
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "pulsedb_commit_writes_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+    }
+    let _ = writeln!(out, "pulsedb_commit_writes_sum {}", e.committed_writes);
+    let _ = writeln!(out, "pulsedb_commit_writes_count {}", e.commits);
+}
+
 fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
     let _ = writeln!(
         out,
@@ -161,6 +191,7 @@ pub(crate) async fn metrics(state: Shared) -> Result<impl IntoResponse, ApiError
         "Deleted vectors still in a graph, awaiting its rebuild.",
         tombstones,
     );
+    render_engine(&mut out, &db.engine_stats());
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -31,6 +31,8 @@ use crate::PulseHandle;
 
 /// Default request body limit: 32 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 32 * 1024 * 1024;
+/// Default bound on API requests answered at once; more answer 429.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
 /// What the server was started with.
 #[derive(Clone, Debug, Default)]
@@ -45,6 +47,10 @@ pub struct ServerOptions {
     /// `::1` (a guard against DNS rebinding): the names the server is
     /// reached by when it listens beyond loopback.
     pub mcp_hosts: Vec<String>,
+    /// API requests answered at once (0 = [`DEFAULT_MAX_IN_FLIGHT`]); one
+    /// more is answered `429 overloaded` with `Retry-After` at once, not
+    /// queued. Watch streams do not count.
+    pub max_in_flight: usize,
 }
 
 /// Shared by every handler.
@@ -57,19 +63,32 @@ pub(crate) struct AppState {
     pub(crate) metrics: metrics::Metrics,
     /// Cancelled when the server stops: ends MCP sessions.
     pub(crate) mcp_stop: tokio_util::sync::CancellationToken,
+    /// One permit per API request being answered.
+    admission: Arc<tokio::sync::Semaphore>,
+}
+
+impl AppState {
+    fn new(db: PulseHandle, options: ServerOptions) -> Arc<AppState> {
+        let admitted = match options.max_in_flight {
+            0 => DEFAULT_MAX_IN_FLIGHT,
+            n => n,
+        };
+        Arc::new(AppState {
+            db,
+            options,
+            closing: tokio::sync::watch::channel(false).0,
+            metrics: metrics::Metrics::default(),
+            mcp_stop: tokio_util::sync::CancellationToken::new(),
+            admission: Arc::new(tokio::sync::Semaphore::new(admitted)),
+        })
+    }
 }
 
 pub(crate) type Shared = State<Arc<AppState>>;
 
 /// The HTTP API over `db`.
 pub fn router(db: PulseHandle, options: ServerOptions) -> Router {
-    app(Arc::new(AppState {
-        db,
-        options,
-        closing: tokio::sync::watch::channel(false).0,
-        metrics: metrics::Metrics::default(),
-        mcp_stop: tokio_util::sync::CancellationToken::new(),
-    }))
+    app(AppState::new(db, options))
 }
 
 fn app(state: Arc<AppState>) -> Router {
@@ -89,6 +108,7 @@ fn app(state: Arc<AppState>) -> Router {
                 "this route does not take that method",
             )
         })
+        .layer(middleware::from_fn_with_state(state.clone(), admit))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), trace))
@@ -129,13 +149,7 @@ pub async fn serve(
     options: ServerOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> crate::Result<()> {
-    let state = Arc::new(AppState {
-        db: db.clone(),
-        options,
-        closing: tokio::sync::watch::channel(false).0,
-        metrics: metrics::Metrics::default(),
-        mcp_stop: tokio_util::sync::CancellationToken::new(),
-    });
+    let state = AppState::new(db.clone(), options);
     let stop = {
         let state = state.clone();
         async move {
@@ -176,6 +190,21 @@ async fn authorize(State(state): Shared, request: Request, next: Next) -> Respon
         next.run(request).await
     } else {
         ApiError::unauthorized().into_response()
+    }
+}
+
+/// Bounds the API requests answered at once: one over the bound is
+/// answered `429` at once (the client retries), so a burst never builds an
+/// unbounded queue of waiting requests. Watch streams, which stay open,
+/// and the operational routes are not counted.
+async fn admit(State(state): Shared, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if !path.starts_with("/v1/") || path.ends_with("/watch") {
+        return next.run(request).await;
+    }
+    match state.admission.clone().try_acquire_owned() {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => ApiError::from(crate::Error::Overloaded).into_response(),
     }
 }
 

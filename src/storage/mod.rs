@@ -22,7 +22,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::redb::{OpenOptions, RedbStorage};
+pub use self::redb::{OpenOptions, RedbStorage, COMMIT_SIZE_BUCKETS};
 use crate::activity::Activity;
 use crate::collective::{Collective, CollectiveId, CollectiveStats};
 use crate::error::Result;

@@ -538,6 +538,7 @@ impl StorageRead for RedbStorage {
 
 impl StorageWrite for RedbStorage {
     fn apply(&self, ops: Vec<WriteOp>) -> Result<Vec<Result<Committed>>> {
+        self.commits.observe(ops.len());
         self.apply_batch(ops)
     }
 

@@ -64,6 +64,45 @@ pub struct RedbStorage {
     pub(super) durability: Durability,
     /// Set when a non-durable commit has not been followed by a durable one.
     pub(super) dirty: AtomicBool,
+    /// Group commits and their sizes.
+    pub(super) commits: CommitCounters,
+}
+
+/// Upper bounds of the commit-size buckets (writes per group commit).
+pub const COMMIT_SIZE_BUCKETS: [u64; 12] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096];
+
+/// Group commits counted as they finish (successful or not).
+#[derive(Debug, Default)]
+pub(crate) struct CommitCounters {
+    commits: std::sync::atomic::AtomicU64,
+    writes: std::sync::atomic::AtomicU64,
+    /// Per bucket of [`COMMIT_SIZE_BUCKETS`] (not cumulative), then the rest.
+    sizes: [std::sync::atomic::AtomicU64; COMMIT_SIZE_BUCKETS.len() + 1],
+}
+
+impl CommitCounters {
+    /// Counts one group commit of `writes` writes.
+    pub(crate) fn observe(&self, writes: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let writes = writes as u64;
+        self.commits.fetch_add(1, Relaxed);
+        self.writes.fetch_add(writes, Relaxed);
+        let bucket = COMMIT_SIZE_BUCKETS
+            .iter()
+            .position(|bound| writes <= *bound)
+            .unwrap_or(COMMIT_SIZE_BUCKETS.len());
+        self.sizes[bucket].fetch_add(1, Relaxed);
+    }
+
+    /// Commits, writes, and commits per size bucket (the last: larger).
+    pub(crate) fn read(&self) -> (u64, u64, Vec<u64>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.commits.load(Relaxed),
+            self.writes.load(Relaxed),
+            self.sizes.iter().map(|n| n.load(Relaxed)).collect(),
+        )
+    }
 }
 
 impl std::fmt::Debug for RedbStorage {
@@ -98,6 +137,11 @@ impl RedbStorage {
                 .map_err(map_open_error)?,
         };
         Self::from_database(db, options)
+    }
+
+    /// Group commits so far: commits, writes, commits per size bucket.
+    pub(crate) fn commit_counts(&self) -> (u64, u64, Vec<u64>) {
+        self.commits.read()
     }
 
     /// Gives the file's free pages back: moves pages towards its start and
@@ -147,6 +191,7 @@ impl RedbStorage {
             instance_id: found.instance_id,
             durability: options.durability,
             dirty: AtomicBool::new(false),
+            commits: CommitCounters::default(),
         })
     }
 
@@ -237,6 +282,7 @@ impl RedbStorage {
             instance_id,
             durability: options.durability,
             dirty: AtomicBool::new(false),
+            commits: CommitCounters::default(),
         })
     }
 

@@ -28,6 +28,9 @@ pub(crate) struct ServeArgs {
     /// Request body limit in bytes.
     #[arg(long, default_value_t = server::DEFAULT_BODY_LIMIT)]
     body_limit: usize,
+    /// API requests answered at once; one more gets 429 with Retry-After.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_IN_FLIGHT)]
+    max_in_flight: usize,
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -67,6 +70,7 @@ pub(crate) async fn run(args: ServeArgs) -> pulsedb::Result<()> {
     let options = ServerOptions {
         token: args.token.filter(|t| !t.is_empty()),
         body_limit: args.body_limit,
+        max_in_flight: args.max_in_flight,
         embedder,
         mcp_hosts: match args.addr.ip() {
             ip if ip.is_loopback() || ip.is_unspecified() => Vec::new(),
