@@ -1,6 +1,8 @@
-//! `pulsedb mcp` over stdio, driven by an MCP client (rmcp): the tools of
-//! SERVER.md, their schemas, and failures as `isError` results an LLM can
-//! act on.
+//! `pulsedb mcp` over stdio and `/mcp` on `pulsedb serve` over streamable
+//! HTTP, driven by an MCP client (rmcp): the tools of SERVER.md, their
+//! schemas, and failures as `isError` results an LLM can act on.
+
+mod harness;
 
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::RunningService;
@@ -16,6 +18,21 @@ async fn start(db: &std::path::Path, embedder: &str) -> RunningService<RoleClien
         .args(["--embedder", embedder]);
     let transport = TokioChildProcess::new(cmd).expect("spawn pulsedb mcp");
     ().serve(transport).await.expect("MCP handshake")
+}
+
+/// An rmcp client of `/mcp` on a running server, with `token`.
+async fn connect(
+    server: &harness::Server,
+    token: Option<&str>,
+) -> Result<RunningService<RoleClient, ()>, String> {
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    use rmcp::transport::StreamableHttpClientTransport;
+    let mut config = StreamableHttpClientTransportConfig::with_uri(server.url("/mcp"));
+    if let Some(t) = token {
+        config = config.auth_header(t);
+    }
+    let transport = StreamableHttpClientTransport::from_config(config);
+    ().serve(transport).await.map_err(|e| e.to_string())
 }
 
 async fn call(client: &RunningService<RoleClient, ()>, tool: &str, args: Value) -> CallToolResult {
@@ -215,5 +232,51 @@ async fn without_an_embedder_text_tools_say_how_to_start_one() {
         .await,
     );
     assert!(msg.contains("--embedder builtin"), "{msg}");
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_streamable_http_the_tools_sit_behind_the_token() {
+    let (_dir, db) = harness::temp_db();
+    let server = harness::Server::start(&db, &["--embedder", "builtin", "--token", "s3cret"]);
+    assert!(
+        connect(&server, None).await.is_err(),
+        "no token, no session"
+    );
+    assert!(connect(&server, Some("wrong")).await.is_err());
+
+    let client = connect(&server, Some("s3cret")).await.expect("MCP session");
+    let info = client.peer_info().expect("server info");
+    assert_eq!(
+        info.server_info.as_ref().map(|i| i.name.as_str()),
+        Some("pulsedb")
+    );
+    assert_eq!(client.list_all_tools().await.unwrap().len(), 11);
+    let id = ok(call(
+        &client,
+        "remember",
+        json!({"collective": "web", "content": "pin the toolchain in rust-toolchain.toml"}),
+    )
+    .await)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(call(
+        &client,
+        "remember",
+        json!({"collective": "web", "content": "the cafeteria closes at three"}),
+    )
+    .await);
+    let hits = ok(call(
+        &client,
+        "recall",
+        json!({"collective": "web", "query": "which compiler version to use", "k": 1}),
+    )
+    .await);
+    assert_eq!(hits[0]["id"], id.as_str());
+    // The same memory over HTTP/JSON.
+    let (_, listed) = server.get("/v1/collectives").await;
+    assert_eq!(listed[0]["name"], "web");
+    failed(call(&client, "forget", json!({"id": "not-a-uuid"})).await);
     client.cancel().await.unwrap();
 }
