@@ -1,6 +1,6 @@
 # PulseDB — one entry point for humans and CI.
 #
-#   make demo   run the agent-swarm demo (text) on a temporary database
+#   make demo   the agent-swarm demo (text), embedded and through the server
 #   make test   fmt check, clippy, the whole test suite, docs
 #   make bench  criterion benches and the pulsedb-bench workload
 #   make model  fetch the built-in embedder's model (demo, test, bench do)
@@ -52,6 +52,8 @@ tools:
 
 demo: deps model
 	$(CARGO) run --release --features embedder --example agent_swarm
+	$(CARGO) build --release --features server --bin pulsedb --example http_agent
+	@scripts/demo-server.sh
 
 test: deps model tools
 	$(CARGO) fmt --all -- --check

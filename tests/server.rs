@@ -695,3 +695,67 @@ async fn over_max_in_flight_answers_429_and_writes_nothing() {
     // Operational routes are not counted.
     assert_eq!(s.get("/healthz").await.0, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_writers_running_loses_no_acknowledged_write() {
+    let (_dir, db) = temp_db();
+    let s = Server::start(&db, &["--embedder", "none"]);
+    let (_, c) = s.post("/v1/collectives", json!({"name": "c"})).await;
+    let cid = c["id"].as_str().unwrap().to_string();
+    let url = s.url(&format!("/v1/collectives/{cid}/experiences"));
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let (http, url, acknowledged) = (s.http.clone(), url.clone(), acknowledged.clone());
+        writers.push(tokio::spawn(async move {
+            for i in 0.. {
+                let body =
+                    json!({"content": format!("w{w} #{i}"), "embedding": vector(w * 1000 + i)});
+                // Refused, reset or cut off by the shutdown: not acknowledged.
+                let Ok(answer) = http.post(&url).json(&body).send().await else {
+                    return;
+                };
+                if answer.status() != StatusCode::CREATED {
+                    return;
+                }
+                let Ok(created) = answer.json::<Value>().await else {
+                    return;
+                };
+                let id = created["id"].as_str().unwrap().to_string();
+                acknowledged.lock().unwrap().push(id);
+            }
+        }));
+    }
+    // Let the writers get going, then stop the server under them.
+    while acknowledged.lock().unwrap().len() < 200 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let status = tokio::task::spawn_blocking(move || s.terminate())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "a clean exit");
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+
+    let s = Server::start(&db, &["--embedder", "none"]);
+    for id in &acknowledged {
+        let (st, x) = s.get(&format!("/v1/experiences/{id}")).await;
+        assert_eq!(st, StatusCode::OK, "acknowledged {id} lost: {x}");
+    }
+    let (_, stats) = s.get(&format!("/v1/collectives/{cid}/stats")).await;
+    let stored = stats["experience_count"].as_u64().unwrap();
+    // A write can commit after its client stopped listening, never the reverse.
+    assert!(stored >= acknowledged.len() as u64);
+    let (_, hits) = s
+        .post(
+            &format!("/v1/collectives/{cid}/search"),
+            json!({"vector": vector(0), "k": 1}),
+        )
+        .await;
+    assert_eq!(
+        hits[0]["experience"]["content"], "w0 #0",
+        "the index sees them too"
+    );
+}

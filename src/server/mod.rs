@@ -158,6 +158,12 @@ pub async fn serve(
             state.mcp_stop.cancel();
         }
     };
+    // Answers go out at once, not held back to fill a segment.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY not set");
+        }
+    });
     axum::serve(listener, app(state))
         .with_graceful_shutdown(stop)
         .await?;

@@ -17,6 +17,8 @@ use pulsedb::{
 };
 
 mod data;
+#[cfg(feature = "bench-http")]
+mod http;
 mod measure;
 mod stress;
 #[cfg(feature = "embedder")]
@@ -37,6 +39,9 @@ pub(crate) struct Args {
     durability: Durability,
     /// Also run the embedder phase (feature `embedder`).
     embedder: bool,
+    /// Also run the record and search phases through the HTTP server
+    /// (feature `bench-http`).
+    http: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -50,6 +55,7 @@ fn parse_args() -> Result<Args, String> {
         searchers: 4,
         durability: Durability::Immediate,
         embedder: false,
+        http: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -69,6 +75,12 @@ fn parse_args() -> Result<Args, String> {
                             cargo run --release --features embedder --bin pulsedb-bench"
                     .into())
             }
+            "--http" if cfg!(feature = "bench-http") => a.http = true,
+            "--http" => {
+                return Err("--http needs the `bench-http` feature: \
+                            cargo run --release --features bench-http --bin pulsedb-bench"
+                    .into())
+            }
             "--durability" => {
                 a.durability = match value()?.as_str() {
                     "immediate" => Durability::Immediate,
@@ -80,7 +92,7 @@ fn parse_args() -> Result<Args, String> {
                 return Err(
                     "usage: pulsedb-bench [--n N] [--dim D] [--queries Q] [--k K] \
                      [--seed S] [--writers W] [--searchers R] [--durability immediate|eventual] \
-                     [--embedder]"
+                     [--embedder] [--http]"
                         .into(),
                 )
             }
@@ -176,6 +188,7 @@ async fn run(a: Args) -> pulsedb::Result<()> {
         expected[w].push((it.new.embedding.clone().unwrap_or_default(), it.topic));
         per_writer[w].push(it.new);
     }
+    let before = db.engine_stats();
     let t = Instant::now();
     let mut tasks = Vec::new();
     for batch in per_writer {
@@ -203,6 +216,15 @@ async fn run(a: Args) -> pulsedb::Result<()> {
     put(
         "record_conc_per_s",
         format!("{:.1}", n_conc as f64 / t.elapsed().as_secs_f64()),
+    );
+    let after = db.engine_stats();
+    put(
+        "record_conc_commit_writes",
+        format!(
+            "{:.1}",
+            (after.committed_writes - before.committed_writes) as f64
+                / (after.commits - before.commits).max(1) as f64
+        ),
     );
     put("record_conc_p50_us", percentile(&mut lat, 0.5).to_string());
     put("record_conc_p99_us", percentile(&mut lat, 0.99).to_string());
@@ -394,7 +416,7 @@ async fn run(a: Args) -> pulsedb::Result<()> {
 
     // Last, the phases that change the collective: the delete storm
     // removes 30 % of it, searches under writes add N/4.
-    let db = PulseHandle::open(&path, config).await?;
+    let db = PulseHandle::open(&path, config.clone()).await?;
     for (key, value) in delete_storm(&db, c, &stored, queries.clone(), a.searchers, a.k).await? {
         put(key, value);
     }
@@ -406,6 +428,12 @@ async fn run(a: Args) -> pulsedb::Result<()> {
     }
     db.close().await?;
 
+    if a.http {
+        #[cfg(feature = "bench-http")]
+        for (key, value) in http::http_phase(&tmp, config.clone(), &a).await? {
+            put(key, value);
+        }
+    }
     put("peak_rss_mb", format!("{:.1}", peak_rss_mb()));
     if a.embedder {
         #[cfg(feature = "embedder")]
