@@ -35,6 +35,8 @@ pub const MAX_RELATED_FILE_BYTES: usize = 500;
 pub const MAX_AGENT_ID_BYTES: usize = 255;
 /// Largest `source_task`, in bytes.
 pub const MAX_SOURCE_TASK_BYTES: usize = 1024;
+/// Largest experience `metadata`, in bytes of compact JSON.
+pub const MAX_METADATA_BYTES: usize = 16_384;
 /// Most experiences in one `record_experiences` call.
 pub const MAX_BATCH_ITEMS: usize = 10_000;
 /// Largest free-text field inside an [`ExperienceType`] payload, in bytes.
@@ -284,6 +286,9 @@ pub struct NewExperience {
     pub source_agent: String,
     /// The task it came from.
     pub source_task: Option<String>,
+    /// Free JSON metadata, stored and returned exactly as given (≤ 16 384
+    /// bytes as compact JSON).
+    pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Default for NewExperience {
@@ -300,6 +305,7 @@ impl Default for NewExperience {
             related_files: Vec::new(),
             source_agent: "anonymous".into(),
             source_task: None,
+            metadata: serde_json::Map::new(),
         }
     }
 }
@@ -333,6 +339,8 @@ pub struct Experience {
     pub source_agent: String,
     /// The task it came from.
     pub source_task: Option<String>,
+    /// Free JSON metadata, exactly as given.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
     /// When it was recorded.
     pub timestamp: Timestamp,
     /// When it was last reinforced (the record time until then).
@@ -356,6 +364,8 @@ pub struct ExperienceUpdate {
     pub related_files: Option<Vec<String>>,
     /// Archives (`true`) or unarchives (`false`).
     pub archived: Option<bool>,
+    /// Replaces the metadata.
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl ExperienceUpdate {
@@ -384,6 +394,9 @@ impl ExperienceUpdate {
         if let Some(f) = &self.related_files {
             validate_related_files(f)?;
         }
+        if let Some(m) = &self.metadata {
+            validate_metadata(m)?;
+        }
         Ok(())
     }
 
@@ -407,6 +420,9 @@ impl ExperienceUpdate {
         if let Some(a) = self.archived {
             exp.archived = a;
         }
+        if let Some(m) = &self.metadata {
+            exp.metadata = m.clone();
+        }
     }
 }
 
@@ -423,6 +439,7 @@ impl NewExperience {
     /// | `related_files` | ≤ 100 items, each ≤ 500 bytes |
     /// | `source_agent` | 1 ..= 255 bytes |
     /// | `source_task` | ≤ 1 024 bytes |
+    /// | `metadata` | ≤ 16 384 bytes as compact JSON |
     /// | `experience_type` | texts ≤ 10 240 bytes; `quality`, `strength` finite in 0.0 ..= 1.0 |
     ///
     /// # Errors
@@ -448,6 +465,7 @@ impl NewExperience {
         if let Some(task) = &self.source_task {
             validate::bounded_text("source_task", task, MAX_SOURCE_TASK_BYTES)?;
         }
+        validate_metadata(&self.metadata)?;
         self.experience_type.validate()
     }
 }
@@ -502,4 +520,24 @@ pub fn energy(
     let freq = 1.0 + f64::from(decay.freq_weight) * (1.0 + f64::from(applications)).ln();
     let e = f64::from(importance) * freq * (-dt_ms / half_life_ms).exp2();
     e.clamp(0.0, 1.0) as f32
+}
+
+/// `metadata`: at most [`MAX_METADATA_BYTES`] as compact JSON.
+///
+/// # Errors
+/// `InvalidField("metadata")` naming its size and the limit.
+pub fn validate_metadata(
+    m: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), ValidationError> {
+    if m.is_empty() {
+        return Ok(());
+    }
+    let size = serde_json::to_vec(m).map_or(usize::MAX, |bytes| bytes.len());
+    if size > MAX_METADATA_BYTES {
+        return Err(ValidationError::invalid(
+            "metadata",
+            format!("must be at most {MAX_METADATA_BYTES} bytes as compact JSON, got {size}"),
+        ));
+    }
+    Ok(())
 }

@@ -112,8 +112,9 @@ pub use crate::embed::BuiltinEmbedder;
 pub use crate::error::{Error, NotFoundError, Result, ValidationError};
 pub use crate::event::{WatchEvent, WatchEventType, WatchFilter};
 pub use crate::experience::{
-    energy, validate_embedding, Experience, ExperienceId, ExperienceType, ExperienceTypeTag,
-    ExperienceUpdate, NewExperience, Severity, MAX_BATCH_ITEMS, MAX_CONTENT_BYTES,
+    energy, validate_embedding, validate_metadata, Experience, ExperienceId, ExperienceType,
+    ExperienceTypeTag, ExperienceUpdate, NewExperience, Severity, MAX_BATCH_ITEMS,
+    MAX_CONTENT_BYTES, MAX_METADATA_BYTES,
 };
 pub use crate::id::{InstanceId, Timestamp};
 pub use crate::index::collective::IndexStats;
@@ -127,3 +128,5 @@ pub use crate::search::{
 };
 pub use crate::validate::MAX_RESULTS;
 pub use crate::watch::WatchStream;
+/// The JSON types of experience `metadata`.
+pub use serde_json;

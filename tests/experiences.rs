@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
+use futures::StreamExt;
 use pulsedb::*;
 
 fn tags(n: usize) -> BTreeMap<String, String> {
@@ -35,6 +36,10 @@ async fn record_and_get_round_trips_every_field() {
         related_files: vec!["src/lib.rs".into()],
         source_agent: "agent-7".into(),
         source_task: Some("task-1".into()),
+        metadata: serde_json::json!({"run": 42, "by": "ci", "nested": {"ok": true}})
+            .as_object()
+            .unwrap()
+            .clone(),
     };
     let id = db.record_experience(new.clone()).await.unwrap();
     let got = db.get_experience(id).await.unwrap().unwrap();
@@ -51,6 +56,7 @@ async fn record_and_get_round_trips_every_field() {
     assert_eq!(got.related_files, new.related_files);
     assert_eq!(got.source_agent, "agent-7");
     assert_eq!(got.source_task.as_deref(), Some("task-1"));
+    assert_eq!(got.metadata, new.metadata);
     assert_eq!(got.applications, 0);
     assert!(!got.archived);
     assert!(got.timestamp >= before);
@@ -893,5 +899,100 @@ async fn read_your_writes_across_clones() {
     writer.delete_experience(id).await.unwrap();
     let hits = reader.search_similar(c, &vec16(1000), 100).await.unwrap();
     assert!(hits.iter().all(|h| h.experience.id != id));
+    db.close().await.unwrap();
+}
+
+/// Metadata of every JSON kind, in an order that is not sorted.
+fn rich_metadata() -> serde_json::Map<String, serde_json::Value> {
+    let text = r#"{"zeta":1,"alpha":-9223372036854775808,"big":18446744073709551615,
+        "float":0.1,"tiny":1e-300,"whole_float":2.0,"s":"ünï\u0000code","null":null,
+        "list":[1,"two",[3.5],{"four":4}],"obj":{"b":false,"a":true}}"#;
+    serde_json::from_str(text).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_is_stored_exactly_updated_whole_and_survives_reopen() {
+    let t = TempDb::new();
+    let db = t.open().await;
+    let c = db.create_collective("c").await.unwrap();
+    let mut watch = db.watch_experiences(c).await.unwrap();
+    let meta = rich_metadata();
+    let id = db
+        .record_experience(NewExperience {
+            metadata: meta.clone(),
+            ..exp(c, 1)
+        })
+        .await
+        .unwrap();
+    let plain = db.record_experience(exp(c, 2)).await.unwrap();
+
+    let got = db.get_experience(id).await.unwrap().unwrap();
+    // Exactly: same values, integers stay integers, same key order.
+    assert_eq!(
+        serde_json::to_string(&got.metadata).unwrap(),
+        serde_json::to_string(&meta).unwrap()
+    );
+    assert!(got.metadata["big"].is_u64() && got.metadata["alpha"].is_i64());
+    assert!(got.metadata["whole_float"].is_f64());
+    assert!(db
+        .get_experience(plain)
+        .await
+        .unwrap()
+        .unwrap()
+        .metadata
+        .is_empty());
+    // The change log carries it.
+    let event = within(watch.next()).await.unwrap();
+    assert_eq!(event.experience.unwrap().metadata, meta);
+
+    // An update replaces it whole; other updates leave it.
+    let replaced = serde_json::json!({"only": "this"})
+        .as_object()
+        .unwrap()
+        .clone();
+    db.update_experience(
+        id,
+        ExperienceUpdate {
+            metadata: Some(replaced.clone()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    db.update_experience(
+        id,
+        ExperienceUpdate {
+            importance: Some(0.9),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        db.get_experience(id).await.unwrap().unwrap().metadata,
+        replaced
+    );
+
+    // Too large: refused, naming the field, nothing written.
+    let seq = db.get_current_sequence().await.unwrap();
+    let huge = serde_json::json!({"k": "v".repeat(MAX_METADATA_BYTES)});
+    let err = db
+        .record_experience(NewExperience {
+            metadata: huge.as_object().unwrap().clone(),
+            ..exp(c, 3)
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("metadata"), "{err}");
+    assert_eq!(db.get_current_sequence().await.unwrap(), seq);
+    db.close().await.unwrap();
+
+    let db = t.reopen_when_released(config()).await;
+    assert_eq!(
+        db.get_experience(id).await.unwrap().unwrap().metadata,
+        replaced
+    );
+    let (events, _) = db.poll_changes(0).await.unwrap();
+    assert_eq!(events[0].experience.as_ref().unwrap().metadata, meta);
     db.close().await.unwrap();
 }

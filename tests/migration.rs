@@ -67,7 +67,7 @@ async fn a_schema_1_file_is_migrated_and_keeps_everything() {
         .iter()
         .all(|r| table_names(&t.path).iter().any(|n| n == r)));
     let db = t.open_with(lasting_activities()).await;
-    assert_eq!(db.metadata().schema_version, 2);
+    assert_eq!(db.metadata().schema_version, 3);
 
     let collectives = db.list_collectives().await.unwrap();
     assert_eq!(collectives.len(), 1);
@@ -125,11 +125,45 @@ async fn a_schema_1_file_is_migrated_and_keeps_everything() {
     assert_eq!(events.last().unwrap().experience_id, id);
     db.close().await.unwrap();
 
-    // The tables nothing read are gone; a second open finds version 2.
+    // The tables nothing read are gone; a second open finds version 3.
     let names = table_names(&t.path);
     assert!(RETIRED.iter().all(|r| !names.iter().any(|n| n == r)));
     let db = t.open().await;
-    assert_eq!(db.metadata().schema_version, 2);
+    assert_eq!(db.metadata().schema_version, 3);
     assert_eq!(all_experiences(&db, c.id).await.len(), 30);
+    db.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_the_old_format_read_with_empty_metadata_and_take_new() {
+    let t = fixture_copy();
+    let db = t.open_with(lasting_activities()).await;
+    let c = db.list_collectives().await.unwrap()[0].clone();
+    let old = all_experiences(&db, c.id).await;
+    assert!(old.iter().all(|x| x.metadata.is_empty()));
+    // Old change-log entries decode too.
+    let (events, _) = db.poll_changes(0).await.unwrap();
+    assert!(events
+        .iter()
+        .filter_map(|e| e.experience.as_ref())
+        .all(|x| x.metadata.is_empty()));
+
+    // An old record rewritten by an update is stored in the new format.
+    let meta = serde_json::json!({"migrated": 3})
+        .as_object()
+        .unwrap()
+        .clone();
+    let update = ExperienceUpdate {
+        metadata: Some(meta.clone()),
+        ..Default::default()
+    };
+    db.update_experience(old[0].id, update).await.unwrap();
+    db.close().await.unwrap();
+    let db = t.open_with(lasting_activities()).await;
+    let got = db.get_experience(old[0].id).await.unwrap().unwrap();
+    assert_eq!(got.metadata, meta);
+    assert_eq!(got.content, old[0].content);
+    let unchanged = db.get_experience(old[1].id).await.unwrap().unwrap();
+    assert_eq!(unchanged, old[1]);
     db.close().await.unwrap();
 }

@@ -759,3 +759,71 @@ async fn sigterm_with_writers_running_loses_no_acknowledged_write() {
         "the index sees them too"
     );
 }
+
+#[tokio::test]
+async fn metadata_passes_through_exactly() {
+    let (_dir, db) = temp_db();
+    let s = Server::start(&db, &["--embedder", "none"]);
+    let (_, c) = s.post("/v1/collectives", json!({"name": "c"})).await;
+    let cid = c["id"].as_str().unwrap().to_string();
+    let raw = r#"{"zeta":1,"alpha":-5,"big":18446744073709551615,"f":0.25,"list":[1,"two",null],"o":{"b":false,"a":true}}"#;
+    let meta: Value = serde_json::from_str(raw).unwrap();
+    let (st, made) = s
+        .post(
+            &format!("/v1/collectives/{cid}/experiences"),
+            json!({"content": "m", "embedding": vector(1), "metadata": meta}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{made}");
+    let id = made["id"].as_str().unwrap().to_string();
+    let text = s
+        .http
+        .get(s.url(&format!("/v1/experiences/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // Byte for byte: key order, integers, floats.
+    assert!(text.contains(&format!("\"metadata\":{raw}")), "{text}");
+
+    let (st, _) = s
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/v1/experiences/{id}"),
+            Some(json!({"metadata": {"v": 2}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (_, x) = s.get(&format!("/v1/experiences/{id}")).await;
+    assert_eq!(x["metadata"], json!({"v": 2}));
+    let (_, plain) = s
+        .post(
+            &format!("/v1/collectives/{cid}/experiences"),
+            json!({"content": "p", "embedding": vector(2)}),
+        )
+        .await;
+    let (_, p) = s
+        .get(&format!(
+            "/v1/experiences/{}",
+            plain["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(p["metadata"], json!({}));
+
+    let big =
+        json!({"content": "x", "embedding": vector(3), "metadata": {"k": "v".repeat(17_000)}});
+    let refused = s
+        .post(&format!("/v1/collectives/{cid}/experiences"), big)
+        .await;
+    assert_error(&refused, 400, "validation");
+    assert_eq!(refused.1["error"]["field"], "metadata");
+    let not_object = json!({"content": "x", "embedding": vector(3), "metadata": [1]});
+    assert_error(
+        &s.post(&format!("/v1/collectives/{cid}/experiences"), not_object)
+            .await,
+        400,
+        "bad_request",
+    );
+}

@@ -292,6 +292,12 @@ fn update_changes_fields_and_moves_index_entries() {
         tags: Some(tags(&[("lang", "go"), ("keep", "me")])),
         related_files: Some(vec!["a.rs".into()]),
         archived: None,
+        metadata: Some(
+            serde_json::json!({"run": 7, "ok": true})
+                .as_object()
+                .unwrap()
+                .clone(),
+        ),
     };
     let done = ok(&s, WriteOp::UpdateExperience { id: e.id, update });
     assert_eq!(done.events[0].event_type, pulsedb::WatchEventType::Updated);
@@ -300,10 +306,11 @@ fn update_changes_fields_and_moves_index_entries() {
     assert_eq!(got.confidence, 0.1);
     assert_eq!(got.domain, vec!["new".to_string()]);
     assert_eq!(got.related_files, vec!["a.rs".to_string()]);
+    assert_eq!(got.metadata["run"], 7);
     assert_eq!(got.embedding, e.embedding);
     assert_eq!(got.content, e.content);
     match &done.applied {
-        Applied::ExperienceChanged(x) => assert_eq!(x, &got),
+        Applied::ExperienceChanged(x) => assert_eq!(**x, got),
         other => panic!("{other:?}"),
     }
     // Tags replaced as a whole.

@@ -8,8 +8,10 @@ use pulsedb::{
     CollectiveId, Config, ContextRequest, EmbeddingDimension, Error, ExperienceId, ExperienceType,
     ExperienceUpdate, InsightType, NewActivity, NewDerivedInsight, NewExperience,
     NewExperienceRelation, RecallWeights, RelationType, SearchFilter, ValidationError,
-    MAX_ACTIVITY_TEXT_BYTES, MAX_CONTENT_BYTES, MAX_EMBEDDING_DIMENSION, MAX_RESULTS,
+    MAX_ACTIVITY_TEXT_BYTES, MAX_CONTENT_BYTES, MAX_EMBEDDING_DIMENSION, MAX_METADATA_BYTES,
+    MAX_RESULTS,
 };
+use serde_json::{json, Map, Value};
 
 /// The field a validation error names (`content` for `ContentTooLarge`).
 fn field(e: &ValidationError) -> String {
@@ -46,6 +48,15 @@ fn exp() -> NewExperience {
         content: "x".into(),
         ..NewExperience::default()
     }
+}
+
+/// Metadata whose compact JSON is exactly `n` bytes (`n` ≥ 16).
+fn metadata_of_size(n: usize) -> Map<String, Value> {
+    // {"k":"…"} is 8 bytes around the value.
+    let m = json!({ "k": "v".repeat(n - 8) });
+    let m = m.as_object().unwrap().clone();
+    assert_eq!(serde_json::to_vec(&m).unwrap().len(), n);
+    m
 }
 
 fn strings(n: usize, len: usize) -> Vec<String> {
@@ -196,6 +207,21 @@ fn related_files_are_at_most_100_items_of_at_most_500_bytes() {
 }
 
 #[test]
+fn metadata_is_at_most_16384_bytes_of_compact_json() {
+    let mut x = exp();
+    x.metadata = metadata_of_size(MAX_METADATA_BYTES);
+    assert!(x.validate().is_ok());
+    x.metadata = metadata_of_size(MAX_METADATA_BYTES + 1);
+    fails_on(x.validate(), "metadata");
+    // Any JSON values, nested.
+    x.metadata = json!({"n": 1, "f": 0.5, "s": "x", "b": true, "z": null, "a": [1, {"b": []}]})
+        .as_object()
+        .unwrap()
+        .clone();
+    assert!(x.validate().is_ok());
+}
+
+#[test]
 fn source_agent_is_1_to_255_bytes_and_source_task_at_most_1024() {
     let mut e = exp();
     e.source_agent = bytes(255);
@@ -294,8 +320,14 @@ fn update_checks_only_what_it_sets_with_the_same_limits() {
         ),
         related_files: Some(strings(100, 500)),
         archived: Some(true),
+        metadata: Some(metadata_of_size(MAX_METADATA_BYTES)),
     };
     assert!(at_limits.validate().is_ok());
+    let over = ExperienceUpdate {
+        metadata: Some(metadata_of_size(MAX_METADATA_BYTES + 1)),
+        ..Default::default()
+    };
+    fails_on(over.validate(), "metadata");
 }
 
 // --- relations -----------------------------------------------------------------

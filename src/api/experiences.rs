@@ -150,6 +150,7 @@ impl PulseHandle {
                 related_files: x.related_files,
                 source_agent: x.source_agent,
                 source_task: x.source_task,
+                metadata: x.metadata,
                 timestamp: now,
                 last_reinforced: now,
                 archived: false,
@@ -617,6 +618,7 @@ fn validate_imported(x: &Experience, c: CollectiveId, dim: usize) -> Result<()> 
         related_files: x.related_files.clone(),
         source_agent: x.source_agent.clone(),
         source_task: x.source_task.clone(),
+        metadata: x.metadata.clone(),
     }
     .validate()?;
     validate_embedding(&x.embedding, dim)?;

@@ -405,6 +405,7 @@ mod tests {
             related_files: Vec::new(),
             source_agent: "a".into(),
             source_task: None,
+            metadata: serde_json::Map::new(),
             timestamp: Timestamp(pick(100, 8) as i64),
             last_reinforced: Timestamp(0),
             archived: pick(4, 9) == 0,

@@ -114,7 +114,7 @@ fn kind_of(tag: ExperienceTypeTag, content: &str) -> ExperienceType {
 /// The compact form of an experience an LLM gets back.
 fn compact(x: crate::Experience) -> Value {
     let kind = ExperienceTypeTagJson::from(x.experience_type.tag());
-    json!({
+    let mut v = json!({
         "id": x.id,
         "content": x.content,
         "kind": kind,
@@ -122,7 +122,11 @@ fn compact(x: crate::Experience) -> Value {
         "tags": x.tags,
         "agent": x.source_agent,
         "timestamp": x.timestamp.0,
-    })
+    });
+    if !x.metadata.is_empty() {
+        v["metadata"] = Value::Object(x.metadata);
+    }
+    v
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -143,6 +147,8 @@ struct Remember {
     importance: Option<f32>,
     /// Who learnt it.
     agent: Option<String>,
+    /// Any JSON object to keep with it (at most 16 KiB), returned as given.
+    metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -278,6 +284,7 @@ impl PulseTools {
             domain: p.domain.unwrap_or_default(),
             tags: p.tags.unwrap_or_default(),
             source_agent: p.agent.unwrap_or_else(|| "mcp".into()),
+            metadata: p.metadata.unwrap_or_default(),
             ..NewExperience::default()
         };
         let id = self.db.record_experience(new).await.map_err(explain)?;

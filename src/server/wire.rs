@@ -327,6 +327,10 @@ pub struct NewExperienceJson {
     pub source_agent: String,
     #[serde(default)]
     pub source_task: Option<String>,
+    /// Free JSON, ≤ 16 384 bytes compact; returned exactly as given.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
 impl NewExperienceJson {
@@ -344,6 +348,7 @@ impl NewExperienceJson {
             related_files: self.related_files,
             source_agent: self.source_agent,
             source_task: self.source_task,
+            metadata: self.metadata,
         }
     }
 }
@@ -366,6 +371,8 @@ pub struct ExperienceJson {
     pub source_agent: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_task: Option<String>,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
     pub timestamp: i64,
     pub last_reinforced: i64,
     pub archived: bool,
@@ -388,6 +395,7 @@ impl ExperienceJson {
             related_files: x.related_files,
             source_agent: x.source_agent,
             source_task: x.source_task,
+            metadata: x.metadata,
             timestamp: x.timestamp.0,
             last_reinforced: x.last_reinforced.0,
             archived: x.archived,
@@ -420,6 +428,8 @@ pub struct ExportedExperienceJson {
     pub source_agent: String,
     #[serde(default)]
     pub source_task: Option<String>,
+    #[serde(default)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
     pub timestamp: i64,
     pub last_reinforced: i64,
     #[serde(default)]
@@ -443,6 +453,7 @@ impl ExportedExperienceJson {
             related_files: self.related_files,
             source_agent: self.source_agent,
             source_task: self.source_task,
+            metadata: self.metadata,
             timestamp: Timestamp(self.timestamp),
             last_reinforced: Timestamp(self.last_reinforced),
             archived: self.archived,
@@ -469,6 +480,10 @@ pub struct ExperienceUpdateJson {
     pub related_files: Option<Vec<String>>,
     #[serde(default)]
     pub archived: Option<bool>,
+    /// Replaces the metadata.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl From<ExperienceUpdateJson> for ExperienceUpdate {
@@ -480,6 +495,7 @@ impl From<ExperienceUpdateJson> for ExperienceUpdate {
             tags: u.tags,
             related_files: u.related_files,
             archived: u.archived,
+            metadata: u.metadata,
         }
     }
 }

@@ -344,7 +344,7 @@ impl<'t> Writer<'t> {
         };
         let events = self.log_experience(kind, &new, false)?;
         Ok(Committed {
-            applied: Applied::ExperienceChanged(new),
+            applied: Applied::ExperienceChanged(Box::new(new)),
             events,
         })
     }
@@ -366,7 +366,7 @@ impl<'t> Writer<'t> {
         self.rewrite_experience(&new)?;
         let events = self.log_experience(ChangeKind::ExperienceUpdated, &new, false)?;
         Ok(Committed {
-            applied: Applied::ExperienceChanged(new),
+            applied: Applied::ExperienceChanged(Box::new(new)),
             events,
         })
     }

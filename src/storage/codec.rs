@@ -26,29 +26,145 @@ pub enum CollectiveRecord {
 /// embedding after the record, see [`encode_experience_row`]).
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ExperienceRecord {
-    /// Format 1.
-    V1(Experience),
+    /// Format 1 (schema 1 and 2): no metadata.
+    V1(ExperienceV1),
+    /// Format 2: metadata as compact JSON text.
+    V2(StoredExperience),
 }
 
-/// Encodes like [`ExperienceRecord`], from a borrowed experience.
+/// Encodes like [`ExperienceRecord`] (always the newest format), from a
+/// borrowed experience.
 #[derive(Serialize)]
 enum ExperienceRecordRef<'a> {
-    V1(WithoutEmbedding<'a>),
+    #[allow(dead_code)] // keeps V2 at its index; never written
+    V1(()),
+    V2(WithoutEmbedding<'a>),
 }
 
-/// Serialises an [`Experience`] exactly as its derived `Serialize` does but
-/// with an empty embedding, and without copying it: records are written
+/// An experience as format 1 stored it (frozen).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExperienceV1 {
+    id: crate::experience::ExperienceId,
+    collective_id: crate::collective::CollectiveId,
+    content: String,
+    embedding: Vec<f32>,
+    experience_type: crate::experience::ExperienceType,
+    importance: f32,
+    confidence: f32,
+    applications: u32,
+    domain: Vec<String>,
+    tags: std::collections::BTreeMap<String, String>,
+    related_files: Vec<String>,
+    source_agent: String,
+    source_task: Option<String>,
+    timestamp: crate::id::Timestamp,
+    last_reinforced: crate::id::Timestamp,
+    archived: bool,
+}
+
+impl From<ExperienceV1> for Experience {
+    fn from(e: ExperienceV1) -> Self {
+        Experience {
+            id: e.id,
+            collective_id: e.collective_id,
+            content: e.content,
+            embedding: e.embedding,
+            experience_type: e.experience_type,
+            importance: e.importance,
+            confidence: e.confidence,
+            applications: e.applications,
+            domain: e.domain,
+            tags: e.tags,
+            related_files: e.related_files,
+            source_agent: e.source_agent,
+            source_task: e.source_task,
+            metadata: serde_json::Map::new(),
+            timestamp: e.timestamp,
+            last_reinforced: e.last_reinforced,
+            archived: e.archived,
+        }
+    }
+}
+
+/// An experience as format 2 stores it: `metadata` is its compact JSON
+/// text (postcard cannot carry JSON values, whose decoding needs a
+/// self-describing format), empty for no metadata.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StoredExperience {
+    id: crate::experience::ExperienceId,
+    collective_id: crate::collective::CollectiveId,
+    content: String,
+    embedding: Vec<f32>,
+    experience_type: crate::experience::ExperienceType,
+    importance: f32,
+    confidence: f32,
+    applications: u32,
+    domain: Vec<String>,
+    tags: std::collections::BTreeMap<String, String>,
+    related_files: Vec<String>,
+    source_agent: String,
+    source_task: Option<String>,
+    metadata: String,
+    timestamp: crate::id::Timestamp,
+    last_reinforced: crate::id::Timestamp,
+    archived: bool,
+}
+
+impl TryFrom<StoredExperience> for Experience {
+    type Error = StorageError;
+
+    fn try_from(e: StoredExperience) -> Result<Self, StorageError> {
+        let metadata = if e.metadata.is_empty() {
+            serde_json::Map::new()
+        } else {
+            serde_json::from_str(&e.metadata).map_err(|error| {
+                StorageError::Corrupt(format!("experience {} metadata: {error}", e.id))
+            })?
+        };
+        Ok(Experience {
+            id: e.id,
+            collective_id: e.collective_id,
+            content: e.content,
+            embedding: e.embedding,
+            experience_type: e.experience_type,
+            importance: e.importance,
+            confidence: e.confidence,
+            applications: e.applications,
+            domain: e.domain,
+            tags: e.tags,
+            related_files: e.related_files,
+            source_agent: e.source_agent,
+            source_task: e.source_task,
+            metadata,
+            timestamp: e.timestamp,
+            last_reinforced: e.last_reinforced,
+            archived: e.archived,
+        })
+    }
+}
+
+/// The compact JSON text of `metadata`, empty for none.
+fn metadata_text(m: &serde_json::Map<String, serde_json::Value>) -> String {
+    if m.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(m).unwrap_or_default()
+    }
+}
+
+/// Serialises an [`Experience`] as [`StoredExperience`] with an empty
+/// embedding, and without copying it: records are written
 /// once per write and the log keeps a second copy, so cloning each
 /// experience (1.5 KB of embedding at 384-d) to blank a field was a large
 /// share of the write path's allocations. The field order must be
-/// `Experience`'s; the round-trip tests below decode what this writes.
+/// `StoredExperience`'s; the round-trip tests below decode what this writes.
 struct WithoutEmbedding<'a>(&'a Experience);
 
 impl Serialize for WithoutEmbedding<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let e = self.0;
-        let mut st = serializer.serialize_struct("Experience", 16)?;
+        let mut st = serializer.serialize_struct("StoredExperience", 17)?;
         st.serialize_field("id", &e.id)?;
         st.serialize_field("collective_id", &e.collective_id)?;
         st.serialize_field("content", &e.content)?;
@@ -62,6 +178,7 @@ impl Serialize for WithoutEmbedding<'_> {
         st.serialize_field("related_files", &e.related_files)?;
         st.serialize_field("source_agent", &e.source_agent)?;
         st.serialize_field("source_task", &e.source_task)?;
+        st.serialize_field("metadata", &metadata_text(&e.metadata))?;
         st.serialize_field("timestamp", &e.timestamp)?;
         st.serialize_field("last_reinforced", &e.last_reinforced)?;
         st.serialize_field("archived", &e.archived)?;
@@ -93,14 +210,38 @@ pub enum ActivityRecord {
 /// A stored change-log entry.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ChangeEnvelope {
-    /// Format 1.
-    V1(ChangeRecord),
+    /// Format 1: experiences of format 1.
+    V1(ChangeRecordV1),
+    /// Format 2: experiences of format 2.
+    V2(ChangeRecordV2),
 }
 
-/// Encodes like [`ChangeEnvelope`], from borrowed parts.
+/// Encodes like [`ChangeEnvelope`] (the newest format), from borrowed parts.
 #[derive(Serialize)]
 enum ChangeEnvelopeRef<'a> {
-    V1(ChangeRecordRef<'a>),
+    #[allow(dead_code)] // keeps V2 at its index; never written
+    V1(()),
+    V2(ChangeRecordRef<'a>),
+}
+
+/// A change-log entry of format 1 (frozen).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChangeRecordV1 {
+    kind: super::ChangeKind,
+    collective_id: crate::collective::CollectiveId,
+    entity_id: [u8; 16],
+    timestamp: crate::id::Timestamp,
+    experience: Option<ExperienceV1>,
+}
+
+/// A change-log entry of format 2.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChangeRecordV2 {
+    kind: super::ChangeKind,
+    collective_id: crate::collective::CollectiveId,
+    entity_id: [u8; 16],
+    timestamp: crate::id::Timestamp,
+    experience: Option<StoredExperience>,
 }
 
 /// [`ChangeRecord`]'s fields in its order, the experience borrowed.
@@ -139,13 +280,14 @@ pub(crate) fn decode_collective(bytes: &[u8]) -> Result<Collective, StorageError
 
 /// Encodes an experience without its embedding.
 pub(crate) fn encode_experience(e: &Experience) -> Result<Vec<u8>, StorageError> {
-    encode(&ExperienceRecordRef::V1(WithoutEmbedding(e)))
+    encode(&ExperienceRecordRef::V2(WithoutEmbedding(e)))
 }
 
 /// Decodes an experience; its `embedding` is empty.
 pub(crate) fn decode_experience(bytes: &[u8]) -> Result<Experience, StorageError> {
     match decode(bytes)? {
-        ExperienceRecord::V1(e) => Ok(e),
+        ExperienceRecord::V1(e) => Ok(e.into()),
+        ExperienceRecord::V2(e) => e.try_into(),
     }
 }
 
@@ -200,7 +342,7 @@ pub(crate) fn encode_change_parts(
     timestamp: crate::id::Timestamp,
     experience: Option<&Experience>,
 ) -> Result<Vec<u8>, StorageError> {
-    encode(&ChangeEnvelopeRef::V1(ChangeRecordRef {
+    encode(&ChangeEnvelopeRef::V2(ChangeRecordRef {
         kind,
         collective_id,
         entity_id,
@@ -211,7 +353,20 @@ pub(crate) fn encode_change_parts(
 
 pub(crate) fn decode_change(bytes: &[u8]) -> Result<ChangeRecord, StorageError> {
     match decode(bytes)? {
-        ChangeEnvelope::V1(c) => Ok(c),
+        ChangeEnvelope::V1(c) => Ok(ChangeRecord {
+            kind: c.kind,
+            collective_id: c.collective_id,
+            entity_id: c.entity_id,
+            timestamp: c.timestamp,
+            experience: c.experience.map(Into::into),
+        }),
+        ChangeEnvelope::V2(c) => Ok(ChangeRecord {
+            kind: c.kind,
+            collective_id: c.collective_id,
+            entity_id: c.entity_id,
+            timestamp: c.timestamp,
+            experience: c.experience.map(TryInto::try_into).transpose()?,
+        }),
     }
 }
 
@@ -383,14 +538,14 @@ mod tests {
                 text(),
                 option::of(text()),
             ),
-            (ts(), ts(), any::<bool>()),
+            (ts(), ts(), any::<bool>(), metadata()),
         )
             .prop_map(
                 |(
                     (id, collective_id, content, embedding, experience_type),
                     (importance, confidence, applications, domain),
                     (tags, related_files, source_agent, source_task),
-                    (timestamp, last_reinforced, archived),
+                    (timestamp, last_reinforced, archived, metadata),
                 )| Experience {
                     id,
                     collective_id,
@@ -405,11 +560,24 @@ mod tests {
                     related_files,
                     source_agent,
                     source_task,
+                    metadata,
                     timestamp,
                     last_reinforced,
                     archived,
                 },
             )
+    }
+
+    fn metadata() -> impl Strategy<Value = serde_json::Map<String, serde_json::Value>> {
+        use serde_json::Value;
+        let value = prop_oneof![
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            text().prop_map(Value::from),
+            any::<bool>().prop_map(Value::from),
+            Just(Value::Null),
+        ];
+        vec(("[a-z]{1,4}", value), 0..4).prop_map(|pairs| pairs.into_iter().collect())
     }
 
     fn collective() -> impl Strategy<Value = Collective> {

@@ -203,7 +203,7 @@ pub enum Applied {
     /// answering the caller).
     ExperiencesRecorded(Vec<Experience>),
     /// The experience after an update or reinforce (embedding included).
-    ExperienceChanged(Experience),
+    ExperienceChanged(Box<Experience>),
     /// The experience deleted, with the relations deleted along with it.
     ExperienceDeleted {
         /// Its collective.
@@ -241,7 +241,7 @@ impl Applied {
             }
             Applied::ExperienceChanged(e) => {
                 for event in events {
-                    event.experience = Some(e.clone());
+                    event.experience = Some((**e).clone());
                 }
             }
             _ => {}

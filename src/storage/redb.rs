@@ -328,6 +328,9 @@ fn migrate(txn: &::redb::WriteTransaction, from: u32) -> Result<()> {
         for retired in schema::RETIRED_IN_V2 {
             txn.delete_table(retired).map_err(StorageError::from)?;
         }
+    }
+    // Schema 3 changes no stored byte: old records read as they are.
+    if from < SCHEMA_VERSION {
         tracing::info!(from, to = SCHEMA_VERSION, "database schema migrated");
     }
     Ok(())

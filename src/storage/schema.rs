@@ -14,7 +14,8 @@ use redb::TableDefinition;
 /// |---|---|
 /// | 1 | first |
 /// | 2 | the type, tag and archived experience indexes, which nothing read, are gone ([`RETIRED_IN_V2`]) |
-pub const SCHEMA_VERSION: u32 = 2;
+/// | 3 | experiences carry `metadata`: records of format 2 (experiences and change-log entries); format-1 records stay and read as empty metadata, so nothing is rewritten, but a schema-2 engine cannot read the new records |
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// `name → bytes`: schema version (u32 BE), dimension (u32 BE), instance id
 /// (16 bytes), created-at (i64 BE), last-opened-at (i64 BE), embedder model

@@ -69,6 +69,7 @@ pub fn experience(c: CollectiveId, content: &str) -> Experience {
         related_files: Vec::new(),
         source_agent: "agent".into(),
         source_task: None,
+        metadata: serde_json::Map::new(),
         timestamp: now,
         last_reinforced: now,
         archived: false,
