@@ -87,6 +87,7 @@ mod index;
 mod insight;
 mod metadata;
 mod relation;
+pub mod replication;
 mod search;
 #[cfg(feature = "server")]
 pub mod server;
