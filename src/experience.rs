@@ -288,6 +288,7 @@ pub struct NewExperience {
     pub source_task: Option<String>,
     /// Free JSON metadata, stored and returned exactly as given (≤ 16 384
     /// bytes as compact JSON).
+    #[serde(default)]
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -340,6 +341,7 @@ pub struct Experience {
     /// The task it came from.
     pub source_task: Option<String>,
     /// Free JSON metadata, exactly as given.
+    #[serde(default)]
     pub metadata: serde_json::Map<String, serde_json::Value>,
     /// When it was recorded.
     pub timestamp: Timestamp,
@@ -365,6 +367,7 @@ pub struct ExperienceUpdate {
     /// Archives (`true`) or unarchives (`false`).
     pub archived: Option<bool>,
     /// Replaces the metadata.
+    #[serde(default)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 

@@ -146,3 +146,56 @@ async fn whole_records_are_restored_exactly_once() {
     assert_eq!(db.get_current_sequence().await.unwrap(), before);
     assert!(db.check().await.unwrap().is_ok());
 }
+
+/// Removes `key` from a `&[u8] → ()` table of the closed file at `path`,
+/// and adds `extra`.
+fn tamper(path: &std::path::Path, table: &str, remove: &[u8], extra: &[u8]) {
+    let db = redb::Database::open(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let def: redb::TableDefinition<&[u8], ()> = redb::TableDefinition::new(table);
+        let mut t = txn.open_table(def).unwrap();
+        if !remove.is_empty() {
+            assert!(t.remove(remove).unwrap().is_some(), "{table} has the key");
+        }
+        if !extra.is_empty() {
+            t.insert(extra, ()).unwrap();
+        }
+    }
+    txn.commit().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_lookup_tables_are_found() {
+    let t = TempDb::new();
+    let db = t.open().await;
+    let every = store_every_kind(&db).await;
+    assert!(db.check().await.unwrap().is_ok());
+    db.close().await.unwrap();
+
+    // An experience missing from its collective's list, and a relation
+    // lookup entry for a relation that does not exist.
+    let c = every.collective.as_bytes().to_vec();
+    let listed = [c.as_slice(), every.first.as_bytes()].concat();
+    tamper(&t.path, "experiences_by_collective", &listed, &[]);
+    let ghost = [
+        every.first.as_bytes().as_slice(),
+        RelationId::new().as_bytes(),
+    ]
+    .concat();
+    tamper(&t.path, "relations_by_source", &[], &ghost);
+
+    let db = t.reopen_when_released(config()).await;
+    let report = db.check().await.unwrap();
+    assert!(!report.is_ok());
+    let all = report.problems.join("\n");
+    assert!(
+        all.contains("experiences missing from experiences_by_collective: 1"),
+        "{all}"
+    );
+    assert!(
+        all.contains("relations_by_source entries that disagree with relations: 1"),
+        "{all}"
+    );
+    db.close().await.unwrap();
+}

@@ -302,3 +302,45 @@ fn check_fails_on_a_damaged_file_and_on_a_missing_one() {
     assert!(text(&out.stderr).contains("no database"));
     assert!(!missing.exists(), "check creates nothing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_open_a_file_of_any_dimension() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("d16.db");
+    let config = pulsedb::Config {
+        embedding_dimension: pulsedb::EmbeddingDimension::Custom(16),
+        ..pulsedb::Config::default()
+    };
+    let handle = pulsedb::PulseHandle::open(&db, config).await.unwrap();
+    let c = handle.create_collective("small").await.unwrap();
+    let mut v = vec![0.0f32; 16];
+    v[3] = 1.0;
+    handle
+        .record_experience(pulsedb::NewExperience {
+            collective_id: c,
+            content: "sixteen".into(),
+            embedding: Some(v),
+            ..pulsedb::NewExperience::default()
+        })
+        .await
+        .unwrap();
+    handle.close().await.unwrap();
+    let db = db.to_str().unwrap().to_string();
+    let run = move |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        pulsedb(&args)
+    };
+    for command in ["info", "check", "compact"] {
+        let out = tokio::task::spawn_blocking({
+            let db = db.clone();
+            move || run(vec![command.into(), "--db".into(), db])
+        })
+        .await
+        .unwrap();
+        assert!(out.status.success(), "{command}: {}", text(&out.stderr));
+        if command == "info" {
+            let table = text(&out.stdout);
+            assert!(table.contains("dimension         16"), "{table}");
+        }
+    }
+}

@@ -49,6 +49,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/collectives/{cid}/agents"),
     ("get", "/v1/changes"),
     ("get", "/v1/collectives/{cid}/watch"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
 ];
 
 #[tokio::test]

@@ -47,12 +47,15 @@ impl CheckReport {
 }
 
 impl PulseHandle {
-    /// Verifies the database against itself: every stored experience
-    /// decodes, belongs to its collective and has a finite embedding of the
-    /// database's dimension; every collective's indexes hold exactly its
-    /// stored experiences and insights; every relation links two stored
-    /// experiences of its collective; the change log runs without a gap from
-    /// its compaction point to the current sequence.
+    /// Verifies the database against itself: the stored tables agree
+    /// (every lookup entry points at a record that agrees with it, every
+    /// record has its lookup entries, every record decodes); every stored
+    /// experience belongs to its collective and has a finite embedding of
+    /// the database's dimension; every collective's vector indexes, as
+    /// loaded, hold exactly its stored experiences and insights; every
+    /// relation links two stored experiences of its collective; the change
+    /// log runs without a gap from its compaction point to the current
+    /// sequence.
     ///
     /// Meant for a quiet database (`pulsedb check` opens the file alone):
     /// writes committing meanwhile can show up as differences between an
@@ -67,19 +70,32 @@ impl PulseHandle {
             // Everything acknowledged is committed and sent to its index.
             let _ = e.storage_actor.call(StorageMsg::Barrier, None).await;
             let dimension = self.metadata().embedding_dimension;
-            let mut report = CheckReport::default();
+            // The stored tables against each other first.
+            let mut report = CheckReport {
+                problems: e.read(|s| s.verify_tables()).await?,
+                ..CheckReport::default()
+            };
             let collectives = e.read(|s| s.list_collectives()).await?;
             report.collectives = collectives.len();
             for c in collectives {
                 let cid = c.id;
-                let stored = e.read(move |s| stored_records(s, cid, dimension)).await?;
-                let index = e.index(cid).await?;
+                let name = &c.name;
+                // Damage in one collective is a problem of the report; the
+                // others are still checked.
+                let read = e.read(move |s| stored_records(s, cid, dimension)).await;
+                let stored = match damage(read, &mut report.problems, name)? {
+                    Some(stored) => stored,
+                    None => continue,
+                };
+                let index = match damage(e.index(cid).await, &mut report.problems, name)? {
+                    Some(index) => index,
+                    None => continue,
+                };
                 let (indexed, indexed_insights) = e.blocking(move || index.live_ids()).await?;
                 report.experiences += stored.experiences.len() as u64;
                 report.insights += stored.insights.len() as u64;
                 report.relations += stored.relations;
                 report.problems.extend(stored.problems);
-                let name = &c.name;
                 compare(
                     &mut report.problems,
                     &format!("collective {name:?}: experience index"),
@@ -222,6 +238,20 @@ fn stored_records(s: &RedbStorage, c: CollectiveId, dimension: usize) -> Result<
         relations,
         problems,
     })
+}
+
+/// `Some` of a result, or `None` with the problem noted when the result
+/// is damaged data (a record that does not decode, a broken invariant);
+/// other errors stop the check.
+fn damage<T>(r: Result<T>, problems: &mut Vec<String>, collective: &str) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(Error::Storage(why @ (StorageError::Codec { .. } | StorageError::Corrupt(_)))) => {
+            problems.push(format!("collective {collective:?}: unreadable: {why}"));
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Notes the ids only storage or only the index holds.

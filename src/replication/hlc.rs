@@ -80,6 +80,8 @@ impl HlcClock {
                 millis: self.last.millis,
                 counter,
             },
+            // The last reading of time itself stays the last.
+            None if self.last.millis == u64::MAX => self.last,
             None => Hlc {
                 millis: self.last.millis + 1,
                 counter: 0,
@@ -148,6 +150,17 @@ mod tests {
         let v = |hlc, origin| Version { hlc, origin };
         assert!(v(early, b) < v(late, a));
         assert!(v(late, a) < v(late, b));
+    }
+
+    #[test]
+    fn the_end_of_time_does_not_overflow() {
+        let mut c = HlcClock::new();
+        let end = Hlc {
+            millis: u64::MAX,
+            counter: u32::MAX,
+        };
+        c.observe(end);
+        assert_eq!(c.tick(0), end);
     }
 
     #[test]

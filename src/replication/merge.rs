@@ -327,7 +327,8 @@ impl<S: Clone> Replica<S> {
                 origin,
                 count,
             } => {
-                if self.deleted_experiences.contains_key(&id) {
+                // A zero count says nothing a missing counter does not.
+                if count == 0 || self.deleted_experiences.contains_key(&id) {
                     return false;
                 }
                 let (_, counts) = self

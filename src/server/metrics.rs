@@ -135,6 +135,10 @@ fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display
     );
 }
 
+/// Prometheus text: requests and latency per route, engine figures.
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "server",
+    responses((status = 200, content_type = "text/plain", body = String,
+        description = "Prometheus text exposition format 0.0.4"), super::Failures))]
 pub(crate) async fn metrics(state: Shared) -> Result<impl IntoResponse, ApiError> {
     let db = &state.db;
     let collectives = db.list_collectives().await?;

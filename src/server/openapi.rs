@@ -52,6 +52,8 @@ use super::routes::{changes, collectives, experiences, knowledge, search, watch}
         knowledge::agents,
         changes::poll,
         watch::watch,
+        super::metrics::metrics,
+        openapi,
     ),
     components(schemas(super::error::Body)),
     modifiers(&BearerToken),
@@ -72,7 +74,10 @@ impl Modify for BearerToken {
     }
 }
 
-/// The document, built once per request (cheap, and never stale).
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", operation_id = "openapi", tag = "server",
+    responses((status = 200, body = Object, description = "the OpenAPI 3 document"),
+        super::Failures))]
 pub(crate) async fn openapi() -> Json<Document> {
     Json(document())
 }

@@ -17,6 +17,7 @@ pub(crate) mod codec;
 mod read;
 mod redb;
 pub mod schema;
+mod verify;
 
 use std::path::PathBuf;
 

@@ -118,8 +118,30 @@ pub(crate) async fn open(
         read_only,
         ..Config::default()
     };
+    open_with(db, embedder, config).await
+}
+
+/// [`open`] with a configuration of the caller's. Without an embedder, a
+/// file of another dimension than the configured one opens with its own.
+pub(crate) async fn open_with(
+    db: &std::path::Path,
+    embedder: EmbedderChoice,
+    config: Config,
+) -> pulsedb::Result<(PulseHandle, Option<(String, usize)>)> {
     match embedder {
-        EmbedderChoice::None => Ok((PulseHandle::open(db, config).await?, None)),
+        EmbedderChoice::None => match PulseHandle::open(db, config.clone()).await {
+            Err(pulsedb::Error::Validation(pulsedb::ValidationError::DimensionMismatch {
+                expected,
+                ..
+            })) => {
+                let config = Config {
+                    embedding_dimension: pulsedb::EmbeddingDimension::Custom(expected),
+                    ..config
+                };
+                Ok((PulseHandle::open(db, config).await?, None))
+            }
+            other => Ok((other?, None)),
+        },
         EmbedderChoice::Builtin => {
             let model = tokio::task::spawn_blocking(BuiltinEmbedder::locate)
                 .await
@@ -190,9 +212,7 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    // A panic on a worker thread (redb reading a damaged page, say) comes
-    // back as an error of the operation; the one line on stderr says so.
-    std::panic::set_hook(Box::new(|info| tracing::debug!(%info, "panic")));
+
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Mcp { db, embedder } => mcp(&db, embedder).await,

@@ -19,6 +19,17 @@ fn exists(db: &Path) -> pulsedb::Result<()> {
     }
 }
 
+/// Runs `work` with panic messages kept off stderr (at debug level in the
+/// log): redb panics on some damaged pages instead of answering an error,
+/// and the check reports the failure in its one line.
+async fn quietly<T>(work: impl std::future::Future<Output = T>) -> T {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|info| tracing::debug!(%info, "panic")));
+    let out = work.await;
+    std::panic::set_hook(previous);
+    out
+}
+
 /// A spinner on stderr (drawn only on a terminal) while `what` runs.
 fn spinner(what: &'static str) -> ProgressBar {
     let bar = ProgressBar::new_spinner().with_message(what);
@@ -29,7 +40,7 @@ fn spinner(what: &'static str) -> ProgressBar {
 pub(crate) async fn check(db: &Path) -> pulsedb::Result<()> {
     exists(db)?;
     let progress = spinner("checking the file's integrity");
-    let sound = match pulsedb::check_file_integrity(db).await {
+    let sound = match quietly(pulsedb::check_file_integrity(db)).await {
         Ok(sound) => sound,
         Err(e @ (Error::DatabaseLocked | Error::Io(_))) => return Err(e),
         Err(e) => {
@@ -40,7 +51,7 @@ pub(crate) async fn check(db: &Path) -> pulsedb::Result<()> {
     };
     progress.set_message("checking records, indexes and the change log");
     let (handle, _) = crate::open(db, EmbedderChoice::None, true).await?;
-    let report = handle.check().await;
+    let report = quietly(handle.check()).await;
     handle.close().await?;
     progress.finish_and_clear();
     let mut report = report?;

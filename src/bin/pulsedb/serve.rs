@@ -57,7 +57,18 @@ async fn shutdown_signal() {
 }
 
 pub(crate) async fn run(args: ServeArgs) -> pulsedb::Result<()> {
-    let (db, embedder) = crate::open(&args.db, args.embedder, args.read_only).await?;
+    // The engine admits as many calls as the server does, so an admitted
+    // request never queues inside it.
+    let max_in_flight = match args.max_in_flight {
+        0 => server::DEFAULT_MAX_IN_FLIGHT,
+        n => n,
+    };
+    let config = pulsedb::Config {
+        read_only: args.read_only,
+        max_in_flight,
+        ..pulsedb::Config::default()
+    };
+    let (db, embedder) = crate::open_with(&args.db, args.embedder, config).await?;
     let listener = match tokio::net::TcpListener::bind(args.addr).await {
         Ok(l) => l,
         Err(e) => {

@@ -144,6 +144,9 @@ fn reinforcements_merge_per_instance_and_add_up() {
         !r.apply(count(1, 1)),
         "a smaller count of the same instance"
     );
+    let before = r.clone();
+    assert!(!r.apply(count(3, 0)), "a zero count adds nothing");
+    assert_eq!(r, before);
     // An update of the record keeps the counters.
     assert!(r.apply(experience(5, 1, v(3, 2), 7)));
     assert_eq!(r.view().experiences[&xid(5)].2, 5);
@@ -356,6 +359,17 @@ proptest! {
         let mut r = replica(&ordered);
         for c in shuffled {
             prop_assert!(!r.apply(c.clone()), "{:?} changed an up-to-date replica", c);
+        }
+    }
+
+    /// `apply` says whether the state changed, exactly.
+    #[test]
+    fn apply_answers_whether_the_state_changed((_ordered, shuffled) in scenario()) {
+        let mut r = Replica::new();
+        for c in shuffled {
+            let before = r.clone();
+            let changed = r.apply(c.clone());
+            prop_assert_eq!(changed, r != before, "{:?}", c);
         }
     }
 }

@@ -67,14 +67,15 @@ pub(crate) async fn info(state: Shared) -> Answer<Json<InfoJson>> {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct NewCollective {
-    /// Unique; 1 ..= 255 bytes, not only whitespace.
+    /// 1 ..= 255 bytes, not only whitespace; not necessarily unique (by
+    /// name, the oldest collective bearing it is meant).
     #[schema(min_length = 1, max_length = 255)]
     name: String,
     #[serde(default)]
     owner_id: Option<String>,
 }
 
-/// Creates a collective; names are unique.
+/// Creates a collective (names need not be unique).
 #[utoipa::path(post, operation_id = "create_collective", path = "/v1/collectives", tag = "collectives", request_body = NewCollective,
     responses((status = 201, body = Created<CollectiveId>), Failures))]
 pub(crate) async fn create(

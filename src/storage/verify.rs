@@ -1,0 +1,308 @@
+//! The stored tables checked against each other (`pulsedb check`): every
+//! record decodes, every lookup entry points at a record that agrees with
+//! it, and every record has its lookup entries. One read transaction, one
+//! pass per table.
+
+use std::collections::HashMap;
+
+use ::redb::{ReadTransaction, ReadableTable, TableDefinition};
+
+use super::redb::RedbStorage;
+use super::schema::{self, key};
+use super::{codec, StorageError};
+use crate::error::Result;
+
+/// Ids named in one problem, at most.
+const NAMED: usize = 3;
+
+/// Tallies one kind of problem: how many, and the first few ids.
+struct Tally {
+    what: String,
+    count: usize,
+    examples: Vec<String>,
+}
+
+impl Tally {
+    fn new(what: impl Into<String>) -> Self {
+        Tally {
+            what: what.into(),
+            count: 0,
+            examples: Vec::new(),
+        }
+    }
+
+    fn note(&mut self, id: &[u8]) {
+        self.count += 1;
+        if self.examples.len() < NAMED {
+            self.examples.push(hex(id));
+        }
+    }
+
+    fn report(self, problems: &mut Vec<String>) {
+        if self.count > 0 {
+            problems.push(format!(
+                "{}: {} (e.g. {})",
+                self.what,
+                self.count,
+                self.examples.join(", ")
+            ));
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The 16-byte id at `at` of a key.
+fn id_at(k: &[u8], at: usize) -> Option<[u8; 16]> {
+    k.get(at..at + 16)?.try_into().ok()
+}
+
+/// What a relation's lookup entries must be.
+struct RelationKeys {
+    by_source: Vec<u8>,
+    by_target: Vec<u8>,
+    unique: Vec<u8>,
+    collective: [u8; 16],
+}
+
+type Table = ::redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+type Index = ::redb::ReadOnlyTable<&'static [u8], ()>;
+
+fn open(txn: &ReadTransaction, t: TableDefinition<&[u8], &[u8]>) -> Result<Table> {
+    Ok(txn.open_table(t).map_err(StorageError::from)?)
+}
+
+fn open_index(txn: &ReadTransaction, t: TableDefinition<&[u8], ()>) -> Result<Index> {
+    Ok(txn.open_table(t).map_err(StorageError::from)?)
+}
+
+impl RedbStorage {
+    /// Checks the tables against each other; one line per kind of problem.
+    ///
+    /// # Errors
+    /// A storage fault (damage shows as problems, not errors).
+    pub(crate) fn verify_tables(&self) -> Result<Vec<String>> {
+        let txn = self.read_txn()?;
+        let mut problems = Vec::new();
+        let homes = verify_experiences(&txn, &mut problems)?;
+        verify_relations(&txn, &homes, &mut problems)?;
+        verify_insights(&txn, &mut problems)?;
+        Ok(problems)
+    }
+}
+
+/// Experiences, their collective list and their counters; answers each
+/// experience's collective.
+fn verify_experiences(
+    txn: &ReadTransaction,
+    problems: &mut Vec<String>,
+) -> Result<HashMap<[u8; 16], [u8; 16]>> {
+    let mut homes: HashMap<[u8; 16], [u8; 16]> = HashMap::new();
+    let mut undecodable = Tally::new("experience records that do not decode");
+    for item in open(txn, schema::EXPERIENCES)?
+        .iter()
+        .map_err(StorageError::from)?
+    {
+        let (k, v) = item.map_err(StorageError::from)?;
+        match (
+            id_at(k.value(), 0),
+            codec::decode_experience_row(v.value(), false),
+        ) {
+            (Some(id), Ok(x)) => {
+                homes.insert(id, *x.collective_id.as_bytes());
+            }
+            _ => undecodable.note(k.value()),
+        }
+    }
+    undecodable.report(problems);
+    let mut indexed: HashMap<[u8; 16], usize> = HashMap::new();
+    let mut dangling = Tally::new("experiences_by_collective entries without their record");
+    for item in open_index(txn, schema::EXP_BY_COLLECTIVE)?
+        .iter()
+        .map_err(StorageError::from)?
+    {
+        let (k, _) = item.map_err(StorageError::from)?;
+        let k = k.value();
+        match (id_at(k, 0), id_at(k, 16)) {
+            (Some(c), Some(id)) if homes.get(&id) == Some(&c) => {
+                *indexed.entry(id).or_default() += 1;
+            }
+            _ => dangling.note(k),
+        }
+    }
+    dangling.report(problems);
+    let mut unlisted = Tally::new("experiences missing from experiences_by_collective");
+    for id in homes.keys().filter(|id| !indexed.contains_key(*id)) {
+        unlisted.note(id);
+    }
+    unlisted.report(problems);
+
+    let mut orphans = Tally::new("reinforcement counters of no stored experience");
+    for item in txn
+        .open_table(schema::REINFORCEMENTS)
+        .map_err(StorageError::from)?
+        .iter()
+        .map_err(StorageError::from)?
+    {
+        let (k, _) = item.map_err(StorageError::from)?;
+        if !id_at(k.value(), 0).is_some_and(|id| homes.contains_key(&id)) {
+            orphans.note(k.value());
+        }
+    }
+    orphans.report(problems);
+    Ok(homes)
+}
+
+/// Relations: both ends stored, in one collective, with their three lookup
+/// entries and their uniqueness entry.
+fn verify_relations(
+    txn: &ReadTransaction,
+    homes: &HashMap<[u8; 16], [u8; 16]>,
+    problems: &mut Vec<String>,
+) -> Result<()> {
+    let mut relations: HashMap<[u8; 16], RelationKeys> = HashMap::new();
+    let mut bad = Tally::new("relation records that do not decode or link missing experiences");
+    for item in open(txn, schema::RELATIONS)?
+        .iter()
+        .map_err(StorageError::from)?
+    {
+        let (k, v) = item.map_err(StorageError::from)?;
+        let decoded = codec::decode_relation(v.value()).ok();
+        let ends = decoded.as_ref().and_then(|r| {
+            let s = homes.get(r.source_id.as_bytes())?;
+            let t = homes.get(r.target_id.as_bytes())?;
+            (s == t).then_some(*s)
+        });
+        match (id_at(k.value(), 0), decoded, ends) {
+            (Some(id), Some(r), Some(c)) => {
+                let (s, t) = (r.source_id.as_bytes(), r.target_id.as_bytes());
+                relations.insert(
+                    id,
+                    RelationKeys {
+                        by_source: key(&[s, &id]),
+                        by_target: key(&[t, &id]),
+                        unique: key(&[s, t, &[r.relation_type.code()]]),
+                        collective: c,
+                    },
+                );
+            }
+            _ => bad.note(k.value()),
+        }
+    }
+    bad.report(problems);
+    let lookups = [
+        (schema::REL_BY_SOURCE, "relations_by_source", 0usize),
+        (schema::REL_BY_TARGET, "relations_by_target", 1),
+    ];
+    for (table, name, which) in lookups {
+        let mut seen = 0;
+        let mut dangling = Tally::new(format!("{name} entries that disagree with relations"));
+        for item in open_index(txn, table)?.iter().map_err(StorageError::from)? {
+            let (k, _) = item.map_err(StorageError::from)?;
+            let k = k.value();
+            let agrees = id_at(k, 16)
+                .and_then(|id| relations.get(&id))
+                .is_some_and(|r| {
+                    if which == 0 {
+                        r.by_source == k
+                    } else {
+                        r.by_target == k
+                    }
+                });
+            if agrees {
+                seen += 1;
+            } else {
+                dangling.note(k);
+            }
+        }
+        dangling.report(problems);
+        if seen != relations.len() {
+            problems.push(format!(
+                "{name}: {seen} entries for {} relations",
+                relations.len()
+            ));
+        }
+    }
+    let mut seen = 0;
+    let mut dangling = Tally::new("relations_by_collective entries that disagree with relations");
+    for item in open_index(txn, schema::REL_BY_COLLECTIVE)?
+        .iter()
+        .map_err(StorageError::from)?
+    {
+        let (k, _) = item.map_err(StorageError::from)?;
+        let k = k.value();
+        let agrees = match (id_at(k, 0), id_at(k, 16)) {
+            (Some(c), Some(id)) => relations.get(&id).is_some_and(|r| r.collective == c),
+            _ => false,
+        };
+        if agrees {
+            seen += 1;
+        } else {
+            dangling.note(k);
+        }
+    }
+    dangling.report(problems);
+    if seen != relations.len() {
+        problems.push(format!(
+            "relations_by_collective: {seen} entries for {} relations",
+            relations.len()
+        ));
+    }
+    let mut dangling = Tally::new("relations_unique entries that disagree with relations");
+    for item in open(txn, schema::REL_UNIQUE)?
+        .iter()
+        .map_err(StorageError::from)?
+    {
+        let (k, v) = item.map_err(StorageError::from)?;
+        let agrees = id_at(v.value(), 0)
+            .and_then(|id| relations.get(&id))
+            .is_some_and(|r| r.unique == k.value());
+        if !agrees {
+            dangling.note(k.value());
+        }
+    }
+    dangling.report(problems);
+    Ok(())
+}
+
+/// Insights and their collective list.
+fn verify_insights(txn: &ReadTransaction, problems: &mut Vec<String>) -> Result<()> {
+    let mut insights: HashMap<[u8; 16], [u8; 16]> = HashMap::new();
+    let mut undecodable = Tally::new("insight records that do not decode");
+    for item in open(txn, schema::INSIGHTS)?
+        .iter()
+        .map_err(StorageError::from)?
+    {
+        let (k, v) = item.map_err(StorageError::from)?;
+        match (id_at(k.value(), 0), codec::decode_insight(v.value())) {
+            (Some(id), Ok(i)) => {
+                insights.insert(id, *i.collective_id.as_bytes());
+            }
+            _ => undecodable.note(k.value()),
+        }
+    }
+    undecodable.report(problems);
+    let mut seen = 0;
+    let mut dangling = Tally::new("insights_by_collective entries without their record");
+    for item in open_index(txn, schema::INSIGHTS_BY_COLLECTIVE)?
+        .iter()
+        .map_err(StorageError::from)?
+    {
+        let (k, _) = item.map_err(StorageError::from)?;
+        let k = k.value();
+        match (id_at(k, 0), id_at(k, 16)) {
+            (Some(c), Some(id)) if insights.get(&id) == Some(&c) => seen += 1,
+            _ => dangling.note(k),
+        }
+    }
+    dangling.report(problems);
+    if seen != insights.len() {
+        problems.push(format!(
+            "insights_by_collective: {seen} entries for {} insights",
+            insights.len()
+        ));
+    }
+    Ok(())
+}
