@@ -194,7 +194,7 @@ async fn damaged_lookup_tables_are_found() {
         "{all}"
     );
     assert!(
-        all.contains("relations_by_source entries that disagree with relations: 1"),
+        all.contains("relations_by_source entries that disagree with the records: 1"),
         "{all}"
     );
     db.close().await.unwrap();

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use ::redb::{ReadTransaction, ReadableTable, TableDefinition};
+use ::redb::{ReadTransaction, ReadableTable, TableDefinition, TableHandle};
 
 use super::redb::RedbStorage;
 use super::schema::{self, key};
@@ -78,6 +78,39 @@ fn open_index(txn: &ReadTransaction, t: TableDefinition<&[u8], ()>) -> Result<In
     Ok(txn.open_table(t).map_err(StorageError::from)?)
 }
 
+/// Walks a lookup table (`&[u8] → ()`): every key `agrees` rejects is a
+/// problem; when `expected` is given, so is a count of agreeing keys other
+/// than it (records without their entry). Answers how many agreed.
+fn walk_lookup(
+    txn: &ReadTransaction,
+    table: TableDefinition<&[u8], ()>,
+    expected: Option<usize>,
+    problems: &mut Vec<String>,
+    agrees: impl Fn(&[u8]) -> bool,
+) -> Result<usize> {
+    let name = table.name().to_string();
+    let mut seen = 0;
+    let mut dangling = Tally::new(format!("{name} entries that disagree with the records"));
+    for item in open_index(txn, table)?.iter().map_err(StorageError::from)? {
+        let (k, _) = item.map_err(StorageError::from)?;
+        if agrees(k.value()) {
+            seen += 1;
+        } else {
+            dangling.note(k.value());
+        }
+    }
+    dangling.report(problems);
+    if let Some(n) = expected.filter(|n| *n != seen) {
+        problems.push(format!("{name}: {seen} entries for {n} records"));
+    }
+    Ok(seen)
+}
+
+/// The collective and record ids of a `collective ‖ id` key.
+fn pair(k: &[u8]) -> Option<([u8; 16], [u8; 16])> {
+    Some((id_at(k, 0)?, id_at(k, 16)?))
+}
+
 impl RedbStorage {
     /// Checks the tables against each other; one line per kind of problem.
     ///
@@ -117,27 +150,23 @@ fn verify_experiences(
         }
     }
     undecodable.report(problems);
-    let mut indexed: HashMap<[u8; 16], usize> = HashMap::new();
-    let mut dangling = Tally::new("experiences_by_collective entries without their record");
-    for item in open_index(txn, schema::EXP_BY_COLLECTIVE)?
-        .iter()
-        .map_err(StorageError::from)?
-    {
-        let (k, _) = item.map_err(StorageError::from)?;
-        let k = k.value();
-        match (id_at(k, 0), id_at(k, 16)) {
-            (Some(c), Some(id)) if homes.get(&id) == Some(&c) => {
-                *indexed.entry(id).or_default() += 1;
+    let listed = walk_lookup(txn, schema::EXP_BY_COLLECTIVE, None, problems, |k| {
+        pair(k).is_some_and(|(c, id)| homes.get(&id) == Some(&c))
+    })?;
+    if listed != homes.len() {
+        let mut unlisted = Tally::new("experiences missing from experiences_by_collective");
+        let keys = open_index(txn, schema::EXP_BY_COLLECTIVE)?;
+        for (id, c) in &homes {
+            if keys
+                .get(key(&[c, id]).as_slice())
+                .map_err(StorageError::from)?
+                .is_none()
+            {
+                unlisted.note(id);
             }
-            _ => dangling.note(k),
         }
+        unlisted.report(problems);
     }
-    dangling.report(problems);
-    let mut unlisted = Tally::new("experiences missing from experiences_by_collective");
-    for id in homes.keys().filter(|id| !indexed.contains_key(*id)) {
-        unlisted.note(id);
-    }
-    unlisted.report(problems);
 
     let mut orphans = Tally::new("reinforcement counters of no stored experience");
     for item in txn
@@ -192,64 +221,17 @@ fn verify_relations(
         }
     }
     bad.report(problems);
-    let lookups = [
-        (schema::REL_BY_SOURCE, "relations_by_source", 0usize),
-        (schema::REL_BY_TARGET, "relations_by_target", 1),
-    ];
-    for (table, name, which) in lookups {
-        let mut seen = 0;
-        let mut dangling = Tally::new(format!("{name} entries that disagree with relations"));
-        for item in open_index(txn, table)?.iter().map_err(StorageError::from)? {
-            let (k, _) = item.map_err(StorageError::from)?;
-            let k = k.value();
-            let agrees = id_at(k, 16)
-                .and_then(|id| relations.get(&id))
-                .is_some_and(|r| {
-                    if which == 0 {
-                        r.by_source == k
-                    } else {
-                        r.by_target == k
-                    }
-                });
-            if agrees {
-                seen += 1;
-            } else {
-                dangling.note(k);
-            }
-        }
-        dangling.report(problems);
-        if seen != relations.len() {
-            problems.push(format!(
-                "{name}: {seen} entries for {} relations",
-                relations.len()
-            ));
-        }
-    }
-    let mut seen = 0;
-    let mut dangling = Tally::new("relations_by_collective entries that disagree with relations");
-    for item in open_index(txn, schema::REL_BY_COLLECTIVE)?
-        .iter()
-        .map_err(StorageError::from)?
-    {
-        let (k, _) = item.map_err(StorageError::from)?;
-        let k = k.value();
-        let agrees = match (id_at(k, 0), id_at(k, 16)) {
-            (Some(c), Some(id)) => relations.get(&id).is_some_and(|r| r.collective == c),
-            _ => false,
-        };
-        if agrees {
-            seen += 1;
-        } else {
-            dangling.note(k);
-        }
-    }
-    dangling.report(problems);
-    if seen != relations.len() {
-        problems.push(format!(
-            "relations_by_collective: {seen} entries for {} relations",
-            relations.len()
-        ));
-    }
+    let n = Some(relations.len());
+    let of = |k: &[u8]| id_at(k, 16).and_then(|id| relations.get(&id));
+    walk_lookup(txn, schema::REL_BY_SOURCE, n, problems, |k| {
+        of(k).is_some_and(|r| r.by_source == k)
+    })?;
+    walk_lookup(txn, schema::REL_BY_TARGET, n, problems, |k| {
+        of(k).is_some_and(|r| r.by_target == k)
+    })?;
+    walk_lookup(txn, schema::REL_BY_COLLECTIVE, n, problems, |k| {
+        pair(k).is_some_and(|(c, _)| of(k).is_some_and(|r| r.collective == c))
+    })?;
     let mut dangling = Tally::new("relations_unique entries that disagree with relations");
     for item in open(txn, schema::REL_UNIQUE)?
         .iter()
@@ -284,25 +266,12 @@ fn verify_insights(txn: &ReadTransaction, problems: &mut Vec<String>) -> Result<
         }
     }
     undecodable.report(problems);
-    let mut seen = 0;
-    let mut dangling = Tally::new("insights_by_collective entries without their record");
-    for item in open_index(txn, schema::INSIGHTS_BY_COLLECTIVE)?
-        .iter()
-        .map_err(StorageError::from)?
-    {
-        let (k, _) = item.map_err(StorageError::from)?;
-        let k = k.value();
-        match (id_at(k, 0), id_at(k, 16)) {
-            (Some(c), Some(id)) if insights.get(&id) == Some(&c) => seen += 1,
-            _ => dangling.note(k),
-        }
-    }
-    dangling.report(problems);
-    if seen != insights.len() {
-        problems.push(format!(
-            "insights_by_collective: {seen} entries for {} insights",
-            insights.len()
-        ));
-    }
+    walk_lookup(
+        txn,
+        schema::INSIGHTS_BY_COLLECTIVE,
+        Some(insights.len()),
+        problems,
+        |k| pair(k).is_some_and(|(c, id)| insights.get(&id) == Some(&c)),
+    )?;
     Ok(())
 }
