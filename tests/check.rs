@@ -129,6 +129,16 @@ async fn whole_records_are_restored_exactly_once() {
         .await
         .unwrap();
     assert_eq!(hits[0].experience.id, copy.id, "indexed");
+    // Restored archived: out of default searches, counted as archived.
+    let default = db
+        .search(other, &copy.embedding, SearchOptions::default())
+        .await
+        .unwrap();
+    assert!(default.is_empty(), "{default:?}");
+    assert_eq!(
+        db.get_collective_stats(other).await.unwrap().archived_count,
+        1
+    );
 
     // Again: the id exists, nothing is written.
     let before = db.get_current_sequence().await.unwrap();
