@@ -673,7 +673,34 @@ async fn over_max_in_flight_answers_429_and_writes_nothing() {
     let body = json!({ "experiences": batch });
     let url = s.url(&format!("/v1/collectives/{cid}/experiences/batch"));
     let sends = (0..40).map(|_| s.http.post(&url).json(&body).send());
-    let answers = futures::future::join_all(sends).await;
+    // MCP messages count against the same bound.
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "pulsedb-test", "version": "1"}}});
+    let mcp = (0..40).map(|_| {
+        s.http
+            .post(s.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .json(&init)
+            .send()
+    });
+    let (answers, mcp_answers) = futures::future::join(
+        futures::future::join_all(sends),
+        futures::future::join_all(mcp),
+    )
+    .await;
+    let mut mcp_refused = 0;
+    for answer in mcp_answers {
+        match answer.unwrap().status().as_u16() {
+            200 => {}
+            429 => mcp_refused += 1,
+            other => panic!("MCP answered {other}"),
+        }
+    }
+    assert!(
+        mcp_refused > 0,
+        "MCP messages are admitted one at a time too"
+    );
     let (mut created, mut refused) = (0, 0);
     for answer in answers {
         let answer = answer.unwrap();

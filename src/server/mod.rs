@@ -47,9 +47,9 @@ pub struct ServerOptions {
     /// `::1` (a guard against DNS rebinding): the names the server is
     /// reached by when it listens beyond loopback.
     pub mcp_hosts: Vec<String>,
-    /// API requests answered at once (0 = [`DEFAULT_MAX_IN_FLIGHT`]); one
-    /// more is answered `429 overloaded` with `Retry-After` at once, not
-    /// queued. Watch streams do not count.
+    /// API requests and MCP messages answered at once (0 =
+    /// [`DEFAULT_MAX_IN_FLIGHT`]); one more is answered `429 overloaded`
+    /// with `Retry-After` at once, not queued. Watch streams do not count.
     pub max_in_flight: usize,
 }
 
@@ -201,11 +201,14 @@ async fn authorize(State(state): Shared, request: Request, next: Next) -> Respon
 
 /// Bounds the API requests answered at once: one over the bound is
 /// answered `429` at once (the client retries), so a burst never builds an
-/// unbounded queue of waiting requests. Watch streams, which stay open,
-/// and the operational routes are not counted.
+/// unbounded queue of waiting requests. MCP messages (`POST /mcp`) count
+/// too; watch streams and MCP's event stream, which stay open, and the
+/// operational routes do not.
 async fn admit(State(state): Shared, request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    if !path.starts_with("/v1/") || path.ends_with("/watch") {
+    let api = path.starts_with("/v1/") && !path.ends_with("/watch");
+    let mcp = path == "/mcp" && request.method() == axum::http::Method::POST;
+    if !api && !mcp {
         return next.run(request).await;
     }
     match state.admission.clone().try_acquire_owned() {
