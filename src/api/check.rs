@@ -71,8 +71,10 @@ impl PulseHandle {
             let _ = e.storage_actor.call(StorageMsg::Barrier, None).await;
             let dimension = self.metadata().embedding_dimension;
             // The stored tables against each other first.
+            let (problems, relations) = e.read(|s| s.verify_tables()).await?;
             let mut report = CheckReport {
-                problems: e.read(|s| s.verify_tables()).await?,
+                problems,
+                relations,
                 ..CheckReport::default()
             };
             let collectives = e.read(|s| s.list_collectives()).await?;
@@ -94,7 +96,6 @@ impl PulseHandle {
                 let (indexed, indexed_insights) = e.blocking(move || index.live_ids()).await?;
                 report.experiences += stored.experiences.len() as u64;
                 report.insights += stored.insights.len() as u64;
-                report.relations += stored.relations;
                 report.problems.extend(stored.problems);
                 compare(
                     &mut report.problems,
@@ -171,7 +172,6 @@ pub async fn check_file_integrity(path: impl AsRef<Path>) -> Result<bool> {
 struct Stored {
     experiences: Vec<ExperienceId>,
     insights: Vec<InsightId>,
-    relations: u64,
     problems: Vec<String>,
 }
 
@@ -198,31 +198,6 @@ fn stored_records(s: &RedbStorage, c: CollectiveId, dimension: usize) -> Result<
             named(&bad)
         ));
     }
-    let known: HashSet<ExperienceId> = experiences.iter().copied().collect();
-
-    let mut relations = 0;
-    let mut dangling = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = s.list_relations(c, 1000, offset)?;
-        if page.is_empty() {
-            break;
-        }
-        offset += page.len();
-        for r in page {
-            relations += 1;
-            if !known.contains(&r.source_id) || !known.contains(&r.target_id) {
-                dangling.push(r.id);
-            }
-        }
-    }
-    if !dangling.is_empty() {
-        problems.push(format!(
-            "collective {c}: {} relations link a missing experience, e.g. {}",
-            dangling.len(),
-            named(&dangling)
-        ));
-    }
 
     let mut insights = Vec::new();
     loop {
@@ -235,7 +210,6 @@ fn stored_records(s: &RedbStorage, c: CollectiveId, dimension: usize) -> Result<
     Ok(Stored {
         experiences,
         insights,
-        relations,
         problems,
     })
 }

@@ -112,17 +112,18 @@ fn pair(k: &[u8]) -> Option<([u8; 16], [u8; 16])> {
 }
 
 impl RedbStorage {
-    /// Checks the tables against each other; one line per kind of problem.
+    /// Checks the tables against each other: one line per kind of
+    /// problem, and the number of relation records read.
     ///
     /// # Errors
     /// A storage fault (damage shows as problems, not errors).
-    pub(crate) fn verify_tables(&self) -> Result<Vec<String>> {
+    pub(crate) fn verify_tables(&self) -> Result<(Vec<String>, u64)> {
         let txn = self.read_txn()?;
         let mut problems = Vec::new();
         let homes = verify_experiences(&txn, &mut problems)?;
-        verify_relations(&txn, &homes, &mut problems)?;
+        let relations = verify_relations(&txn, &homes, &mut problems)?;
         verify_insights(&txn, &mut problems)?;
-        Ok(problems)
+        Ok((problems, relations))
     }
 }
 
@@ -185,19 +186,21 @@ fn verify_experiences(
 }
 
 /// Relations: both ends stored, in one collective, with their three lookup
-/// entries and their uniqueness entry.
+/// entries and their uniqueness entry. Answers how many records it read.
 fn verify_relations(
     txn: &ReadTransaction,
     homes: &HashMap<[u8; 16], [u8; 16]>,
     problems: &mut Vec<String>,
-) -> Result<()> {
+) -> Result<u64> {
     let mut relations: HashMap<[u8; 16], RelationKeys> = HashMap::new();
+    let mut read = 0;
     let mut bad = Tally::new("relation records that do not decode or link missing experiences");
     for item in open(txn, schema::RELATIONS)?
         .iter()
         .map_err(StorageError::from)?
     {
         let (k, v) = item.map_err(StorageError::from)?;
+        read += 1;
         let decoded = codec::decode_relation(v.value()).ok();
         let ends = decoded.as_ref().and_then(|r| {
             let s = homes.get(r.source_id.as_bytes())?;
@@ -246,7 +249,7 @@ fn verify_relations(
         }
     }
     dangling.report(problems);
-    Ok(())
+    Ok(read)
 }
 
 /// Insights and their collective list.
