@@ -9,6 +9,7 @@ mod check;
 mod engine;
 mod experiences;
 mod knowledge;
+mod replication;
 mod text;
 
 use std::path::{Path, PathBuf};
@@ -427,14 +428,7 @@ impl PulseHandle {
                 let engine = e.clone();
                 let deleting = e.detach(async move {
                     engine.write_direct(WriteOp::DeleteCollective(id)).await?;
-                    engine.forget_collective(id);
-                    engine
-                        .router
-                        .call(|reply| RouterMsg::Forget(id, reply), None)
-                        .await
-                        .map_err(call_failed("router"))?;
-                    engine.watch.close_collective(id);
-                    Ok(())
+                    engine.collective_gone(id).await
                 });
                 deleting
                     .await

@@ -49,12 +49,33 @@ struct Subscriber {
 
 /// The subscriber registry, shared by the handle (subscribe) and the storage
 /// actor (publish after each commit).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct WatchHub {
     subscribers: Mutex<HashMap<CollectiveId, Vec<Subscriber>>>,
+    /// Counts commits: long polls of the change log wait on it.
+    commits: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for WatchHub {
+    fn default() -> Self {
+        WatchHub {
+            subscribers: Mutex::default(),
+            commits: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl WatchHub {
+    /// Tells long polls that a commit finished.
+    pub(crate) fn committed(&self) {
+        self.commits.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that changes after each commit.
+    pub(crate) fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commits.subscribe()
+    }
+
     pub(crate) fn subscribe(
         &self,
         collective: CollectiveId,

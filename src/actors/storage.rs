@@ -322,6 +322,9 @@ fn finish_commit(
             writes.iter().map(|_| Err(fault.duplicate())).collect()
         }
     };
+    if results.iter().any(Result::is_ok) {
+        state.watch.committed();
+    }
     for committed in results.iter_mut().filter_map(|r| r.as_mut().ok()) {
         let Committed { applied, events } = committed;
         state

@@ -260,6 +260,18 @@ impl Engine {
         }
     }
 
+    /// After a collective's delete committed: its actor stopped, its index
+    /// files removed, its watch streams ended.
+    pub(crate) async fn collective_gone(&self, id: CollectiveId) -> Result<()> {
+        self.forget_collective(id);
+        self.router
+            .call(|reply| RouterMsg::Forget(id, reply), None)
+            .await
+            .map_err(call_failed("router"))?;
+        self.watch.close_collective(id);
+        Ok(())
+    }
+
     /// Sends a request to a collective actor and waits for the answer.
     ///
     /// A message that could not be delivered (the actor had stopped) is

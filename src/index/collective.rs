@@ -353,7 +353,7 @@ impl CollectiveIndex {
         {
             let mut columns = self.columns_mut()?;
             let mut insight_slots = self.insight_slots.lock().map_err(|_| poisoned())?;
-            for applied in batch {
+            for applied in batch.flat_map(Applied::parts_mut) {
                 match applied {
                     Applied::ExperiencesRecorded(exps) => {
                         for e in exps {

@@ -10,6 +10,7 @@ use ::redb::{ReadableTable, Table, WriteTransaction};
 
 use super::codec;
 use super::schema::{self, key, meta_keys};
+use super::versions::{self, entity_key, Entity};
 use super::{Applied, ChangeKind, Committed, RedbStorage, StorageError, WriteOp};
 use crate::activity::Activity;
 use crate::collective::{Collective, CollectiveId};
@@ -19,6 +20,9 @@ use crate::experience::{Experience, ExperienceId, ExperienceUpdate};
 use crate::id::{InstanceId, Timestamp};
 use crate::insight::{DerivedInsight, InsightId};
 use crate::relation::{ExperienceRelation, RelationId};
+use crate::replication::{HlcClock, Version};
+
+mod remote;
 
 type Bytes<'t> = Table<'t, &'static [u8], &'static [u8]>;
 type Index<'t> = Table<'t, &'static [u8], ()>;
@@ -32,7 +36,7 @@ impl RedbStorage {
         let mut txn = self.db.begin_write().map_err(s)?;
         txn.set_durability(self.redb_durability()).map_err(s)?;
         let results = {
-            let mut w = Writer::open(&txn, self.instance_id)?;
+            let mut w = Writer::open(&txn, self.instance_id, self.metadata.embedding_dimension)?;
             let mut results = Vec::with_capacity(ops.len());
             for op in ops {
                 match w.apply(op) {
@@ -54,6 +58,10 @@ impl RedbStorage {
 /// Every table of one write transaction, opened once per batch.
 struct Writer<'t> {
     instance: InstanceId,
+    /// The database's embedding dimension.
+    dimension: usize,
+    /// Versions every write of this batch.
+    clock: HlcClock,
     meta: Table<'t, &'static str, &'static [u8]>,
     sequence: u64,
     collectives: Bytes<'t>,
@@ -69,17 +77,28 @@ struct Writer<'t> {
     insights_by_collective: Index<'t>,
     activities: Bytes<'t>,
     wal: Table<'t, u64, &'static [u8]>,
+    versions: Bytes<'t>,
+    tombstones: Bytes<'t>,
+    held: Bytes<'t>,
+    held_by_wait: Index<'t>,
+    pull_cursors: Table<'t, &'static [u8], u64>,
 }
 
 impl<'t> Writer<'t> {
-    fn open(txn: &'t WriteTransaction, instance: InstanceId) -> Result<Self> {
+    fn open(txn: &'t WriteTransaction, instance: InstanceId, dimension: usize) -> Result<Self> {
         let meta = txn.open_table(schema::META).map_err(s)?;
         let sequence = match meta.get(meta_keys::SEQUENCE).map_err(s)? {
             Some(v) => u64::from_be_bytes(super::redb::fixed(v.value(), "wal_sequence")?),
             None => 0,
         };
+        let mut clock = HlcClock::new();
+        if let Some(v) = meta.get(meta_keys::HLC).map_err(s)? {
+            clock.observe(versions::decode_hlc(v.value())?);
+        }
         Ok(Writer {
             instance,
+            dimension,
+            clock,
             meta,
             sequence,
             collectives: txn.open_table(schema::COLLECTIVES).map_err(s)?,
@@ -95,12 +114,23 @@ impl<'t> Writer<'t> {
             insights_by_collective: txn.open_table(schema::INSIGHTS_BY_COLLECTIVE).map_err(s)?,
             activities: txn.open_table(schema::ACTIVITIES).map_err(s)?,
             wal: txn.open_table(schema::WAL).map_err(s)?,
+            versions: txn.open_table(schema::VERSIONS).map_err(s)?,
+            tombstones: txn.open_table(schema::TOMBSTONES).map_err(s)?,
+            held: txn.open_table(schema::HELD).map_err(s)?,
+            held_by_wait: txn.open_table(schema::HELD_BY_WAIT).map_err(s)?,
+            pull_cursors: txn.open_table(schema::PULL_CURSORS).map_err(s)?,
         })
     }
 
     fn finish(mut self) -> Result<()> {
         self.meta
             .insert(meta_keys::SEQUENCE, self.sequence.to_be_bytes().as_slice())
+            .map_err(s)?;
+        self.meta
+            .insert(
+                meta_keys::HLC,
+                versions::encode_hlc(self.clock.last()).as_slice(),
+            )
             .map_err(s)?;
         Ok(())
     }
@@ -127,12 +157,14 @@ impl<'t> Writer<'t> {
                 agent_id,
                 collective_id,
             } => self.end_activity(&agent_id, collective_id),
+            WriteOp::ApplyRemote { changes, cursor } => self.apply_remote(changes, cursor),
         }
     }
 
     // --- change log ----------------------------------------------------------
 
-    /// Appends one change-log entry and returns its sequence and timestamp.
+    /// Appends one change-log entry of this instance's own write and
+    /// returns its sequence and timestamp.
     fn log(
         &mut self,
         kind: ChangeKind,
@@ -140,10 +172,29 @@ impl<'t> Writer<'t> {
         entity_id: [u8; 16],
         experience: Option<&Experience>,
     ) -> Result<(u64, Timestamp)> {
+        let origin = self.instance;
+        self.log_from(origin, kind, collective_id, entity_id, experience)
+    }
+
+    /// Appends one change-log entry of `origin`'s write.
+    fn log_from(
+        &mut self,
+        origin: InstanceId,
+        kind: ChangeKind,
+        collective_id: CollectiveId,
+        entity_id: [u8; 16],
+        experience: Option<&Experience>,
+    ) -> Result<(u64, Timestamp)> {
         self.sequence += 1;
         let timestamp = Timestamp::now();
-        let record =
-            codec::encode_change_parts(kind, collective_id, entity_id, timestamp, experience)?;
+        let record = codec::encode_change_parts(
+            kind,
+            collective_id,
+            entity_id,
+            timestamp,
+            origin,
+            experience,
+        )?;
         self.wal
             .insert(self.sequence, record.as_slice())
             .map_err(s)?;
@@ -159,11 +210,23 @@ impl<'t> Writer<'t> {
         exp: &Experience,
         deleted: bool,
     ) -> Result<Vec<WatchEvent>> {
+        let origin = self.instance;
+        self.log_experience_from(origin, kind, exp, deleted)
+    }
+
+    /// [`Self::log_experience`] for `origin`'s write.
+    fn log_experience_from(
+        &mut self,
+        origin: InstanceId,
+        kind: ChangeKind,
+        exp: &Experience,
+        deleted: bool,
+    ) -> Result<Vec<WatchEvent>> {
         let logged = (!deleted).then_some(exp);
         // The event carries the logged timestamp, so it equals what
         // `poll_events` later reads back.
         let (sequence, timestamp) =
-            self.log(kind, exp.collective_id, *exp.id.as_bytes(), logged)?;
+            self.log_from(origin, kind, exp.collective_id, *exp.id.as_bytes(), logged)?;
         let Some(event_type) = kind.watch_type() else {
             return Ok(Vec::new());
         };
@@ -175,6 +238,77 @@ impl<'t> Writer<'t> {
             timestamp,
             experience: None,
         }])
+    }
+
+    // --- versions ------------------------------------------------------------
+
+    /// Gives a local write of an entity a new version.
+    fn stamp(&mut self, c: CollectiveId, kind: Entity, id: &[u8; 16]) -> Result<Version> {
+        let version = Version {
+            hlc: self.clock.tick(now_millis()),
+            origin: self.instance,
+        };
+        self.set_version(c, kind, id, &version)?;
+        Ok(version)
+    }
+
+    fn set_version(
+        &mut self,
+        c: CollectiveId,
+        kind: Entity,
+        id: &[u8; 16],
+        version: &Version,
+    ) -> Result<()> {
+        self.versions
+            .insert(
+                entity_key(c, kind, id).as_slice(),
+                versions::encode_version(version).as_slice(),
+            )
+            .map_err(s)?;
+        Ok(())
+    }
+
+    /// Marks an entity deleted for good at `version` (a new local one when
+    /// `None`).
+    fn bury(
+        &mut self,
+        c: CollectiveId,
+        kind: Entity,
+        id: &[u8; 16],
+        version: Option<Version>,
+    ) -> Result<()> {
+        let version = match version {
+            Some(v) => v,
+            None => Version {
+                hlc: self.clock.tick(now_millis()),
+                origin: self.instance,
+            },
+        };
+        let k = entity_key(c, kind, id);
+        self.versions.remove(k.as_slice()).map_err(s)?;
+        self.tombstones
+            .insert(k.as_slice(), versions::encode_version(&version).as_slice())
+            .map_err(s)?;
+        Ok(())
+    }
+
+    /// Removes every version, tombstone and held change of a collective.
+    fn forget_versions(&mut self, c: CollectiveId) -> Result<()> {
+        let prefix = c.as_bytes().as_slice();
+        let within = |k: &[u8]| k.starts_with(prefix);
+        self.versions
+            .retain_in::<&[u8], _>(prefix.., |k, _| !within(k))
+            .map_err(s)?;
+        self.tombstones
+            .retain_in::<&[u8], _>(prefix.., |k, _| !within(k))
+            .map_err(s)?;
+        self.held
+            .retain_in::<&[u8], _>(prefix.., |k, _| !within(k))
+            .map_err(s)?;
+        self.held_by_wait
+            .retain_in::<&[u8], _>(prefix.., |k, _| !within(k))
+            .map_err(s)?;
+        Ok(())
     }
 
     // --- lookups -------------------------------------------------------------
@@ -208,6 +342,7 @@ impl<'t> Writer<'t> {
         self.collectives
             .insert(k, codec::encode_collective(&c)?.as_slice())
             .map_err(s)?;
+        self.stamp(c.id, Entity::Collective, c.id.as_bytes())?;
         self.log(ChangeKind::CollectiveCreated, c.id, *c.id.as_bytes(), None)?;
         Ok(Committed {
             applied: Applied::CollectiveCreated(c),
@@ -217,6 +352,17 @@ impl<'t> Writer<'t> {
 
     fn delete_collective(&mut self, id: CollectiveId) -> Result<Committed> {
         self.require_collective(id)?;
+        self.drop_collective_rows(id)?;
+        self.bury(id, Entity::Collective, id.as_bytes(), None)?;
+        self.log(ChangeKind::CollectiveDeleted, id, *id.as_bytes(), None)?;
+        Ok(Committed {
+            applied: Applied::CollectiveDeleted(id),
+            events: Vec::new(),
+        })
+    }
+
+    /// Removes a collective and everything in it (versions included).
+    fn drop_collective_rows(&mut self, id: CollectiveId) -> Result<()> {
         let prefix = id.as_bytes().as_slice();
         for rid in Self::prefix_ids(&self.rel_by_collective, prefix)? {
             self.remove_relation_rows(RelationId::from_bytes(rid))?;
@@ -243,11 +389,7 @@ impl<'t> Writer<'t> {
             self.activities.remove(k.as_slice()).map_err(s)?;
         }
         self.collectives.remove(prefix).map_err(s)?;
-        self.log(ChangeKind::CollectiveDeleted, id, *id.as_bytes(), None)?;
-        Ok(Committed {
-            applied: Applied::CollectiveDeleted(id),
-            events: Vec::new(),
-        })
+        self.forget_versions(id)
     }
 
     // --- experiences -----------------------------------------------------------
@@ -274,6 +416,7 @@ impl<'t> Writer<'t> {
         let mut events = Vec::with_capacity(exps.len());
         for e in &exps {
             self.insert_experience_rows(e)?;
+            self.stamp(e.collective_id, Entity::Experience, e.id.as_bytes())?;
             events.extend(self.log_experience(ChangeKind::ExperienceCreated, e, false)?);
         }
         Ok(Committed {
@@ -297,6 +440,9 @@ impl<'t> Writer<'t> {
     fn remove_experience_rows(&mut self, e: &Experience) -> Result<()> {
         let id = e.id.as_bytes();
         self.experiences.remove(id.as_slice()).map_err(s)?;
+        self.versions
+            .remove(entity_key(e.collective_id, Entity::Experience, id).as_slice())
+            .map_err(s)?;
         self.by_collective
             .remove(key(&[e.collective_id.as_bytes(), id]).as_slice())
             .map_err(s)?;
@@ -337,6 +483,7 @@ impl<'t> Writer<'t> {
         let mut new = old.clone();
         update.apply_to(&mut new);
         self.rewrite_experience(&new)?;
+        self.stamp(new.collective_id, Entity::Experience, id.as_bytes())?;
         let kind = if update.archived == Some(true) {
             ChangeKind::ExperienceArchived
         } else {
@@ -379,14 +526,13 @@ impl<'t> Writer<'t> {
             self.remove_relation_rows(RelationId::from_bytes(rid))?;
         }
         self.remove_experience_rows(&exp)?;
+        self.bury(exp.collective_id, Entity::Experience, id.as_bytes(), None)?;
         let events = self.log_experience(ChangeKind::ExperienceDeleted, &exp, true)?;
-        Ok(Committed {
-            applied: Applied::ExperienceDeleted {
-                collective_id: exp.collective_id,
-                id,
-            },
-            events,
-        })
+        let deleted = Applied::ExperienceDeleted {
+            collective_id: exp.collective_id,
+            id,
+        };
+        self.with_released(exp.collective_id, id.as_bytes(), deleted, events)
     }
 
     // --- relations ---------------------------------------------------------------
@@ -430,8 +576,25 @@ impl<'t> Writer<'t> {
         }
         let id = r.id.as_bytes();
         let c = source.collective_id;
+        self.insert_relation_rows(c, &r)?;
+        self.stamp(c, Entity::Relation, id)?;
+        self.log(ChangeKind::RelationCreated, c, *id, None)?;
+        Ok(Committed {
+            applied: Applied::RelationStored(r),
+            events: Vec::new(),
+        })
+    }
+
+    /// Writes a relation into every relation table.
+    fn insert_relation_rows(&mut self, c: CollectiveId, r: &ExperienceRelation) -> Result<()> {
+        let id = r.id.as_bytes();
+        let unique = key(&[
+            r.source_id.as_bytes(),
+            r.target_id.as_bytes(),
+            &[r.relation_type.code()],
+        ]);
         self.relations
-            .insert(id.as_slice(), codec::encode_relation(&r)?.as_slice())
+            .insert(id.as_slice(), codec::encode_relation(r)?.as_slice())
             .map_err(s)?;
         self.rel_by_source
             .insert(key(&[r.source_id.as_bytes(), id]).as_slice(), ())
@@ -445,11 +608,7 @@ impl<'t> Writer<'t> {
         self.rel_unique
             .insert(unique.as_slice(), id.as_slice())
             .map_err(s)?;
-        self.log(ChangeKind::RelationCreated, c, *id, None)?;
-        Ok(Committed {
-            applied: Applied::RelationStored(r),
-            events: Vec::new(),
-        })
+        Ok(())
     }
 
     /// Removes a relation from every relation table; returns its collective.
@@ -484,6 +643,9 @@ impl<'t> Writer<'t> {
             self.rel_by_collective
                 .remove(key(&[c.as_bytes(), rid]).as_slice())
                 .map_err(s)?;
+            self.versions
+                .remove(entity_key(c, Entity::Relation, rid).as_slice())
+                .map_err(s)?;
         }
         Ok(collective)
     }
@@ -500,16 +662,16 @@ impl<'t> Writer<'t> {
         let collective = self
             .remove_relation_rows(id)?
             .ok_or_else(|| StorageError::Corrupt(format!("relation {id} has no source")))?;
+        self.bury(collective, Entity::Relation, id.as_bytes(), None)?;
         self.log(
             ChangeKind::RelationDeleted,
             collective,
             *id.as_bytes(),
             None,
         )?;
-        Ok(Committed {
-            applied: Applied::RelationDeleted(id),
-            events: Vec::new(),
-        })
+        // A duplicate it shadowed shows now.
+        let deleted = Applied::RelationDeleted(id);
+        self.with_released(collective, id.as_bytes(), deleted, Vec::new())
     }
 
     // --- insights ------------------------------------------------------------------
@@ -543,6 +705,7 @@ impl<'t> Writer<'t> {
         self.insights_by_collective
             .insert(key(&[i.collective_id.as_bytes(), id]).as_slice(), ())
             .map_err(s)?;
+        self.stamp(i.collective_id, Entity::Insight, id)?;
         self.log(ChangeKind::InsightCreated, i.collective_id, *id, None)?;
         Ok(Committed {
             applied: Applied::InsightStored(i),
@@ -559,6 +722,7 @@ impl<'t> Writer<'t> {
         self.insights_by_collective
             .remove(key(&[i.collective_id.as_bytes(), id.as_bytes()]).as_slice())
             .map_err(s)?;
+        self.bury(i.collective_id, Entity::Insight, id.as_bytes(), None)?;
         self.log(
             ChangeKind::InsightDeleted,
             i.collective_id,
@@ -625,4 +789,9 @@ impl<'t> Writer<'t> {
             events: Vec::new(),
         })
     }
+}
+
+/// Wall-clock milliseconds for the hybrid clock.
+fn now_millis() -> u64 {
+    u64::try_from(Timestamp::now().0).unwrap_or(0)
 }

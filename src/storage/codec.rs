@@ -214,14 +214,18 @@ pub enum ChangeEnvelope {
     V1(ChangeRecordV1),
     /// Format 2: experiences of format 2.
     V2(ChangeRecordV2),
+    /// Format 3: format 2 with the change's origin.
+    V3(ChangeRecordV3),
 }
 
 /// Encodes like [`ChangeEnvelope`] (the newest format), from borrowed parts.
 #[derive(Serialize)]
 enum ChangeEnvelopeRef<'a> {
-    #[allow(dead_code)] // keeps V2 at its index; never written
+    #[allow(dead_code)] // keeps V3 at its index; never written
     V1(()),
-    V2(ChangeRecordRef<'a>),
+    #[allow(dead_code)]
+    V2(()),
+    V3(ChangeRecordRef<'a>),
 }
 
 /// A change-log entry of format 1 (frozen).
@@ -244,13 +248,25 @@ pub struct ChangeRecordV2 {
     experience: Option<StoredExperience>,
 }
 
-/// [`ChangeRecord`]'s fields in its order, the experience borrowed.
+/// A change-log entry of format 3.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChangeRecordV3 {
+    kind: super::ChangeKind,
+    collective_id: crate::collective::CollectiveId,
+    entity_id: [u8; 16],
+    timestamp: crate::id::Timestamp,
+    origin: crate::id::InstanceId,
+    experience: Option<StoredExperience>,
+}
+
+/// [`ChangeRecordV3`]'s fields in its order, the experience borrowed.
 #[derive(Serialize)]
 struct ChangeRecordRef<'a> {
     kind: super::ChangeKind,
     collective_id: crate::collective::CollectiveId,
     entity_id: [u8; 16],
     timestamp: crate::id::Timestamp,
+    origin: crate::id::InstanceId,
     experience: Option<WithoutEmbedding<'a>>,
 }
 
@@ -330,6 +346,7 @@ pub(crate) fn encode_change(c: &ChangeRecord) -> Result<Vec<u8>, StorageError> {
         c.collective_id,
         c.entity_id,
         c.timestamp,
+        c.origin.unwrap_or_else(|| crate::id::InstanceId::from_bytes([0; 16])),
         c.experience.as_ref(),
     )
 }
@@ -340,13 +357,15 @@ pub(crate) fn encode_change_parts(
     collective_id: crate::collective::CollectiveId,
     entity_id: [u8; 16],
     timestamp: crate::id::Timestamp,
+    origin: crate::id::InstanceId,
     experience: Option<&Experience>,
 ) -> Result<Vec<u8>, StorageError> {
-    encode(&ChangeEnvelopeRef::V2(ChangeRecordRef {
+    encode(&ChangeEnvelopeRef::V3(ChangeRecordRef {
         kind,
         collective_id,
         entity_id,
         timestamp,
+        origin,
         experience: experience.map(WithoutEmbedding),
     }))
 }
@@ -358,6 +377,7 @@ pub(crate) fn decode_change(bytes: &[u8]) -> Result<ChangeRecord, StorageError> 
             collective_id: c.collective_id,
             entity_id: c.entity_id,
             timestamp: c.timestamp,
+            origin: None,
             experience: c.experience.map(Into::into),
         }),
         ChangeEnvelope::V2(c) => Ok(ChangeRecord {
@@ -365,6 +385,15 @@ pub(crate) fn decode_change(bytes: &[u8]) -> Result<ChangeRecord, StorageError> 
             collective_id: c.collective_id,
             entity_id: c.entity_id,
             timestamp: c.timestamp,
+            origin: None,
+            experience: c.experience.map(TryInto::try_into).transpose()?,
+        }),
+        ChangeEnvelope::V3(c) => Ok(ChangeRecord {
+            kind: c.kind,
+            collective_id: c.collective_id,
+            entity_id: c.entity_id,
+            timestamp: c.timestamp,
+            origin: Some(c.origin),
             experience: c.experience.map(TryInto::try_into).transpose()?,
         }),
     }
@@ -718,17 +747,19 @@ mod tests {
             cid(),
             any::<[u8; 16]>(),
             ts(),
+            any::<[u8; 16]>(),
             option::of(experience()),
         )
-            .prop_map(|(kind, collective_id, entity_id, timestamp, experience)| {
-                ChangeRecord {
+            .prop_map(
+                |(kind, collective_id, entity_id, timestamp, origin, experience)| ChangeRecord {
                     kind,
                     collective_id,
                     entity_id,
                     timestamp,
+                    origin: Some(crate::id::InstanceId::from_bytes(origin)),
                     experience,
-                }
-            })
+                },
+            )
     }
 
     /// Every strict prefix of a valid encoding is an error.

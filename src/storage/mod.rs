@@ -16,8 +16,10 @@ mod apply;
 pub(crate) mod codec;
 mod read;
 mod redb;
+mod replica;
 pub mod schema;
 mod verify;
+pub(crate) mod versions;
 
 use std::path::PathBuf;
 
@@ -33,6 +35,7 @@ use crate::id::{InstanceId, Timestamp};
 use crate::insight::{DerivedInsight, InsightId};
 use crate::metadata::DatabaseMetadata;
 use crate::relation::{ExperienceRelation, RelationId};
+use crate::replication::RemoteChange;
 
 /// A fault in the storage layer (as opposed to a caller mistake).
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +137,9 @@ pub struct ChangeRecord {
     pub entity_id: [u8; 16],
     /// When.
     pub timestamp: Timestamp,
+    /// The instance whose write it records (`None`: an entry written
+    /// before origins were logged, so this instance's).
+    pub origin: Option<InstanceId>,
     /// For experience changes other than delete: the record after the write,
     /// without its embedding.
     pub experience: Option<Experience>,
@@ -190,6 +196,16 @@ pub enum WriteOp {
         /// The collective.
         collective_id: CollectiveId,
     },
+    /// Merge changes received from another node (REPLICATION.md), then
+    /// record how far that node's log has been applied. All or nothing: a
+    /// change that cannot be merged (an unknown collective, a wrong
+    /// dimension) refuses the whole operation.
+    ApplyRemote {
+        /// The changes, in the order served.
+        changes: Vec<RemoteChange>,
+        /// The peer and the position of its log they cover.
+        cursor: Option<(InstanceId, u64)>,
+    },
 }
 
 /// What a committed operation did.
@@ -227,6 +243,9 @@ pub enum Applied {
     },
     /// An activity written or ended.
     ActivityChanged,
+    /// Several of the above, in order: a merge of remote changes, or a
+    /// delete that released held-back changes.
+    Many(Vec<Applied>),
 }
 
 impl Applied {
@@ -245,7 +264,34 @@ impl Applied {
                     event.experience = Some((**e).clone());
                 }
             }
+            Applied::Many(parts) => {
+                let mut latest = std::collections::HashMap::new();
+                for part in parts {
+                    match part {
+                        Applied::ExperiencesRecorded(exps) => {
+                            latest.extend(exps.iter().map(|e| (e.id, e)));
+                        }
+                        Applied::ExperienceChanged(e) => {
+                            latest.insert(e.id, &**e);
+                        }
+                        _ => {}
+                    }
+                }
+                for event in events {
+                    if event.event_type != WatchEventType::Deleted {
+                        event.experience = latest.get(&event.experience_id).map(|e| (*e).clone());
+                    }
+                }
+            }
             _ => {}
+        }
+    }
+
+    /// Every part, [`Applied::Many`] flattened.
+    pub fn parts_mut(&mut self) -> Vec<&mut Applied> {
+        match self {
+            Applied::Many(parts) => parts.iter_mut().flat_map(Applied::parts_mut).collect(),
+            one => vec![one],
         }
     }
 

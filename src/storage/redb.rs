@@ -220,7 +220,7 @@ impl RedbStorage {
                     let version = if options.read_only {
                         found.schema_version
                     } else {
-                        migrate(&txn, found.schema_version)?;
+                        migrate(&txn, found.schema_version, found.instance_id)?;
                         put(
                             &mut meta,
                             meta_keys::SCHEMA_VERSION,
@@ -323,13 +323,16 @@ impl RedbStorage {
 }
 
 /// Brings a file of schema `from` to [`SCHEMA_VERSION`] inside `txn`.
-fn migrate(txn: &::redb::WriteTransaction, from: u32) -> Result<()> {
+fn migrate(txn: &::redb::WriteTransaction, from: u32, instance: InstanceId) -> Result<()> {
     if from < 2 {
         for retired in schema::RETIRED_IN_V2 {
             txn.delete_table(retired).map_err(StorageError::from)?;
         }
     }
     // Schema 3 changes no stored byte: old records read as they are.
+    if from < 4 {
+        super::versions::version_existing_rows(txn, instance)?;
+    }
     if from < SCHEMA_VERSION {
         tracing::info!(from, to = SCHEMA_VERSION, "database schema migrated");
     }
@@ -444,8 +447,15 @@ fn create_tables(txn: &::redb::WriteTransaction) -> Result<()> {
         schema::INSIGHTS_BY_COLLECTIVE,
         schema::ACTIVITIES,
         schema::WAL,
-        schema::SYNC_CURSORS
+        schema::SYNC_CURSORS,
+        schema::PEER_SEEN,
+        schema::PULL_CURSORS,
+        schema::VERSIONS,
+        schema::TOMBSTONES,
+        schema::HELD
     );
+    txn.open_table(schema::HELD_BY_WAIT)
+        .map_err(StorageError::from)?;
     Ok(())
 }
 

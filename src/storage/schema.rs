@@ -15,7 +15,8 @@ use redb::TableDefinition;
 /// | 1 | first |
 /// | 2 | the type, tag and archived experience indexes, which nothing read, are gone ([`RETIRED_IN_V2`]) |
 /// | 3 | experiences carry `metadata`: records of format 2 (experiences and change-log entries); format-1 records stay and read as empty metadata, so nothing is rewritten, but a schema-2 engine cannot read the new records |
-pub const SCHEMA_VERSION: u32 = 3;
+/// | 4 | replication: every collective, experience, relation and insight has a version ([`VERSIONS`]; migrated rows get their creation or update time and this instance), deletes leave [`TOMBSTONES`], change-log entries of format 3 carry their origin |
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// `name → bytes`: schema version (u32 BE), dimension (u32 BE), instance id
 /// (16 bytes), created-at (i64 BE), last-opened-at (i64 BE), embedder model
@@ -40,6 +41,9 @@ pub mod meta_keys {
     /// Every change-log entry up to this sequence was compacted away, u64
     /// BE (absent: none).
     pub const COMPACTED_THROUGH: &str = "wal_compacted_through";
+    /// The hybrid clock's last reading: milliseconds (u64 BE), counter
+    /// (u32 BE). Absent: none yet.
+    pub const HLC: &str = "hlc";
 }
 
 /// `collective id (16) → CollectiveRecord`.
@@ -97,6 +101,30 @@ pub const WAL: TableDefinition<u64, &[u8]> = TableDefinition::new("change_log");
 
 /// `peer instance id (16) → last sequence the peer has taken (u64)`.
 pub const SYNC_CURSORS: TableDefinition<&[u8], u64> = TableDefinition::new("sync_cursors");
+
+/// `peer instance id (16) → when the peer last pulled (i64 BE ms)`: a peer
+/// silent past `peer_retention` stops holding compaction back.
+pub const PEER_SEEN: TableDefinition<&[u8], &[u8]> = TableDefinition::new("peer_seen");
+
+/// `peer instance id (16) → last sequence of the peer's log applied here`:
+/// where pulling from that peer resumes.
+pub const PULL_CURSORS: TableDefinition<&[u8], u64> = TableDefinition::new("pull_cursors");
+
+/// `collective id (16) ‖ entity kind (1) ‖ entity id (16) → version (28)`:
+/// the version of every live replicated row (see `storage/versions.rs`).
+pub const VERSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("versions");
+
+/// Same key → the delete's version (28): deleted ids stay deleted.
+pub const TOMBSTONES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tombstones");
+
+/// Same key → waited-for id (16) ‖ the change as JSON: a remote relation
+/// or insight held back until what it references arrives (or a relation
+/// shadowed by a duplicate with a smaller id).
+pub const HELD: TableDefinition<&[u8], &[u8]> = TableDefinition::new("held_back");
+
+/// `collective id (16) ‖ waited-for id (16) ‖ entity kind (1) ‖ entity id
+/// (16)`: the held changes waiting for one id.
+pub const HELD_BY_WAIT: TableDefinition<&[u8], ()> = TableDefinition::new("held_back_by_wait");
 
 /// Concatenates key parts.
 pub fn key(parts: &[&[u8]]) -> Vec<u8> {

@@ -1,0 +1,298 @@
+//! Replication on [`PulseHandle`] (REPLICATION.md): the change log as peers
+//! read it, snapshots, and merging what peers send. Transports (HTTP peer
+//! pull in `crate::replication::peer`, the server's routes) are built on
+//! these.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::engine::{Access, Admission};
+use super::PulseHandle;
+use crate::collective::CollectiveId;
+use crate::error::{Error, Result, ValidationError};
+use crate::id::InstanceId;
+use crate::replication::{ChangePage, RemoteChange};
+use crate::storage::{Applied, StorageRead, WriteOp};
+
+/// Most change-log entries one page carries.
+pub const MAX_REPLICATION_PAGE: usize = 1000;
+
+/// Longest a page request waits for a change.
+pub const MAX_REPLICATION_WAIT: Duration = Duration::from_secs(30);
+
+impl PulseHandle {
+    /// The changes after change-log position `since`, as a peer reads them:
+    /// at most `limit` entries (capped at [`MAX_REPLICATION_PAGE`]; 0 gives
+    /// just the node's id and head), each entity once with its state now.
+    /// With nothing after `since`, waits up to `wait` (capped at
+    /// [`MAX_REPLICATION_WAIT`]) for a commit: a long poll.
+    ///
+    /// # Errors
+    /// `ChangesCompacted` when entries after `since` were compacted away
+    /// (copy a snapshot), `Closed`, or a storage fault.
+    pub async fn replication_changes(
+        &self,
+        since: u64,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<ChangePage> {
+        let e = &self.engine;
+        let limit = limit.min(MAX_REPLICATION_PAGE);
+        let deadline = tokio::time::Instant::now() + wait.min(MAX_REPLICATION_WAIT);
+        // Subscribed before the first read: no commit is missed.
+        let mut commits = e.watch.commits();
+        loop {
+            let page = e
+                .run(
+                    "replication_changes",
+                    None,
+                    Access::Read,
+                    Admission::Wait,
+                    async { e.read(move |s| s.replication_page(since, limit)).await },
+                )
+                .await?;
+            if page.next > since || limit == 0 {
+                return Ok(page);
+            }
+            match tokio::time::timeout_at(deadline, commits.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return Err(Error::Closed),
+                Err(_) => return Ok(page),
+            }
+        }
+    }
+
+    /// Streams the whole replicated state into `sink` (collectives first)
+    /// and returns the change-log position it covers: a peer that applies
+    /// it continues from there. The read is one consistent view; a full
+    /// `sink` makes it wait.
+    ///
+    /// # Errors
+    /// `Closed` (also when `sink` is dropped) or a storage fault.
+    pub async fn replication_snapshot(&self, sink: mpsc::Sender<RemoteChange>) -> Result<u64> {
+        let e = &self.engine;
+        e.run(
+            "replication_snapshot",
+            None,
+            Access::Read,
+            Admission::Wait,
+            async {
+                e.read(move |s| {
+                    s.replication_snapshot(|change| {
+                        sink.blocking_send(change).map_err(|_| Error::Closed)
+                    })
+                })
+                .await
+            },
+        )
+        .await
+    }
+
+    /// Merges changes received from `peer` (REPLICATION.md's rules), then
+    /// records that its log was applied up to `position`. Changes that add
+    /// nothing write nothing. Checked as a whole first: one change that
+    /// cannot be merged refuses them all.
+    ///
+    /// # Errors
+    /// `Validation` naming the field (a wrong dimension, a non-finite
+    /// component, an unknown collective, this node's own id), `ReadOnly`,
+    /// `Closed`, or a storage fault. A crash midway replays from the
+    /// previous position: merging again is harmless.
+    pub async fn apply_remote_changes(
+        &self,
+        peer: InstanceId,
+        changes: Vec<RemoteChange>,
+        position: u64,
+    ) -> Result<()> {
+        let e = &self.engine;
+        e.run(
+            "apply_remote_changes",
+            None,
+            Access::Write,
+            Admission::Wait,
+            async {
+                if peer == e.instance_id {
+                    return Err(ValidationError::invalid(
+                        "instance_id",
+                        "a node cannot replicate from itself",
+                    )
+                    .into());
+                }
+                self.check_remote(&changes).await?;
+                let plan = Plan::new(changes);
+                if !plan.created.is_empty() {
+                    e.write_direct(remote(plan.created)).await?;
+                }
+                for (c, group) in plan.groups {
+                    let live = e.read_point(move |s| s.get_collective(c))?.is_some();
+                    if live {
+                        e.write_indexed(c, remote(group)).await?;
+                    } else {
+                        e.write_direct(remote(group)).await?;
+                    }
+                }
+                if !plan.deleted.is_empty() {
+                    let done = e.write_direct(remote(plan.deleted)).await?;
+                    let Applied::Many(parts) = done.applied else {
+                        return Ok(());
+                    };
+                    for part in parts {
+                        if let Applied::CollectiveDeleted(id) = part {
+                            e.collective_gone(id).await?;
+                        }
+                    }
+                }
+                e.write_direct(WriteOp::ApplyRemote {
+                    changes: Vec::new(),
+                    cursor: Some((peer, position)),
+                })
+                .await?;
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    /// Where pulling from `peer` resumes: the last position of its log
+    /// applied here (0: none).
+    ///
+    /// # Errors
+    /// `Closed` or a storage fault.
+    pub async fn pull_cursor(&self, peer: InstanceId) -> Result<u64> {
+        let e = &self.engine;
+        e.run("pull_cursor", None, Access::Read, Admission::Wait, async {
+            e.read(move |s| s.load_pull_cursor(peer)).await
+        })
+        .await
+    }
+
+    /// Records that `peer` has taken this node's log up to `position`: the
+    /// log is compacted only past what every peer has taken (a peer silent
+    /// for longer than `config.replication.peer_retention` stops counting).
+    ///
+    /// # Errors
+    /// `ReadOnly`, `Closed` or a storage fault.
+    pub async fn record_peer_pull(&self, peer: InstanceId, position: u64) -> Result<()> {
+        let e = &self.engine;
+        e.run(
+            "record_peer_pull",
+            None,
+            Access::Write,
+            Admission::Wait,
+            async { e.read(move |s| s.record_peer_pull(peer, position)).await },
+        )
+        .await
+    }
+
+    /// The checks of [`PulseHandle::apply_remote_changes`] before anything
+    /// is written.
+    async fn check_remote(&self, changes: &[RemoteChange]) -> Result<()> {
+        let e = &self.engine;
+        let dimension = e.metadata.embedding_dimension;
+        let vector = |v: &[f32]| -> Result<()> {
+            if v.len() != dimension {
+                return Err(ValidationError::invalid(
+                    "embedding",
+                    format!("{} components, this database has {dimension}", v.len()),
+                )
+                .into());
+            }
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err(ValidationError::invalid("embedding", "a component is not finite").into());
+            }
+            Ok(())
+        };
+        let mut created = HashSet::new();
+        let mut referenced = HashSet::new();
+        for change in changes {
+            match change {
+                RemoteChange::Collective { collective, .. } => {
+                    if usize::from(collective.embedding_dimension) != dimension {
+                        return Err(ValidationError::invalid(
+                            "embedding_dimension",
+                            format!(
+                                "{}, this database has {dimension}",
+                                collective.embedding_dimension
+                            ),
+                        )
+                        .into());
+                    }
+                    created.insert(collective.id);
+                }
+                RemoteChange::CollectiveDeleted { .. } => {}
+                RemoteChange::Experience { experience, .. } => {
+                    vector(&experience.embedding)?;
+                    referenced.insert(experience.collective_id);
+                }
+                RemoteChange::Insight { insight, .. } => {
+                    vector(&insight.embedding)?;
+                    referenced.insert(insight.collective_id);
+                }
+                other => {
+                    referenced.insert(other.collective_id());
+                }
+            }
+        }
+        let unknown: Vec<CollectiveId> = referenced.difference(&created).copied().collect();
+        let missing = e
+            .read(move |s| {
+                for c in unknown {
+                    if !s.collective_seen(c)? {
+                        return Ok(Some(c));
+                    }
+                }
+                Ok(None)
+            })
+            .await?;
+        match missing {
+            Some(c) => Err(ValidationError::invalid(
+                "collective_id",
+                format!("unknown collective {c}"),
+            )
+            .into()),
+            None => Ok(()),
+        }
+    }
+}
+
+fn remote(changes: Vec<RemoteChange>) -> WriteOp {
+    WriteOp::ApplyRemote {
+        changes,
+        cursor: None,
+    }
+}
+
+/// The order a batch is merged in: new collectives, then each collective's
+/// entities (through its actor, so its index follows), then collective
+/// deletes.
+struct Plan {
+    created: Vec<RemoteChange>,
+    groups: Vec<(CollectiveId, Vec<RemoteChange>)>,
+    deleted: Vec<RemoteChange>,
+}
+
+impl Plan {
+    fn new(changes: Vec<RemoteChange>) -> Plan {
+        let mut plan = Plan {
+            created: Vec::new(),
+            groups: Vec::new(),
+            deleted: Vec::new(),
+        };
+        for change in changes {
+            match change {
+                RemoteChange::Collective { .. } => plan.created.push(change),
+                RemoteChange::CollectiveDeleted { .. } => plan.deleted.push(change),
+                _ => {
+                    let c = change.collective_id();
+                    match plan.groups.iter_mut().find(|(g, _)| *g == c) {
+                        Some((_, group)) => group.push(change),
+                        None => plan.groups.push((c, vec![change])),
+                    }
+                }
+            }
+        }
+        plan
+    }
+}
