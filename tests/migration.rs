@@ -67,7 +67,7 @@ async fn a_schema_1_file_is_migrated_and_keeps_everything() {
         .iter()
         .all(|r| table_names(&t.path).iter().any(|n| n == r)));
     let db = t.open_with(lasting_activities()).await;
-    assert_eq!(db.metadata().schema_version, 3);
+    assert_eq!(db.metadata().schema_version, 4);
 
     let collectives = db.list_collectives().await.unwrap();
     assert_eq!(collectives.len(), 1);
@@ -125,11 +125,11 @@ async fn a_schema_1_file_is_migrated_and_keeps_everything() {
     assert_eq!(events.last().unwrap().experience_id, id);
     db.close().await.unwrap();
 
-    // The tables nothing read are gone; a second open finds version 3.
+    // The tables nothing read are gone; a second open finds version 4.
     let names = table_names(&t.path);
     assert!(RETIRED.iter().all(|r| !names.iter().any(|n| n == r)));
     let db = t.open().await;
-    assert_eq!(db.metadata().schema_version, 3);
+    assert_eq!(db.metadata().schema_version, 4);
     assert_eq!(all_experiences(&db, c.id).await.len(), 30);
     db.close().await.unwrap();
 }
@@ -166,4 +166,59 @@ async fn records_of_the_old_format_read_with_empty_metadata_and_take_new() {
     let unchanged = db.get_experience(old[1].id).await.unwrap().unwrap();
     assert_eq!(unchanged, old[1]);
     db.close().await.unwrap();
+}
+
+/// Schema 4: every migrated row has a version (this instance, its write
+/// time), so a migrated file replicates to a new node completely.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migrated_file_has_a_version_on_every_row_and_replicates_whole() {
+    use pulsedb::replication::RemoteChange;
+    let t = fixture_copy();
+    let db = t.open_with(lasting_activities()).await;
+    let c = db.list_collectives().await.unwrap()[0].clone();
+    let exps = all_experiences(&db, c.id).await;
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+    let reading = {
+        let db = db.clone();
+        tokio::spawn(async move { db.replication_snapshot(tx).await })
+    };
+    let mut state = Vec::new();
+    while let Some(change) = rx.recv().await {
+        state.push(change);
+    }
+    reading.await.unwrap().unwrap();
+    let versioned_exps: Vec<_> = state
+        .iter()
+        .filter_map(|ch| match ch {
+            RemoteChange::Experience {
+                version,
+                experience,
+                ..
+            } => Some((version, experience)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(versioned_exps.len(), exps.len());
+    for (version, e) in &versioned_exps {
+        assert_eq!(version.origin, db.instance_id());
+        assert_eq!(version.hlc.millis as i64, e.timestamp.0);
+    }
+    let count = |f: fn(&RemoteChange) -> bool| state.iter().filter(|ch| f(ch)).count();
+    assert_eq!(count(|ch| matches!(ch, RemoteChange::Collective { .. })), 1);
+    assert_eq!(count(|ch| matches!(ch, RemoteChange::Relation { .. })), 1);
+    assert_eq!(count(|ch| matches!(ch, RemoteChange::Insight { .. })), 1);
+
+    // A new node given the migrated file's snapshot holds every row.
+    let fresh = TempDb::new();
+    let other = fresh.open().await;
+    other
+        .apply_remote_changes(db.instance_id(), state, 0)
+        .await
+        .unwrap();
+    let mut copied = all_experiences(&other, c.id).await;
+    let mut original = exps;
+    copied.sort_by_key(|e| e.id);
+    original.sort_by_key(|e| e.id);
+    assert_eq!(copied, original);
 }
