@@ -20,6 +20,7 @@ use ractor::Actor;
 
 pub use self::backend::EngineStats;
 pub use self::check::{check_file_integrity, CheckReport};
+pub use self::replication::{MAX_REPLICATION_PAGE, MAX_REPLICATION_WAIT};
 use self::engine::{Access, Admission, Engine};
 use crate::actors::router::{RouterActor, RouterArgs, RouterMsg};
 use crate::actors::storage::{StorageActor, StorageArgs, StorageMsg};
@@ -54,6 +55,24 @@ pub trait Embedder: Send + Sync {
 #[derive(Clone)]
 pub struct PulseHandle {
     engine: Arc<Engine>,
+}
+
+/// A handle that does not keep the engine alive (for background tasks that
+/// must end when every handle is gone).
+#[derive(Clone)]
+pub(crate) struct WeakHandle(std::sync::Weak<Engine>);
+
+impl WeakHandle {
+    /// The handle, while the engine lives.
+    pub(crate) fn upgrade(&self) -> Option<PulseHandle> {
+        self.0.upgrade().map(|engine| PulseHandle { engine })
+    }
+}
+
+impl PulseHandle {
+    pub(crate) fn downgrade(&self) -> WeakHandle {
+        WeakHandle(Arc::downgrade(&self.engine))
+    }
 }
 
 impl std::fmt::Debug for PulseHandle {
@@ -160,6 +179,7 @@ impl PulseHandle {
                 durability: config.durability,
                 flush_interval: config.eventual_flush_interval,
                 change_log: (!config.read_only).then(|| config.change_log.clone()),
+                peer_retention: config.replication.peer_retention,
             },
         )
         .await
@@ -186,7 +206,7 @@ impl PulseHandle {
         };
         let metadata = storage.metadata();
         let instance_id = storage.instance_id();
-        Ok(PulseHandle {
+        let handle = PulseHandle {
             engine: Arc::new(Engine::new(
                 config,
                 metadata,
@@ -197,7 +217,9 @@ impl PulseHandle {
                 router,
                 storage_actor,
             )),
-        })
+        };
+        handle.start_replication();
+        Ok(handle)
     }
 
     /// Stops intake, waits for every request in flight, snapshots the
@@ -214,6 +236,12 @@ impl PulseHandle {
         if e.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        // Pulling stops first; long polls waiting for a commit wake up and
+        // find the handle closed.
+        for puller in e.pullers.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default() {
+            puller.abort();
+        }
+        e.watch.committed();
         // Every admitted call holds a permit: taking them all waits for the
         // calls in flight to finish.
         let all = u32::try_from(e.config.max_in_flight).unwrap_or(u32::MAX);

@@ -118,6 +118,38 @@ impl ChangeLogConfig {
     }
 }
 
+/// A node to pull changes from (REPLICATION.md "Peer pull over HTTP").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerConfig {
+    /// The peer's base URL, `http://host:port` (its `pulsedb serve`).
+    pub url: String,
+    /// Bearer token the peer requires, if any.
+    pub token: Option<String>,
+}
+
+/// Replication settings (REPLICATION.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicationConfig {
+    /// Nodes to pull committed changes from, each continuously (long poll);
+    /// pulling needs the `replication` cargo feature.
+    pub peers: Vec<PeerConfig>,
+    /// A peer that has not pulled for this long stops holding change-log
+    /// compaction back (when it returns it copies a snapshot).
+    pub peer_retention: Duration,
+    /// Most change-log entries asked for per request.
+    pub batch_size: usize,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            peers: Vec::new(),
+            peer_retention: Duration::from_secs(7 * 24 * 3600),
+            batch_size: 500,
+        }
+    }
+}
+
 /// Energy (decay) settings. See [`crate::energy`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecayConfig {
@@ -180,6 +212,8 @@ pub struct Config {
     /// and 3.4–5.3 s at 100 000, where it takes the file from 285 MB to
     /// 263 MB. A failed compaction is logged and changes nothing committed.
     pub compact_on_close: bool,
+    /// Replication with other nodes.
+    pub replication: ReplicationConfig,
 }
 
 impl Default for Config {
@@ -198,6 +232,7 @@ impl Default for Config {
             eventual_flush_interval: Duration::from_millis(200),
             cache_size: 64 * 1024 * 1024,
             compact_on_close: true,
+            replication: ReplicationConfig::default(),
         }
     }
 }
@@ -217,6 +252,9 @@ impl Config {
     /// | `activity.stale_threshold`, `decay.half_life`, `eventual_flush_interval`, `change_log.retention` | > 0 |
     /// | `decay.freq_weight` | finite, ≥ 0 |
     /// | `decay.default_recall_weights` | see [`RecallWeights::validate`] |
+    /// | `replication.peers[].url` | `http://` or `https://` and a host |
+    /// | `replication.peer_retention` | > 0 |
+    /// | `replication.batch_size` | `1..=1000` |
     ///
     /// # Errors
     /// `Error::Validation(InvalidField)` naming the first bad field.
@@ -273,6 +311,37 @@ impl Config {
         }
         if let Some(w) = &self.decay.default_recall_weights {
             w.validate("decay.default_recall_weights")?;
+        }
+        let r = &self.replication;
+        if !r.peers.is_empty() && !cfg!(feature = "replication") {
+            return Err(bad(
+                "replication.peers",
+                "pulling from peers needs the `replication` cargo feature",
+            ));
+        }
+        if !r.peers.is_empty() && self.read_only {
+            return Err(bad(
+                "replication.peers",
+                "a read-only database cannot pull changes",
+            ));
+        }
+        for peer in &r.peers {
+            let host = peer
+                .url
+                .strip_prefix("http://")
+                .or_else(|| peer.url.strip_prefix("https://"));
+            if host.is_none_or(|h| h.trim_end_matches('/').is_empty()) {
+                return Err(bad(
+                    "replication.peers.url",
+                    "must be http://host:port or https://host:port",
+                ));
+            }
+        }
+        if r.peer_retention.is_zero() {
+            return Err(bad("replication.peer_retention", "must be greater than zero"));
+        }
+        if !(1..=1000).contains(&r.batch_size) {
+            return Err(bad("replication.batch_size", "must be in 1..=1000"));
         }
         Ok(())
     }

@@ -99,14 +99,17 @@ mod validate;
 mod watch;
 
 pub use crate::activity::{validate_agent_id, Activity, NewActivity, MAX_ACTIVITY_TEXT_BYTES};
-pub use crate::api::{check_file_integrity, CheckReport, Embedder, EngineStats, PulseHandle};
+pub use crate::api::{
+    check_file_integrity, CheckReport, Embedder, EngineStats, PulseHandle, MAX_REPLICATION_PAGE,
+    MAX_REPLICATION_WAIT,
+};
 pub use crate::collective::{
     validate_collective_name, validate_owner_id, Collective, CollectiveId, CollectiveStats,
     MAX_COLLECTIVE_NAME_BYTES,
 };
 pub use crate::config::{
     ActivityConfig, ChangeLogConfig, Config, DecayConfig, Durability, EmbeddingDimension,
-    IndexConfig, WatchConfig, MAX_EMBEDDING_DIMENSION,
+    IndexConfig, PeerConfig, ReplicationConfig, WatchConfig, MAX_EMBEDDING_DIMENSION,
 };
 #[cfg(feature = "embedder")]
 pub use crate::embed::BuiltinEmbedder;

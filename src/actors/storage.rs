@@ -30,6 +30,8 @@ pub(crate) struct StorageArgs {
     /// Change-log retention: entries older are compacted away periodically
     /// (`None`: never, for read-only sessions).
     pub(crate) change_log: Option<ChangeLogConfig>,
+    /// A replication peer silent this long stops holding compaction back.
+    pub(crate) peer_retention: std::time::Duration,
 }
 
 pub(crate) struct StorageState {
@@ -45,6 +47,7 @@ pub(crate) struct StorageState {
     flushing: bool,
     /// Change-log retention, when compaction is on.
     retention: Option<std::time::Duration>,
+    peer_retention: std::time::Duration,
     /// A change-log compaction is running.
     compacting: bool,
     /// The last periodic flush and compaction started: they hold the
@@ -122,6 +125,7 @@ impl Actor for StorageActor {
             gathering: None,
             flushing: false,
             retention: args.change_log.map(|log| log.retention),
+            peer_retention: args.peer_retention,
             compacting: false,
             flush_task: None,
             compaction_task: None,
@@ -232,12 +236,19 @@ fn compact_log(myself: &ActorRef<StorageMsg>, state: &mut StorageState) {
     state.compacting = true;
     let storage = state.storage.clone();
     let me = myself.clone();
+    let peer_retention = state.peer_retention;
     state.compaction_task = Some(tokio::spawn(async move {
-        let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-        let before =
-            crate::id::Timestamp(crate::id::Timestamp::now().0.saturating_sub(retention_ms));
+        let ago = |d: std::time::Duration| {
+            let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+            crate::id::Timestamp(crate::id::Timestamp::now().0.saturating_sub(ms))
+        };
+        let (before, silent_since) = (ago(retention), ago(peer_retention));
         let compacted = blocking(move || {
-            upgrade(&storage)?.compact_expired_changes(before, MAX_COMPACTED_PER_RUN)
+            let storage = upgrade(&storage)?;
+            for peer in storage.forget_silent_peers(silent_since)? {
+                tracing::warn!(%peer, "replication peer silent too long: no longer holds the change log");
+            }
+            storage.compact_expired_changes(before, MAX_COMPACTED_PER_RUN)
         })
         .await;
         match compacted {

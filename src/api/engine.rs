@@ -67,6 +67,10 @@ pub(crate) struct Engine {
     pub(crate) closed: AtomicBool,
     pub(crate) close_lock: tokio::sync::Mutex<()>,
     actors: RwLock<HashMap<CollectiveId, CollectiveRef>>,
+    /// How pulling from each configured peer goes.
+    pub(crate) peers: Arc<std::sync::Mutex<Vec<crate::replication::PeerStatus>>>,
+    /// The pulling tasks, stopped by `close`.
+    pub(crate) pullers: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 impl Engine {
@@ -95,6 +99,8 @@ impl Engine {
             closed: AtomicBool::new(false),
             close_lock: tokio::sync::Mutex::new(()),
             actors: RwLock::new(HashMap::new()),
+            peers: Arc::default(),
+            pullers: std::sync::Mutex::default(),
         }
     }
 

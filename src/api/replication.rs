@@ -13,7 +13,7 @@ use super::PulseHandle;
 use crate::collective::CollectiveId;
 use crate::error::{Error, Result, ValidationError};
 use crate::id::InstanceId;
-use crate::replication::{ChangePage, RemoteChange};
+use crate::replication::{ChangePage, PeerStatus, PulledBy, RemoteChange, ReplicationStatus};
 use crate::storage::{Applied, StorageRead, WriteOp};
 
 /// Most change-log entries one page carries.
@@ -184,6 +184,78 @@ impl PulseHandle {
             async { e.read(move |s| s.record_peer_pull(peer, position)).await },
         )
         .await
+    }
+
+    /// How replication goes: this node's head, each peer it pulls from
+    /// (cursor, lag, last error), and the peers pulling from it.
+    ///
+    /// # Errors
+    /// `Closed` or a storage fault.
+    pub async fn replication_status(&self) -> Result<ReplicationStatus> {
+        let e = &self.engine;
+        let (head, cursors) = e
+            .run(
+                "replication_status",
+                None,
+                Access::Read,
+                Admission::Wait,
+                async {
+                    e.read(|s| Ok((s.current_sequence()?, s.list_sync_cursors()?)))
+                        .await
+                },
+            )
+            .await?;
+        let peers: Vec<PeerStatus> = e
+            .peers
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone());
+        Ok(ReplicationStatus {
+            instance_id: e.instance_id,
+            head,
+            peers,
+            pulled_by: cursors
+                .into_iter()
+                .map(|(instance_id, position)| PulledBy {
+                    instance_id,
+                    position,
+                })
+                .collect(),
+        })
+    }
+
+    /// Starts pulling from the configured peers (`config.replication`).
+    pub(crate) fn start_replication(&self) {
+        #[cfg(feature = "replication")]
+        {
+            let e = &self.engine;
+            let peers = &e.config.replication.peers;
+            if let Ok(mut statuses) = e.peers.lock() {
+                *statuses = peers
+                    .iter()
+                    .map(|p| PeerStatus {
+                        url: p.url.clone(),
+                        ..PeerStatus::default()
+                    })
+                    .collect();
+            }
+            let handles: Vec<_> = peers
+                .iter()
+                .enumerate()
+                .map(|(i, peer)| {
+                    crate::replication::peer::spawn(
+                        self.downgrade(),
+                        peer.clone(),
+                        i,
+                        e.config.replication.batch_size,
+                        e.peers.clone(),
+                    )
+                })
+                .collect();
+            if let Ok(mut pullers) = e.pullers.lock() {
+                pullers.extend(handles);
+            }
+        }
     }
 
     /// The checks of [`PulseHandle::apply_remote_changes`] before anything

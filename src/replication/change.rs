@@ -154,3 +154,26 @@ pub struct ChangePage {
     /// The serving node's last sequence (lag = `head - next`).
     pub head: u64,
 }
+
+/// One line of a streamed snapshot (`GET /v1/replication/snapshot`,
+/// newline-delimited JSON): a header, the changes, then the end with the
+/// change-log position the snapshot covers. A stream without its end was
+/// cut short.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotLine {
+    /// First: who serves it, in which protocol.
+    Header {
+        /// The protocol spoken ([`PROTOCOL_VERSION`]).
+        protocol: u32,
+        /// The serving node.
+        instance_id: InstanceId,
+    },
+    /// One entity's state.
+    Change(RemoteChange),
+    /// Last: pulling continues after `position`.
+    End {
+        /// The change-log position covered.
+        position: u64,
+    },
+}

@@ -4,7 +4,11 @@
 pub mod change;
 pub mod hlc;
 pub mod merge;
+#[cfg(feature = "replication")]
+pub(crate) mod peer;
+pub mod status;
 
-pub use change::{ChangePage, Counter, RemoteChange, PROTOCOL_VERSION};
+pub use change::{ChangePage, Counter, RemoteChange, SnapshotLine, PROTOCOL_VERSION};
+pub use status::{PeerStatus, PulledBy, ReplicationStatus};
 pub use hlc::{Hlc, HlcClock, Version};
 pub use merge::{Change, Replica, Versioned, View};

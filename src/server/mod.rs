@@ -65,6 +65,8 @@ pub(crate) struct AppState {
     pub(crate) mcp_stop: tokio_util::sync::CancellationToken,
     /// One permit per API request being answered.
     admission: Arc<tokio::sync::Semaphore>,
+    /// When each pulling peer's position was last recorded.
+    peer_pulls: std::sync::Mutex<std::collections::HashMap<crate::InstanceId, Instant>>,
 }
 
 impl AppState {
@@ -80,7 +82,36 @@ impl AppState {
             metrics: metrics::Metrics::default(),
             mcp_stop: tokio_util::sync::CancellationToken::new(),
             admission: Arc::new(tokio::sync::Semaphore::new(admitted)),
+            peer_pulls: std::sync::Mutex::default(),
         })
+    }
+
+    /// Records how far a peer has pulled, at most once a second per peer
+    /// (a position recorded late only holds compaction back a little
+    /// longer), off the request's path.
+    pub(crate) fn note_peer_pull(&self, peer: crate::InstanceId, position: u64) {
+        let due = {
+            let mut last = self
+                .peer_pulls
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let now = Instant::now();
+            let due = last
+                .get(&peer)
+                .is_none_or(|at| now.duration_since(*at) >= std::time::Duration::from_secs(1));
+            if due {
+                last.insert(peer, now);
+            }
+            due
+        };
+        if due {
+            let db = self.db.clone();
+            tokio::spawn(async move {
+                if let Err(error) = db.record_peer_pull(peer, position).await {
+                    tracing::debug!(%error, %peer, "peer position not recorded");
+                }
+            });
+        }
     }
 }
 
@@ -206,7 +237,11 @@ async fn authorize(State(state): Shared, request: Request, next: Next) -> Respon
 /// operational routes do not.
 async fn admit(State(state): Shared, request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    let api = path.starts_with("/v1/") && !path.ends_with("/watch");
+    // Streams and long polls stay open: they would hold permits idle.
+    let long = path.ends_with("/watch")
+        || path == "/v1/replication/changes"
+        || path == "/v1/replication/snapshot";
+    let api = path.starts_with("/v1/") && !long;
     let mcp = path == "/mcp" && request.method() == axum::http::Method::POST;
     if !api && !mcp {
         return next.run(request).await;

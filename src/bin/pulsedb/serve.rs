@@ -31,6 +31,14 @@ pub(crate) struct ServeArgs {
     /// API requests answered at once; one more gets 429 with Retry-After.
     #[arg(long, default_value_t = server::DEFAULT_MAX_IN_FLIGHT)]
     max_in_flight: usize,
+    /// Pull committed changes from this node (`http://host:port`);
+    /// repeatable. Each peer must also pull from this one for changes to
+    /// flow both ways.
+    #[arg(long = "peer", value_name = "URL")]
+    peers: Vec<String>,
+    /// Bearer token sent to the peers (default: this server's --token).
+    #[arg(long, env = "PULSEDB_PEER_TOKEN", hide_env_values = true)]
+    peer_token: Option<String>,
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -63,9 +71,22 @@ pub(crate) async fn run(args: ServeArgs) -> pulsedb::Result<()> {
         0 => server::DEFAULT_MAX_IN_FLIGHT,
         n => n,
     };
+    let token = args.token.filter(|t| !t.is_empty());
+    let peer_token = args.peer_token.filter(|t| !t.is_empty()).or(token.clone());
     let config = pulsedb::Config {
         read_only: args.read_only,
         max_in_flight,
+        replication: pulsedb::ReplicationConfig {
+            peers: args
+                .peers
+                .into_iter()
+                .map(|url| pulsedb::PeerConfig {
+                    url,
+                    token: peer_token.clone(),
+                })
+                .collect(),
+            ..pulsedb::ReplicationConfig::default()
+        },
         ..pulsedb::Config::default()
     };
     let (db, embedder) = crate::open_with(&args.db, args.embedder, config).await?;
@@ -79,7 +100,7 @@ pub(crate) async fn run(args: ServeArgs) -> pulsedb::Result<()> {
     let local = listener.local_addr()?;
     println!("pulsedb listening on http://{local}");
     let options = ServerOptions {
-        token: args.token.filter(|t| !t.is_empty()),
+        token,
         body_limit: args.body_limit,
         max_in_flight: args.max_in_flight,
         embedder,

@@ -4,6 +4,7 @@ pub(crate) mod changes;
 pub(crate) mod collectives;
 pub(crate) mod experiences;
 pub(crate) mod knowledge;
+pub(crate) mod replication;
 pub(crate) mod search;
 pub(crate) mod watch;
 
@@ -161,4 +162,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/v1/collectives/{cid}/agents", get(k::agents))
         .route("/v1/changes", get(changes::poll))
         .route("/v1/collectives/{cid}/watch", get(watch::watch))
+        .route("/v1/replication/changes", get(replication::changes))
+        .route("/v1/replication/snapshot", get(replication::snapshot))
+        .route("/v1/replication/status", get(replication::status))
 }
