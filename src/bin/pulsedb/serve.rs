@@ -36,6 +36,10 @@ pub(crate) struct ServeArgs {
     /// flow both ways.
     #[arg(long = "peer", value_name = "URL")]
     peers: Vec<String>,
+    /// Seconds the change log keeps entries (default 7 days); never past
+    /// what a peer still pulling has not taken.
+    #[arg(long, value_name = "SECONDS")]
+    change_log_retention: Option<u64>,
     /// Bearer token sent to the peers (default: this server's --token).
     #[arg(long, env = "PULSEDB_PEER_TOKEN", hide_env_values = true)]
     peer_token: Option<String>,
@@ -86,6 +90,12 @@ pub(crate) async fn run(args: ServeArgs) -> pulsedb::Result<()> {
                 })
                 .collect(),
             ..pulsedb::ReplicationConfig::default()
+        },
+        change_log: match args.change_log_retention {
+            Some(secs) => pulsedb::ChangeLogConfig {
+                retention: std::time::Duration::from_secs(secs),
+            },
+            None => pulsedb::ChangeLogConfig::default(),
         },
         ..pulsedb::Config::default()
     };
