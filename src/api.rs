@@ -20,8 +20,8 @@ use ractor::Actor;
 
 pub use self::backend::EngineStats;
 pub use self::check::{check_file_integrity, CheckReport};
-pub use self::replication::{MAX_REPLICATION_PAGE, MAX_REPLICATION_WAIT};
 use self::engine::{Access, Admission, Engine};
+pub use self::replication::{MAX_REPLICATION_PAGE, MAX_REPLICATION_WAIT};
 use crate::actors::router::{RouterActor, RouterArgs, RouterMsg};
 use crate::actors::storage::{StorageActor, StorageArgs, StorageMsg};
 use crate::actors::{blocking, call_failed};
@@ -238,7 +238,12 @@ impl PulseHandle {
         }
         // Pulling stops first; long polls waiting for a commit wake up and
         // find the handle closed.
-        for puller in e.pullers.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default() {
+        for puller in e
+            .pullers
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default()
+        {
             puller.abort();
         }
         e.watch.committed();

@@ -338,7 +338,10 @@ impl Config {
             }
         }
         if r.peer_retention.is_zero() {
-            return Err(bad("replication.peer_retention", "must be greater than zero"));
+            return Err(bad(
+                "replication.peer_retention",
+                "must be greater than zero",
+            ));
         }
         if !(1..=1000).contains(&r.batch_size) {
             return Err(bad("replication.batch_size", "must be in 1..=1000"));

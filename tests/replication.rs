@@ -100,7 +100,9 @@ async fn a_new_node_receives_everything_and_searches_it() {
     let (a, b) = (ta.open().await, tb.open().await);
     let every = store_every_kind(&a).await;
     for seed in 10..40 {
-        a.record_experience(exp(every.collective, seed)).await.unwrap();
+        a.record_experience(exp(every.collective, seed))
+            .await
+            .unwrap();
     }
     a.reinforce_experience(every.first).await.unwrap();
     converge(&[&a, &b]).await;
@@ -274,6 +276,14 @@ async fn a_bad_batch_is_refused_whole_and_changes_nothing() {
     let err = b.apply_remote_changes(peer, bad, 9).await.unwrap_err();
     assert!(err.to_string().contains("embedding"), "{err}");
 
+    // A version from far in the future (a peer's clock gone wrong).
+    let mut future = good.changes.clone();
+    if let Some(RemoteChange::Collective { version, .. }) = future.first_mut() {
+        version.hlc.millis += 24 * 3600 * 1000;
+    }
+    let err = b.apply_remote_changes(peer, future, 9).await.unwrap_err();
+    assert!(err.to_string().contains("version"), "{err}");
+
     // From itself.
     let err = b
         .apply_remote_changes(b.instance_id(), good.changes.clone(), 9)
@@ -331,9 +341,7 @@ async fn watchers_see_remote_changes_as_local_ones() {
     let mut stream = b.watch_experiences(col).await.unwrap();
     let x = a.record_experience(exp(col, 1)).await.unwrap();
     converge(&[&a, &b]).await;
-    let event = within(futures::StreamExt::next(&mut stream))
-        .await
-        .unwrap();
+    let event = within(futures::StreamExt::next(&mut stream)).await.unwrap();
     assert_eq!(event.experience_id, x);
     assert_eq!(event.event_type, WatchEventType::Created);
     assert_eq!(event.experience.unwrap().id, x);

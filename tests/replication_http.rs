@@ -245,8 +245,14 @@ async fn three_nodes_converge_under_concurrent_conflicting_writes() {
         let (_, x1) = n.get(&format!("/v1/experiences/{}", base[1])).await;
         assert_eq!(x1["applications"], 6, "{x1}");
         // Deletes are final.
-        assert_eq!(n.get(&format!("/v1/experiences/{}", base[2])).await.0, StatusCode::NOT_FOUND);
-        assert_eq!(n.get(&format!("/v1/collectives/{doomed}")).await.0, StatusCode::NOT_FOUND);
+        assert_eq!(
+            n.get(&format!("/v1/experiences/{}", base[2])).await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            n.get(&format!("/v1/collectives/{doomed}")).await.0,
+            StatusCode::NOT_FOUND
+        );
         // Duplicate relations collapse to one.
         let (_, rels) = n.get(&format!("/v1/collectives/{cid}/relations")).await;
         assert_eq!(rels.as_array().unwrap().len(), 1, "{rels}");
@@ -322,10 +328,7 @@ async fn a_node_cut_off_heals_and_a_new_node_joins_from_a_snapshot() {
     // A's log expires (nobody has pulled it yet): only a snapshot can
     // bring B up to date.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let compacted = a
-        .s()
-        .get("/v1/replication/changes?since=0&limit=10")
-        .await;
+    let compacted = a.s().get("/v1/replication/changes?since=0&limit=10").await;
     assert_error(&compacted, 410, "changes_compacted");
 
     b.start(&[a.url()], &[]);
@@ -384,7 +387,10 @@ async fn bad_requests_and_bad_peers_are_refused_and_change_nothing() {
         .unwrap()
         .clone();
     assert!(
-        fake_status["last_error"].as_str().unwrap().contains("malformed"),
+        fake_status["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("malformed"),
         "{fake_status}"
     );
 
@@ -412,12 +418,18 @@ async fn bad_requests_and_bad_peers_are_refused_and_change_nothing() {
     assert_eq!(bad.1["error"]["field"], "limit");
     let (_, info) = s.get("/v1/info").await;
     let own = info["instance_id"].as_str().unwrap();
-    let bad = s
-        .get(&format!("/v1/replication/changes?peer={own}"))
-        .await;
+    let bad = s.get(&format!("/v1/replication/changes?peer={own}")).await;
     assert_eq!(bad.1["error"]["field"], "peer");
-    assert_error(&s.get("/v1/replication/changes?since=x").await, 400, "bad_request");
-    assert_error(&s.get("/v1/replication/changes?bogus=1").await, 400, "bad_request");
+    assert_error(
+        &s.get("/v1/replication/changes?since=x").await,
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &s.get("/v1/replication/changes?bogus=1").await,
+        400,
+        "bad_request",
+    );
     // A node pointed at itself says so and changes nothing.
     let mut selfish = Node::new();
     let own_url = selfish.url();
@@ -425,7 +437,10 @@ async fn bad_requests_and_bad_peers_are_refused_and_change_nothing() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (_, st) = selfish.s().get("/v1/replication/status").await;
     assert!(
-        st["peers"][0]["last_error"].as_str().unwrap().contains("this node"),
+        st["peers"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("this node"),
         "{st}"
     );
     assert_eq!(st["head"], 0);

@@ -19,6 +19,11 @@ use crate::storage::{Applied, StorageRead, WriteOp};
 /// Most change-log entries one page carries.
 pub const MAX_REPLICATION_PAGE: usize = 1000;
 
+/// How far ahead of this node's clock a received version may be. A peer
+/// whose clock runs further ahead is refused: its versions would drag this
+/// node's clock (and every later write's version) with them.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
+
 /// Longest a page request waits for a change.
 pub const MAX_REPLICATION_WAIT: Duration = Duration::from_secs(30);
 
@@ -272,13 +277,31 @@ impl PulseHandle {
                 .into());
             }
             if v.iter().any(|x| !x.is_finite()) {
-                return Err(ValidationError::invalid("embedding", "a component is not finite").into());
+                return Err(
+                    ValidationError::invalid("embedding", "a component is not finite").into(),
+                );
             }
             Ok(())
         };
         let mut created = HashSet::new();
         let mut referenced = HashSet::new();
+        let skew = u64::try_from(MAX_CLOCK_SKEW.as_millis()).unwrap_or(u64::MAX);
+        let latest = u64::try_from(crate::id::Timestamp::now().0)
+            .unwrap_or(0)
+            .saturating_add(skew);
         for change in changes {
+            let version = change.version();
+            if version.hlc.millis > latest {
+                return Err(ValidationError::invalid(
+                    "version",
+                    format!(
+                        "{} ms is more than {} s ahead of this node's clock",
+                        version.hlc.millis,
+                        MAX_CLOCK_SKEW.as_secs()
+                    ),
+                )
+                .into());
+            }
             match change {
                 RemoteChange::Collective { collective, .. } => {
                     if usize::from(collective.embedding_dimension) != dimension {

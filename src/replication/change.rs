@@ -51,7 +51,7 @@ pub enum RemoteChange {
         /// Of the state (reinforcements do not change it).
         version: Version,
         /// The state.
-        experience: Experience,
+        experience: Box<Experience>,
         /// Every instance's reinforcement count.
         counters: Vec<Counter>,
     },

@@ -9,6 +9,6 @@ pub(crate) mod peer;
 pub mod status;
 
 pub use change::{ChangePage, Counter, RemoteChange, SnapshotLine, PROTOCOL_VERSION};
-pub use status::{PeerStatus, PulledBy, ReplicationStatus};
 pub use hlc::{Hlc, HlcClock, Version};
 pub use merge::{Change, Replica, Versioned, View};
+pub use status::{PeerStatus, PulledBy, ReplicationStatus};

@@ -12,10 +12,10 @@ use std::time::Duration;
 use reqwest::StatusCode;
 
 use super::{ChangePage, PeerStatus, RemoteChange, SnapshotLine, PROTOCOL_VERSION};
+use crate::api::WeakHandle;
 use crate::config::PeerConfig;
 use crate::error::Error;
 use crate::id::{InstanceId, Timestamp};
-use crate::api::WeakHandle;
 use crate::PulseHandle;
 
 /// How long the peer may hold a request open waiting for a change.
@@ -292,7 +292,6 @@ impl Puller {
         }
         Err(PullError::Refused("snapshot cut short".into()))
     }
-
 }
 
 /// Merges a chunk of snapshot changes, the cursor left at `position`.

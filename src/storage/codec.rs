@@ -346,7 +346,8 @@ pub(crate) fn encode_change(c: &ChangeRecord) -> Result<Vec<u8>, StorageError> {
         c.collective_id,
         c.entity_id,
         c.timestamp,
-        c.origin.unwrap_or_else(|| crate::id::InstanceId::from_bytes([0; 16])),
+        c.origin
+            .unwrap_or_else(|| crate::id::InstanceId::from_bytes([0; 16])),
         c.experience.as_ref(),
     )
 }

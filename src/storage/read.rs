@@ -604,7 +604,9 @@ impl StorageWrite for RedbStorage {
 }
 
 /// The compaction watermark stored in the metadata table (0: none).
-pub(super) fn compacted_through(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<u64> {
+pub(super) fn compacted_through(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<u64> {
     match meta
         .get(meta_keys::COMPACTED_THROUGH)
         .map_err(StorageError::from)?

@@ -59,7 +59,12 @@ impl Tables {
 
     /// The entity's state now, as a change: live, deleted, held back, or
     /// `None` when gone with its collective.
-    fn current(&self, c: CollectiveId, kind: Entity, id: &[u8; 16]) -> Result<Option<RemoteChange>> {
+    fn current(
+        &self,
+        c: CollectiveId,
+        kind: Entity,
+        id: &[u8; 16],
+    ) -> Result<Option<RemoteChange>> {
         if let Some(version) = self.tombstone(c, kind, id)? {
             return Ok(Some(match kind {
                 Entity::Collective => RemoteChange::CollectiveDeleted { id: c, version },
@@ -91,11 +96,17 @@ impl Tables {
                 .map_err(StorageError::from)?
                 .map(|v| v.value().to_vec()))
         };
-        let missing = || Error::from(StorageError::Corrupt(format!("versioned {kind:?} without a row")));
+        let missing = || {
+            Error::from(StorageError::Corrupt(format!(
+                "versioned {kind:?} without a row"
+            )))
+        };
         Ok(Some(match kind {
             Entity::Collective => RemoteChange::Collective {
                 version,
-                collective: codec::decode_collective(&row(&self.collectives)?.ok_or_else(missing)?)?,
+                collective: codec::decode_collective(
+                    &row(&self.collectives)?.ok_or_else(missing)?,
+                )?,
             },
             Entity::Experience => {
                 let raw = row(&self.experiences)?.ok_or_else(missing)?;
@@ -103,7 +114,7 @@ impl Tables {
                 RemoteChange::Experience {
                     version,
                     counters: self.counters(experience.id)?,
-                    experience,
+                    experience: Box::new(experience),
                 }
             }
             Entity::Relation => RemoteChange::Relation {
@@ -236,7 +247,8 @@ impl RedbStorage {
         // first, then experiences, relations, insights, so that a node
         // applying them in order never meets an unknown collective and
         // holds back as little as possible.
-        let mut keys: Vec<[u8; 33]> = Vec::with_capacity(tables.versions.len().map_err(StorageError::from)? as usize);
+        let mut keys: Vec<[u8; 33]> =
+            Vec::with_capacity(tables.versions.len().map_err(StorageError::from)? as usize);
         for item in tables.versions.iter().map_err(StorageError::from)? {
             let (k, _) = item.map_err(StorageError::from)?;
             keys.push(super::redb::fixed(k.value(), "version key")?);

@@ -139,7 +139,10 @@ pub(crate) fn version_existing_rows(
     for item in collectives.iter().map_err(StorageError::from)? {
         let (_, v) = item.map_err(StorageError::from)?;
         let c = codec::decode_collective(v.value())?;
-        rows.push((entity_key(c.id, Entity::Collective, c.id.as_bytes()), at(c.updated_at)));
+        rows.push((
+            entity_key(c.id, Entity::Collective, c.id.as_bytes()),
+            at(c.updated_at),
+        ));
     }
     let experiences = txn.open_table(schema::EXPERIENCES).map_err(e)?;
     let mut collective_of = std::collections::HashMap::new();
@@ -157,7 +160,10 @@ pub(crate) fn version_existing_rows(
         let (_, v) = item.map_err(StorageError::from)?;
         let r = codec::decode_relation(v.value())?;
         if let Some(c) = collective_of.get(&r.source_id) {
-            rows.push((entity_key(*c, Entity::Relation, r.id.as_bytes()), at(r.created_at)));
+            rows.push((
+                entity_key(*c, Entity::Relation, r.id.as_bytes()),
+                at(r.created_at),
+            ));
         }
     }
     let insights = txn.open_table(schema::INSIGHTS).map_err(e)?;

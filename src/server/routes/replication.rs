@@ -68,7 +68,10 @@ pub(crate) async fn changes(
         ));
     }
     if q.peer == Some(state.db.instance_id()) {
-        return Err(ApiError::validation("peer", "a node cannot pull from itself"));
+        return Err(ApiError::validation(
+            "peer",
+            "a node cannot pull from itself",
+        ));
     }
     if let Some(peer) = q.peer {
         state.note_peer_pull(peer, q.since);

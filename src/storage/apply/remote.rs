@@ -118,7 +118,9 @@ impl Writer<'_> {
                 RemoteChange::Insight { insight, .. } => {
                     self.check_vector("embedding", &insight.embedding)?;
                 }
-                RemoteChange::Relation { relation, .. } if relation.source_id == relation.target_id => {
+                RemoteChange::Relation { relation, .. }
+                    if relation.source_id == relation.target_id =>
+                {
                     return Err(ValidationError::invalid(
                         "target_id",
                         "a relation cannot link an experience to itself",
@@ -128,7 +130,11 @@ impl Writer<'_> {
                 _ => {}
             }
             let known = arriving.contains(&c)
-                || self.collectives.get(c.as_bytes().as_slice()).map_err(s)?.is_some()
+                || self
+                    .collectives
+                    .get(c.as_bytes().as_slice())
+                    .map_err(s)?
+                    .is_some()
                 || self.collective_buried(c)?;
             if !known {
                 return Err(ValidationError::invalid(
@@ -145,7 +151,11 @@ impl Writer<'_> {
         if v.len() != self.dimension {
             return Err(ValidationError::invalid(
                 field,
-                format!("{} components, this database has {}", v.len(), self.dimension),
+                format!(
+                    "{} components, this database has {}",
+                    v.len(),
+                    self.dimension
+                ),
             )
             .into());
         }
@@ -166,7 +176,9 @@ impl Writer<'_> {
     }
 
     fn collective_buried(&self, c: CollectiveId) -> Result<bool> {
-        Ok(self.tombstone(c, Entity::Collective, c.as_bytes())?.is_some())
+        Ok(self
+            .tombstone(c, Entity::Collective, c.as_bytes())?
+            .is_some())
     }
 
     /// The collective of a live experience.
@@ -190,11 +202,18 @@ impl Writer<'_> {
     }
 
     /// The version an entity has here, live or held back.
-    fn known_version(&self, c: CollectiveId, kind: Entity, id: &[u8; 16]) -> Result<Option<Version>> {
+    fn known_version(
+        &self,
+        c: CollectiveId,
+        kind: Entity,
+        id: &[u8; 16],
+    ) -> Result<Option<Version>> {
         if let Some(v) = self.version_of(c, kind, id)? {
             return Ok(Some(v));
         }
-        Ok(self.held_change(c, kind, id)?.map(|(_, change)| change.version()))
+        Ok(self
+            .held_change(c, kind, id)?
+            .map(|(_, change)| change.version()))
     }
 
     // --- merging -----------------------------------------------------------------
@@ -240,7 +259,7 @@ impl Writer<'_> {
                 version,
                 experience,
                 counters,
-            } => self.merge_experience(version, experience, &counters, out),
+            } => self.merge_experience(version, *experience, &counters, out),
             RemoteChange::ExperienceDeleted { id, version, .. } => {
                 self.merge_experience_deleted(c, id, version, out)
             }
@@ -260,7 +279,10 @@ impl Writer<'_> {
                     return Ok(());
                 }
                 if self.remove_insight_rows(c, rid)? {
-                    out.applied.push(Applied::InsightDeleted { collective_id: c, id });
+                    out.applied.push(Applied::InsightDeleted {
+                        collective_id: c,
+                        id,
+                    });
                 }
                 self.unhold(c, Entity::Insight, rid)?;
                 self.bury(c, Entity::Insight, rid, Some(version))?;
@@ -291,7 +313,13 @@ impl Writer<'_> {
             self.forget_versions(id)?;
         }
         self.bury(id, Entity::Collective, bytes, Some(version))?;
-        self.log_from(version.origin, ChangeKind::CollectiveDeleted, id, *bytes, None)?;
+        self.log_from(
+            version.origin,
+            ChangeKind::CollectiveDeleted,
+            id,
+            *bytes,
+            None,
+        )?;
         Ok(())
     }
 
@@ -436,7 +464,13 @@ impl Writer<'_> {
                 });
             }
             None => {
-                self.log_from(version.origin, ChangeKind::ExperienceDeleted, c, *bytes, None)?;
+                self.log_from(
+                    version.origin,
+                    ChangeKind::ExperienceDeleted,
+                    c,
+                    *bytes,
+                    None,
+                )?;
             }
         }
         self.release(c, bytes, out)
@@ -451,7 +485,9 @@ impl Writer<'_> {
     ) -> Result<()> {
         let id = *r.id.as_bytes();
         if self.tombstone(c, Entity::Relation, &id)?.is_some()
-            || self.known_version(c, Entity::Relation, &id)?.is_some_and(|v| v >= version)
+            || self
+                .known_version(c, Entity::Relation, &id)?
+                .is_some_and(|v| v >= version)
         {
             return Ok(());
         }
@@ -462,7 +498,10 @@ impl Writer<'_> {
         };
         // An end deleted: the relation went with it.
         for end in [r.source_id, r.target_id] {
-            if self.tombstone(c, Entity::Experience, end.as_bytes())?.is_some() {
+            if self
+                .tombstone(c, Entity::Experience, end.as_bytes())?
+                .is_some()
+            {
                 return self.unhold(c, Entity::Relation, &id);
             }
         }
@@ -504,7 +543,8 @@ impl Writer<'_> {
                     };
                     self.hold(c, Entity::Relation, &other, &id, &held, false)?;
                 }
-                out.applied.push(Applied::RelationDeleted(RelationId::from_bytes(other)));
+                out.applied
+                    .push(Applied::RelationDeleted(RelationId::from_bytes(other)));
             }
             _ => {
                 // The same relation, older: replaced below.
@@ -551,7 +591,9 @@ impl Writer<'_> {
         let c = i.collective_id;
         let id = *i.id.as_bytes();
         if self.tombstone(c, Entity::Insight, &id)?.is_some()
-            || self.known_version(c, Entity::Insight, &id)?.is_some_and(|v| v >= version)
+            || self
+                .known_version(c, Entity::Insight, &id)?
+                .is_some_and(|v| v >= version)
         {
             return Ok(());
         }
@@ -563,13 +605,20 @@ impl Writer<'_> {
                 // Sources in another collective cannot be: ignored.
                 return Ok(());
             }
-            if live.is_none() && self.tombstone(c, Entity::Experience, src.as_bytes())?.is_none() {
+            if live.is_none()
+                && self
+                    .tombstone(c, Entity::Experience, src.as_bytes())?
+                    .is_none()
+            {
                 unknown = Some(*src.as_bytes());
                 break;
             }
         }
         if let Some(src) = unknown {
-            let change = RemoteChange::Insight { version, insight: i };
+            let change = RemoteChange::Insight {
+                version,
+                insight: i,
+            };
             return self.hold(c, Entity::Insight, &id, &src, &change, true);
         }
         if self.remove_insight_rows(c, &id)? {
@@ -621,7 +670,10 @@ impl Writer<'_> {
         self.unhold(c, kind, id)?;
         let k = entity_key(c, kind, id);
         self.held
-            .insert(k.as_slice(), versions::encode_held(waits_for, change)?.as_slice())
+            .insert(
+                k.as_slice(),
+                versions::encode_held(waits_for, change)?.as_slice(),
+            )
             .map_err(s)?;
         self.held_by_wait
             .insert(wait_key(c, waits_for, &k).as_slice(), ())
