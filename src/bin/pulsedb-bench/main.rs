@@ -19,6 +19,8 @@ use pulsedb::{
 mod data;
 #[cfg(feature = "bench-http")]
 mod http;
+#[cfg(feature = "bench-http")]
+mod replication;
 mod measure;
 mod stress;
 #[cfg(feature = "embedder")]
@@ -42,6 +44,10 @@ pub(crate) struct Args {
     /// Also run the record and search phases through the HTTP server
     /// (feature `bench-http`).
     http: bool,
+    /// Also run the replication phase (feature `bench-http`).
+    replication: bool,
+    /// Changes a node catches up on in the replication phase.
+    repl_changes: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -56,6 +62,8 @@ fn parse_args() -> Result<Args, String> {
         durability: Durability::Immediate,
         embedder: false,
         http: false,
+        replication: false,
+        repl_changes: 100_000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -81,6 +89,13 @@ fn parse_args() -> Result<Args, String> {
                             cargo run --release --features bench-http --bin pulsedb-bench"
                     .into())
             }
+            "--replication" if cfg!(feature = "bench-http") => a.replication = true,
+            "--replication" => {
+                return Err("--replication needs the `bench-http` feature: \
+                            cargo run --release --features bench-http --bin pulsedb-bench"
+                    .into())
+            }
+            "--repl-changes" => a.repl_changes = num(value()?)?,
             "--durability" => {
                 a.durability = match value()?.as_str() {
                     "immediate" => Durability::Immediate,
@@ -92,7 +107,7 @@ fn parse_args() -> Result<Args, String> {
                 return Err(
                     "usage: pulsedb-bench [--n N] [--dim D] [--queries Q] [--k K] \
                      [--seed S] [--writers W] [--searchers R] [--durability immediate|eventual] \
-                     [--embedder] [--http]"
+                     [--embedder] [--http] [--replication] [--repl-changes N]"
                         .into(),
                 )
             }
@@ -431,6 +446,12 @@ async fn run(a: Args) -> pulsedb::Result<()> {
     if a.http {
         #[cfg(feature = "bench-http")]
         for (key, value) in http::http_phase(&tmp, config.clone(), &a).await? {
+            put(key, value);
+        }
+    }
+    if a.replication {
+        #[cfg(feature = "bench-http")]
+        for (key, value) in replication::replication_phase(&tmp, config.clone(), &a).await? {
             put(key, value);
         }
     }
