@@ -24,7 +24,7 @@ use self::engine::{Access, Admission, Engine};
 pub use self::replication::{MAX_REPLICATION_PAGE, MAX_REPLICATION_WAIT};
 use crate::actors::router::{RouterActor, RouterArgs, RouterMsg};
 use crate::actors::storage::{StorageActor, StorageArgs, StorageMsg};
-use crate::actors::{blocking, call_failed};
+use crate::actors::blocking;
 use crate::collective::{
     validate_collective_name, validate_owner_id, Collective, CollectiveId, CollectiveStats,
 };
@@ -59,9 +59,11 @@ pub struct PulseHandle {
 
 /// A handle that does not keep the engine alive (for background tasks that
 /// must end when every handle is gone).
+#[cfg(feature = "replication")]
 #[derive(Clone)]
 pub(crate) struct WeakHandle(std::sync::Weak<Engine>);
 
+#[cfg(feature = "replication")]
 impl WeakHandle {
     /// The handle, while the engine lives.
     pub(crate) fn upgrade(&self) -> Option<PulseHandle> {
@@ -69,6 +71,7 @@ impl WeakHandle {
     }
 }
 
+#[cfg(feature = "replication")]
 impl PulseHandle {
     pub(crate) fn downgrade(&self) -> WeakHandle {
         WeakHandle(Arc::downgrade(&self.engine))
@@ -517,7 +520,9 @@ impl PulseHandle {
         let e = &self.engine;
         e.run(op, Some(c), Access::Read, Admission::Wait, async {
             let actor = e.collective(c).await?.actor;
-            actor.send_message(msg).map_err(call_failed("collective"))
+            actor
+                .send_message(msg)
+                .map_err(crate::actors::call_failed("collective"))
         })
         .await
     }
