@@ -22,9 +22,9 @@ pub use self::backend::EngineStats;
 pub use self::check::{check_file_integrity, CheckReport};
 use self::engine::{Access, Admission, Engine};
 pub use self::replication::{MAX_REPLICATION_PAGE, MAX_REPLICATION_WAIT};
+use crate::actors::blocking;
 use crate::actors::router::{RouterActor, RouterArgs, RouterMsg};
 use crate::actors::storage::{StorageActor, StorageArgs, StorageMsg};
-use crate::actors::blocking;
 use crate::collective::{
     validate_collective_name, validate_owner_id, Collective, CollectiveId, CollectiveStats,
 };
@@ -402,6 +402,22 @@ impl PulseHandle {
             async { e.read(|s| s.list_collectives()).await },
         )
         .await
+    }
+
+    /// The collective a name stands for: of the collectives bearing it,
+    /// the one with the smallest id (the oldest), so that every replica
+    /// resolves a name the same way (REPLICATION.md); `None` when no
+    /// collective has it.
+    ///
+    /// # Errors
+    /// `Closed` or a storage fault.
+    pub async fn resolve_collective(&self, name: &str) -> Result<Option<CollectiveId>> {
+        let all = self.list_collectives().await?;
+        Ok(all
+            .into_iter()
+            .filter(|c| c.name == name)
+            .map(|c| c.id)
+            .min())
     }
 
     /// Collectives of one owner, oldest first.

@@ -348,3 +348,66 @@ async fn watchers_see_remote_changes_as_local_ones() {
     let (events, _) = b.poll_changes(0).await.unwrap();
     assert!(events.iter().any(|e| e.experience_id == x));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_resolves_to_the_oldest_collective_on_every_node() {
+    let (ta, tb) = (TempDb::new(), TempDb::new());
+    let (a, b) = (ta.open().await, tb.open().await);
+    // Created concurrently on two nodes, before either saw the other's.
+    let on_a = a.create_collective("team").await.unwrap();
+    let on_b = b.create_collective("team").await.unwrap();
+    assert_eq!(a.resolve_collective("team").await.unwrap(), Some(on_a));
+    assert_eq!(b.resolve_collective("team").await.unwrap(), Some(on_b));
+    converge(&[&a, &b]).await;
+    let oldest = on_a.min(on_b);
+    assert_eq!(a.resolve_collective("team").await.unwrap(), Some(oldest));
+    assert_eq!(b.resolve_collective("team").await.unwrap(), Some(oldest));
+    assert_eq!(a.resolve_collective("nobody").await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_compacted_only_past_what_every_pulling_peer_has_taken() {
+    let t = TempDb::new();
+    let retention = Config {
+        change_log: ChangeLogConfig {
+            retention: Duration::from_millis(1),
+        },
+        ..config()
+    };
+    let db = t.open_with(retention).await;
+    let slow = InstanceId::new();
+    let fast = InstanceId::new();
+    // Known before the first write: the background compaction (every
+    // 10 ms here) never passes them.
+    db.record_peer_pull(slow, 0).await.unwrap();
+    db.record_peer_pull(fast, 0).await.unwrap();
+    let c = db.create_collective("served").await.unwrap();
+    for seed in 0..10 {
+        db.record_experience(exp(c, seed)).await.unwrap();
+    }
+    let head = db.get_current_sequence().await.unwrap();
+    db.record_peer_pull(slow, 4).await.unwrap();
+    db.record_peer_pull(fast, head).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    db.compact_change_log().await.unwrap();
+    // The slow peer can go on from where it is; before that is gone.
+    let page = db
+        .replication_changes(4, 100, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(page.next, head);
+    assert!(matches!(
+        db.replication_changes(0, 100, Duration::ZERO).await,
+        Err(Error::ChangesCompacted { .. })
+    ));
+    let status = db.replication_status().await.unwrap();
+    let mut pulled: Vec<_> = status
+        .pulled_by
+        .iter()
+        .map(|p| (p.instance_id, p.position))
+        .collect();
+    pulled.sort();
+    let mut expected = vec![(slow, 4), (fast, head)];
+    expected.sort();
+    assert_eq!(pulled, expected);
+}

@@ -539,3 +539,26 @@ fn read_only_open_writes_nothing() {
     o2.embedder_model = Some("other".into());
     assert!(RedbStorage::open(&o2).is_ok());
 }
+
+#[test]
+fn peers_silent_past_their_retention_stop_holding_compaction_back() {
+    let s = memory();
+    for i in 0..6 {
+        s.apply(vec![WriteOp::CreateCollective(collective(&format!(
+            "c{i}"
+        )))])
+        .unwrap();
+    }
+    let peer = InstanceId::new();
+    s.record_peer_pull(peer, 2).unwrap();
+    let far = Timestamp(Timestamp::now().0 + 60_000);
+    assert_eq!(s.compact_expired_changes(far, 100).unwrap(), 2);
+    // Still pulling (seen after this instant): kept.
+    let an_hour_ago = Timestamp(Timestamp::now().0 - 3_600_000);
+    assert!(s.forget_silent_peers(an_hour_ago).unwrap().is_empty());
+    assert_eq!(s.compact_expired_changes(far, 100).unwrap(), 0);
+    // Silent since before `far`: forgotten, and the log goes.
+    assert_eq!(s.forget_silent_peers(far).unwrap(), vec![peer]);
+    assert!(s.list_sync_cursors().unwrap().is_empty());
+    assert_eq!(s.compact_expired_changes(far, 100).unwrap(), 4);
+}

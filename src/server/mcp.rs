@@ -246,9 +246,8 @@ impl PulseTools {
 
     /// The id of collective `name`; created when `create` and missing.
     async fn collective(&self, name: &str, create: bool) -> Result<CollectiveId, String> {
-        let all = self.db.list_collectives().await.map_err(explain)?;
-        if let Some(c) = all.into_iter().find(|c| c.name == name) {
-            return Ok(c.id);
+        if let Some(id) = self.db.resolve_collective(name).await.map_err(explain)? {
+            return Ok(id);
         }
         if create {
             return self.db.create_collective(name).await.map_err(explain);

@@ -19,9 +19,9 @@ use pulsedb::{
 mod data;
 #[cfg(feature = "bench-http")]
 mod http;
+mod measure;
 #[cfg(feature = "bench-http")]
 mod replication;
-mod measure;
 mod stress;
 #[cfg(feature = "embedder")]
 mod text;

@@ -141,7 +141,8 @@ pub(crate) async fn replication_phase(
         }));
     }
     for w in writes {
-        w.await.map_err(|e| std::io::Error::other(e.to_string()))??;
+        w.await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
     }
     let mut lags = tokio::time::timeout(Duration::from_secs(60), watcher)
         .await
@@ -155,7 +156,9 @@ pub(crate) async fn replication_phase(
 
     // Catch-up: A takes the changes while C is away, then C pulls them.
     let changes = a.repl_changes;
-    progress(&format!("replication: {changes} changes on A, then a new node catches up"));
+    progress(&format!(
+        "replication: {changes} changes on A, then a new node catches up"
+    ));
     let head_before = a_db.get_current_sequence().await?;
     let mut left = changes;
     let mut i = total;
@@ -183,15 +186,9 @@ pub(crate) async fn replication_phase(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let secs = started.elapsed().as_secs_f64();
-    out.push((
-        "repl_catchup_per_s",
-        format!("{:.0}", head as f64 / secs),
-    ));
+    out.push(("repl_catchup_per_s", format!("{:.0}", head as f64 / secs)));
     out.push(("repl_catchup_changes", head.to_string()));
-    out.push((
-        "repl_catchup_new_changes",
-        (head - head_before).to_string(),
-    ));
+    out.push(("repl_catchup_new_changes", (head - head_before).to_string()));
     node_c.stop().await?;
     node_a.stop().await?;
     Ok(out)

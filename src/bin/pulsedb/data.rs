@@ -27,9 +27,8 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 
 /// The id of the collective called `name`, created when `create` and missing.
 async fn collective(db: &PulseHandle, name: &str, create: bool) -> pulsedb::Result<CollectiveId> {
-    let all = db.list_collectives().await?;
-    if let Some(c) = all.into_iter().find(|c| c.name == name) {
-        return Ok(c.id);
+    if let Some(id) = db.resolve_collective(name).await? {
+        return Ok(id);
     }
     if create {
         return db.create_collective(name).await;
