@@ -87,7 +87,13 @@ pub(crate) async fn replication_phase(
     let data = Data::new(a.dim, &mut rng);
     let ((la, url_a), (lb, url_b)) = (listen().await?, listen().await?);
     let node_a = Node::start(&dir.join("repl-a.db"), la, &[url_b], &config).await?;
-    let node_b = Node::start(&dir.join("repl-b.db"), lb, &[url_a.clone()], &config).await?;
+    let node_b = Node::start(
+        &dir.join("repl-b.db"),
+        lb,
+        std::slice::from_ref(&url_a),
+        &config,
+    )
+    .await?;
     let (a_db, b_db) = (node_a.db.clone(), node_b.db.clone());
     let c = a_db.create_collective("replicated").await?;
     while b_db.get_collective(c).await?.is_none() {
