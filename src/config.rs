@@ -127,6 +127,21 @@ pub struct PeerConfig {
     pub token: Option<String>,
 }
 
+/// Membership of a NATS JetStream cluster (REPLICATION.md "NATS
+/// JetStream").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatsConfig {
+    /// The NATS servers (`nats://host:port`); any reachable one will do.
+    pub urls: Vec<String>,
+    /// The cluster's name: one stream per name (letters, digits, `-`,
+    /// `_`).
+    pub cluster: String,
+    /// Hold only these collectives (`None`: all).
+    pub collectives: Option<Vec<crate::collective::CollectiveId>>,
+    /// This node's HTTP address, told to the other members.
+    pub advertise: Option<String>,
+}
+
 /// Replication settings (REPLICATION.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReplicationConfig {
@@ -138,6 +153,8 @@ pub struct ReplicationConfig {
     pub peer_retention: Duration,
     /// Most change-log entries asked for per request.
     pub batch_size: usize,
+    /// Join a NATS JetStream cluster (cargo feature `cluster`).
+    pub nats: Option<NatsConfig>,
 }
 
 impl Default for ReplicationConfig {
@@ -146,6 +163,7 @@ impl Default for ReplicationConfig {
             peers: Vec::new(),
             peer_retention: Duration::from_secs(7 * 24 * 3600),
             batch_size: 500,
+            nats: None,
         }
     }
 }
@@ -345,6 +363,37 @@ impl Config {
         }
         if !(1..=1000).contains(&r.batch_size) {
             return Err(bad("replication.batch_size", "must be in 1..=1000"));
+        }
+        if let Some(n) = &r.nats {
+            if !cfg!(feature = "cluster") {
+                return Err(bad(
+                    "replication.nats",
+                    "a NATS cluster needs the `cluster` cargo feature",
+                ));
+            }
+            if self.read_only {
+                return Err(bad(
+                    "replication.nats",
+                    "a read-only database cannot join a cluster",
+                ));
+            }
+            if n.urls.is_empty() {
+                return Err(bad(
+                    "replication.nats.urls",
+                    "give at least one NATS server",
+                ));
+            }
+            let name_ok = !n.cluster.is_empty()
+                && n.cluster.len() <= 64
+                && n.cluster
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !name_ok {
+                return Err(bad(
+                    "replication.nats.cluster",
+                    "1 to 64 letters, digits, '-' or '_'",
+                ));
+            }
         }
         Ok(())
     }

@@ -109,7 +109,7 @@ pub use crate::collective::{
 };
 pub use crate::config::{
     ActivityConfig, ChangeLogConfig, Config, DecayConfig, Durability, EmbeddingDimension,
-    IndexConfig, PeerConfig, ReplicationConfig, WatchConfig, MAX_EMBEDDING_DIMENSION,
+    IndexConfig, NatsConfig, PeerConfig, ReplicationConfig, WatchConfig, MAX_EMBEDDING_DIMENSION,
 };
 #[cfg(feature = "embedder")]
 pub use crate::embed::BuiltinEmbedder;

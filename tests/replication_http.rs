@@ -6,58 +6,12 @@
 
 mod harness;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use harness::nodes::*;
 use harness::*;
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
-
-const TOKEN: &str = "mesh-secret";
-
-/// A node: its database, address, and process while running.
-struct Node {
-    _dir: tempfile::TempDir,
-    db: std::path::PathBuf,
-    addr: String,
-    server: Option<Server>,
-}
-
-impl Node {
-    fn new() -> Node {
-        let (dir, db) = temp_db();
-        Node {
-            _dir: dir,
-            db,
-            addr: free_addr(),
-            server: None,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn start(&mut self, peers: &[String], extra: &[&str]) {
-        let mut args = vec!["--embedder", "none", "--token", TOKEN];
-        for p in peers {
-            args.push("--peer");
-            args.push(p);
-        }
-        args.extend_from_slice(extra);
-        self.server = Some(Server::start_at(&self.db, &self.addr, &args));
-    }
-
-    fn s(&self) -> &Server {
-        self.server.as_ref().expect("node running")
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut s) = self.server.take() {
-            s.child.kill().unwrap();
-            s.child.wait().unwrap();
-        }
-    }
-}
+use serde_json::json;
 
 /// Three nodes, each pulling from the other two.
 fn mesh(n: usize) -> Vec<Node> {
@@ -70,7 +24,7 @@ fn mesh(n: usize) -> Vec<Node> {
             .filter(|(j, _)| *j != i)
             .map(|(_, u)| u.clone())
             .collect();
-        node.start(&peers, &[]);
+        node.start(&peer_args(&peers));
     }
     nodes
 }
@@ -84,98 +38,10 @@ fn peers_of(nodes: &[Node], i: usize) -> Vec<String> {
         .collect()
 }
 
-/// A node's whole replicated state: its snapshot without the header line
-/// (which names the node) and the end line (its own log position).
-async fn state(s: &Server) -> Vec<Value> {
-    let resp = s
-        .http
-        .get(s.url("/v1/replication/snapshot"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let text = resp.text().await.unwrap();
-    let lines: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert!(lines.first().unwrap().get("header").is_some());
-    assert!(lines.last().unwrap().get("end").is_some(), "cut short");
-    lines[1..lines.len() - 1].to_vec()
-}
-
-/// Waits until every node holds the same state and no node's log moves.
-async fn converged(nodes: &[&Server]) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut states = Vec::new();
-        for s in nodes {
-            states.push(state(s).await);
-        }
-        let lagging = {
-            let mut any = false;
-            for s in nodes {
-                let (_, st) = s.get("/v1/replication/status").await;
-                any |= st["peers"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|p| p["lag"].as_u64() != Some(0) || p["instance_id"].is_null());
-            }
-            any
-        };
-        if !lagging && states.iter().all(|s| *s == states[0]) {
-            return states.swap_remove(0);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no convergence within 60 s: {} / {} entities",
-            states[0].len(),
-            states.last().unwrap().len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn create_collective(s: &Server, name: &str) -> String {
-    let (st, c) = s.post("/v1/collectives", json!({ "name": name })).await;
-    assert_eq!(st, StatusCode::CREATED, "{c}");
-    c["id"].as_str().unwrap().to_string()
-}
-
-async fn record(s: &Server, cid: &str, i: usize) -> String {
-    let (st, x) = s
-        .post(
-            &format!("/v1/collectives/{cid}/experiences"),
-            json!({"content": format!("note {i}"), "embedding": vector(i)}),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{x}");
-    x["id"].as_str().unwrap().to_string()
-}
-
-/// Waits until `s` has the collective (replicated from elsewhere).
-async fn wait_for(s: &Server, path: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while s.get(path).await.0 != StatusCode::OK {
-        assert!(Instant::now() < deadline, "{path} never arrived");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn search(s: &Server, cid: &str, i: usize) -> Vec<Value> {
-    let (st, hits) = s
-        .post(
-            &format!("/v1/collectives/{cid}/search"),
-            json!({"vector": vector(i), "k": 5}),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{hits}");
-    hits.as_array()
-        .unwrap()
+fn peer_args(peers: &[String]) -> Vec<String> {
+    peers
         .iter()
-        .map(|h| h["experience"]["id"].clone())
+        .flat_map(|p| ["--peer".to_string(), p.clone()])
         .collect()
 }
 
@@ -300,7 +166,7 @@ async fn a_node_killed_mid_stream_catches_up_with_nothing_lost_or_duplicated() {
     let acknowledged = w0.await.unwrap() + w1.await.unwrap();
     assert_eq!(acknowledged, 120);
     let peers = peers_of(&nodes, 2);
-    nodes[2].start(&peers, &[]);
+    nodes[2].start(&peer_args(&peers));
     let s: Vec<&Server> = nodes.iter().map(Node::s).collect();
     converged(&s).await;
     for n in &s {
@@ -314,7 +180,9 @@ async fn a_node_cut_off_heals_and_a_new_node_joins_from_a_snapshot() {
     // A pulls from B, whose URL answers nothing for a while.
     let mut a = Node::new();
     let mut b = Node::new();
-    a.start(&[b.url()], &["--change-log-retention", "1"]);
+    let mut args = peer_args(&[b.url()]);
+    args.extend(["--change-log-retention".to_string(), "1".to_string()]);
+    a.start(&args);
     let cid = create_collective(a.s(), "early").await;
     for i in 0..20 {
         record(a.s(), &cid, i).await;
@@ -331,7 +199,7 @@ async fn a_node_cut_off_heals_and_a_new_node_joins_from_a_snapshot() {
     let compacted = a.s().get("/v1/replication/changes?since=0&limit=10").await;
     assert_error(&compacted, 410, "changes_compacted");
 
-    b.start(&[a.url()], &[]);
+    b.start(&peer_args(&[a.url()]));
     arrived(&b, &cid).await;
     let x = record(b.s(), &cid, 500).await;
     let both = [a.s(), b.s()];
@@ -372,11 +240,11 @@ async fn bad_requests_and_bad_peers_are_refused_and_change_nothing() {
         }
     });
     let mut good = Node::new();
-    good.start(&[], &[]);
+    good.start(&[]);
     let cid = create_collective(good.s(), "good").await;
     record(good.s(), &cid, 1).await;
     let mut node = Node::new();
-    node.start(&[fake_url.clone(), good.url()], &[]);
+    node.start(&peer_args(&[fake_url.clone(), good.url()]));
     wait_for(node.s(), &format!("/v1/collectives/{cid}")).await;
     let (_, st) = node.s().get("/v1/replication/status").await;
     let fake_status = st["peers"]
@@ -433,7 +301,7 @@ async fn bad_requests_and_bad_peers_are_refused_and_change_nothing() {
     // A node pointed at itself says so and changes nothing.
     let mut selfish = Node::new();
     let own_url = selfish.url();
-    selfish.start(&[own_url], &[]);
+    selfish.start(&peer_args(&[own_url]));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (_, st) = selfish.s().get("/v1/replication/status").await;
     assert!(

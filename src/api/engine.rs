@@ -69,6 +69,8 @@ pub(crate) struct Engine {
     actors: RwLock<HashMap<CollectiveId, CollectiveRef>>,
     /// How pulling from each configured peer goes.
     pub(crate) peers: Arc<std::sync::Mutex<Vec<crate::replication::PeerStatus>>>,
+    /// How this node's part in a NATS cluster goes.
+    pub(crate) cluster: Arc<std::sync::Mutex<crate::replication::ClusterStatus>>,
     /// The pulling tasks, stopped by `close`.
     pub(crate) pullers: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
@@ -100,6 +102,7 @@ impl Engine {
             close_lock: tokio::sync::Mutex::new(()),
             actors: RwLock::new(HashMap::new()),
             peers: Arc::default(),
+            cluster: Arc::default(),
             pullers: std::sync::Mutex::default(),
         }
     }

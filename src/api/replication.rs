@@ -43,28 +43,66 @@ impl PulseHandle {
         limit: usize,
         wait: Duration,
     ) -> Result<ChangePage> {
-        let e = &self.engine;
         let limit = limit.min(MAX_REPLICATION_PAGE);
+        self.long_poll("replication_changes", since, limit, wait, move |s| {
+            let page = s.replication_page(since, limit)?;
+            let next = page.next;
+            Ok((page, next))
+        })
+        .await
+    }
+
+    /// This node's own changes after `since` (at most `limit` entries
+    /// scanned) with their sequences, and the position reached; waits up
+    /// to `wait` for one when there is none. What a cluster node publishes.
+    #[cfg(feature = "cluster")]
+    pub(crate) async fn own_changes(
+        &self,
+        since: u64,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<(Vec<(u64, RemoteChange)>, u64)> {
+        self.long_poll("own_changes", since, limit, wait, move |s| {
+            let page = s.own_changes(since, limit)?;
+            let next = page.1;
+            Ok((page, next))
+        })
+        .await
+    }
+
+    /// Reads with `read` (which answers a value and the log position it
+    /// reached) until the position passes `since`, waiting for commits up
+    /// to `wait` (capped at [`MAX_REPLICATION_WAIT`]).
+    async fn long_poll<T, F>(
+        &self,
+        op: &'static str,
+        since: u64,
+        limit: usize,
+        wait: Duration,
+        read: F,
+    ) -> Result<T>
+    where
+        F: Fn(&crate::storage::RedbStorage) -> Result<(T, u64)> + Clone + Send + 'static,
+        T: Send + 'static,
+    {
+        let e = &self.engine;
         let deadline = tokio::time::Instant::now() + wait.min(MAX_REPLICATION_WAIT);
         // Subscribed before the first read: no commit is missed.
         let mut commits = e.watch.commits();
         loop {
-            let page = e
-                .run(
-                    "replication_changes",
-                    None,
-                    Access::Read,
-                    Admission::Wait,
-                    async { e.read(move |s| s.replication_page(since, limit)).await },
-                )
+            let read = read.clone();
+            let (value, next) = e
+                .run(op, None, Access::Read, Admission::Wait, async {
+                    e.read(read).await
+                })
                 .await?;
-            if page.next > since || limit == 0 {
-                return Ok(page);
+            if next > since || limit == 0 {
+                return Ok(value);
             }
             match tokio::time::timeout_at(deadline, commits.changed()).await {
                 Ok(Ok(())) => continue,
                 Ok(Err(_)) => return Err(Error::Closed),
-                Err(_) => return Ok(page),
+                Err(_) => return Ok(value),
             }
         }
     }
@@ -111,6 +149,28 @@ impl PulseHandle {
         changes: Vec<RemoteChange>,
         position: u64,
     ) -> Result<()> {
+        if peer == self.engine.instance_id {
+            return Err(ValidationError::invalid(
+                "instance_id",
+                "a node cannot replicate from itself",
+            )
+            .into());
+        }
+        self.merge_changes(changes, Some((peer, position))).await
+    }
+
+    /// Merges changes received from a cluster's stream (no cursor: the
+    /// stream's consumer acknowledgement is the position).
+    #[cfg(feature = "cluster")]
+    pub(crate) async fn merge_remote_changes(&self, changes: Vec<RemoteChange>) -> Result<()> {
+        self.merge_changes(changes, None).await
+    }
+
+    async fn merge_changes(
+        &self,
+        changes: Vec<RemoteChange>,
+        cursor: Option<(InstanceId, u64)>,
+    ) -> Result<()> {
         let e = &self.engine;
         e.run(
             "apply_remote_changes",
@@ -118,13 +178,6 @@ impl PulseHandle {
             Access::Write,
             Admission::Wait,
             async {
-                if peer == e.instance_id {
-                    return Err(ValidationError::invalid(
-                        "instance_id",
-                        "a node cannot replicate from itself",
-                    )
-                    .into());
-                }
                 self.check_remote(&changes).await?;
                 let plan = Plan::new(changes);
                 if !plan.created.is_empty() {
@@ -140,20 +193,21 @@ impl PulseHandle {
                 }
                 if !plan.deleted.is_empty() {
                     let done = e.write_direct(remote(plan.deleted)).await?;
-                    let Applied::Many(parts) = done.applied else {
-                        return Ok(());
-                    };
-                    for part in parts {
-                        if let Applied::CollectiveDeleted(id) = part {
-                            e.collective_gone(id).await?;
+                    if let Applied::Many(parts) = done.applied {
+                        for part in parts {
+                            if let Applied::CollectiveDeleted(id) = part {
+                                e.collective_gone(id).await?;
+                            }
                         }
                     }
                 }
-                e.write_direct(WriteOp::ApplyRemote {
-                    changes: Vec::new(),
-                    cursor: Some((peer, position)),
-                })
-                .await?;
+                if cursor.is_some() {
+                    e.write_direct(WriteOp::ApplyRemote {
+                        changes: Vec::new(),
+                        cursor,
+                    })
+                    .await?;
+                }
                 Ok(())
             },
         )
@@ -215,10 +269,20 @@ impl PulseHandle {
             .lock()
             .map(|p| p.clone())
             .unwrap_or_else(|poisoned| poisoned.into_inner().clone());
+        let cluster = e.config.replication.nats.as_ref().map(|n| {
+            let mut s = e
+                .cluster
+                .lock()
+                .map(|c| c.clone())
+                .unwrap_or_else(|poisoned| poisoned.into_inner().clone());
+            s.name.clone_from(&n.cluster);
+            s
+        });
         Ok(ReplicationStatus {
             instance_id: e.instance_id,
             head,
             peers,
+            cluster,
             pulled_by: cursors
                 .into_iter()
                 .map(|(instance_id, position)| PulledBy {
@@ -261,6 +325,44 @@ impl PulseHandle {
                 pullers.extend(handles);
             }
         }
+        #[cfg(feature = "cluster")]
+        if let Some(nats) = &self.engine.config.replication.nats {
+            let task = crate::replication::nats::spawn(
+                self.downgrade(),
+                nats.clone(),
+                self.engine.cluster.clone(),
+            );
+            if let Ok(mut pullers) = self.engine.pullers.lock() {
+                pullers.push(task);
+            }
+        }
+    }
+
+    /// The last position of this node's log its cluster's stream has
+    /// acknowledged (kept as the sync cursor of the node itself, so the log
+    /// is not compacted past what the stream has not taken).
+    #[cfg(feature = "cluster")]
+    pub(crate) async fn outbox_position(&self) -> Result<u64> {
+        let e = &self.engine;
+        let me = e.instance_id;
+        e.run(
+            "outbox_position",
+            None,
+            Access::Read,
+            Admission::Wait,
+            async {
+                e.read(move |s| Ok(s.load_sync_cursor(me)?.unwrap_or(0)))
+                    .await
+            },
+        )
+        .await
+    }
+
+    /// Records that the stream has taken this node's log up to `position`.
+    #[cfg(feature = "cluster")]
+    pub(crate) async fn set_outbox_position(&self, position: u64) -> Result<()> {
+        self.record_peer_pull(self.engine.instance_id, position)
+            .await
     }
 
     /// The checks of [`PulseHandle::apply_remote_changes`] before anything

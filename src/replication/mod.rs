@@ -4,6 +4,8 @@
 pub mod change;
 pub mod hlc;
 pub mod merge;
+#[cfg(feature = "cluster")]
+pub(crate) mod nats;
 #[cfg(feature = "replication")]
 pub(crate) mod peer;
 pub mod status;
@@ -11,4 +13,4 @@ pub mod status;
 pub use change::{ChangePage, Counter, RemoteChange, SnapshotLine, PROTOCOL_VERSION};
 pub use hlc::{Hlc, HlcClock, Version};
 pub use merge::{Change, Replica, Versioned, View};
-pub use status::{PeerStatus, PulledBy, ReplicationStatus};
+pub use status::{ClusterStatus, PeerStatus, PulledBy, ReplicationStatus};

@@ -47,4 +47,27 @@ pub struct ReplicationStatus {
     pub peers: Vec<PeerStatus>,
     /// The peers pulling from it, with how far they have taken its log.
     pub pulled_by: Vec<PulledBy>,
+    /// Its NATS cluster, when it is in one.
+    pub cluster: Option<ClusterStatus>,
+}
+
+/// How a node's part in a NATS cluster goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// The cluster's name.
+    pub name: String,
+    /// Connected, its stream and consumer in place.
+    pub connected: bool,
+    /// The last position of this node's log the stream has acknowledged.
+    pub outbox: u64,
+    /// Own changes published.
+    pub published: u64,
+    /// Others' changes received and merged.
+    pub received: u64,
+    /// Messages refused (malformed, or a change that cannot be merged).
+    pub refused: u64,
+    /// When a message last came.
+    pub last_received: Option<Timestamp>,
+    /// The last failure, cleared on reconnecting.
+    pub last_error: Option<String>,
 }

@@ -9,7 +9,7 @@ use ::redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 use super::read::compacted_through;
 use super::schema::{self, meta_keys};
 use super::versions::{self, entity_key, Entity};
-use super::{codec, ChangeKind, ChangeRecord, RedbStorage, StorageError};
+use super::{codec, ChangeKind, RedbStorage, StorageError};
 use crate::collective::CollectiveId;
 use crate::error::{Error, Result};
 use crate::experience::ExperienceId;
@@ -19,6 +19,10 @@ use crate::relation::RelationId;
 use crate::replication::{ChangePage, Counter, RemoteChange, Version, PROTOCOL_VERSION};
 
 type Bytes = ::redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+/// Changes with the sequences of their entries, the position reached and
+/// the head of the log.
+type LogPage = (Vec<(u64, RemoteChange)>, u64, u64);
 
 /// The tables a change is read from, opened once per page.
 struct Tables {
@@ -172,6 +176,36 @@ impl RedbStorage {
     /// `ChangesCompacted` when entries after `since` were compacted away
     /// (the peer must copy a snapshot); a storage fault.
     pub fn replication_page(&self, since: u64, limit: usize) -> Result<ChangePage> {
+        let (changes, next, head) = self.log_page(since, limit, None)?;
+        Ok(ChangePage {
+            protocol: PROTOCOL_VERSION,
+            instance_id: self.instance_id,
+            changes: changes.into_iter().map(|(_, c)| c).collect(),
+            next,
+            head,
+        })
+    }
+
+    /// The changes of this instance's own writes after `since` (at most
+    /// `limit` entries scanned), each with the sequence of its entry, and
+    /// the position covering the entries scanned: what a node publishes to
+    /// a cluster's stream.
+    ///
+    /// # Errors
+    /// As [`RedbStorage::replication_page`].
+    pub fn own_changes(&self, since: u64, limit: usize) -> Result<(Vec<(u64, RemoteChange)>, u64)> {
+        let (changes, next, _) = self.log_page(since, limit, Some(self.instance_id))?;
+        Ok((changes, next))
+    }
+
+    /// The log after `since` as changes with their sequences (only those of
+    /// `origin` when given), the position reached and the head.
+    fn log_page(
+        &self,
+        since: u64,
+        limit: usize,
+        origin: Option<InstanceId>,
+    ) -> Result<LogPage> {
         let txn = self.read_txn()?;
         let meta = txn.open_table(schema::META).map_err(StorageError::from)?;
         let compacted = compacted_through(&meta)?;
@@ -188,7 +222,7 @@ impl RedbStorage {
         };
         let wal = txn.open_table(schema::WAL).map_err(StorageError::from)?;
         let tables = Tables::open(&txn)?;
-        let mut entries: Vec<(Entity, CollectiveId, [u8; 16])> = Vec::new();
+        let mut entries: Vec<(u64, Entity, CollectiveId, [u8; 16])> = Vec::new();
         let mut last_at: HashMap<[u8; 16], usize> = HashMap::new();
         let mut next = since;
         for item in wal
@@ -197,32 +231,31 @@ impl RedbStorage {
             .take(limit)
         {
             let (k, v) = item.map_err(StorageError::from)?;
-            let ChangeRecord {
-                kind,
-                collective_id,
-                entity_id,
-                ..
-            } = codec::decode_change(v.value())?;
-            last_at.insert(entity_id, entries.len());
-            entries.push((entity_of(kind), collective_id, entity_id));
             next = k.value();
+            let record = codec::decode_change(v.value())?;
+            // Entries from before origins were logged are this instance's.
+            let from = record.origin.unwrap_or(self.instance_id);
+            if origin.is_some_and(|o| o != from) {
+                continue;
+            }
+            last_at.insert(record.entity_id, entries.len());
+            entries.push((
+                next,
+                entity_of(record.kind),
+                record.collective_id,
+                record.entity_id,
+            ));
         }
         let mut changes = Vec::with_capacity(last_at.len());
-        for (i, (kind, c, id)) in entries.iter().enumerate() {
+        for (i, (seq, kind, c, id)) in entries.iter().enumerate() {
             if last_at.get(id) != Some(&i) {
                 continue;
             }
             if let Some(change) = tables.current(*c, *kind, id)? {
-                changes.push(change);
+                changes.push((*seq, change));
             }
         }
-        Ok(ChangePage {
-            protocol: PROTOCOL_VERSION,
-            instance_id: self.instance_id,
-            changes,
-            next,
-            head,
-        })
+        Ok((changes, next, head))
     }
 
     /// The whole replicated state at one instant, change by change

@@ -40,6 +40,17 @@ pub(crate) struct ServeArgs {
     /// what a peer still pulling has not taken.
     #[arg(long, value_name = "SECONDS")]
     change_log_retention: Option<u64>,
+    /// Join the NATS JetStream cluster these servers run
+    /// (`nats://host:port`; repeatable, any reachable one will do).
+    #[arg(long = "nats", value_name = "URL")]
+    nats: Vec<String>,
+    /// The cluster's name: nodes with the same name share one stream.
+    #[arg(long, default_value = "pulsedb", requires = "nats")]
+    cluster: String,
+    /// Hold only this collective (repeatable; default all): the node
+    /// receives only their changes.
+    #[arg(long = "hold", value_name = "COLLECTIVE_ID", requires = "nats")]
+    hold: Vec<uuid::Uuid>,
     /// Bearer token sent to the peers (default: this server's --token).
     #[arg(long, env = "PULSEDB_PEER_TOKEN", hide_env_values = true)]
     peer_token: Option<String>,
@@ -89,6 +100,17 @@ pub(crate) async fn run(args: ServeArgs) -> pulsedb::Result<()> {
                     token: peer_token.clone(),
                 })
                 .collect(),
+            nats: (!args.nats.is_empty()).then(|| pulsedb::NatsConfig {
+                urls: args.nats,
+                cluster: args.cluster,
+                collectives: (!args.hold.is_empty()).then(|| {
+                    args.hold
+                        .iter()
+                        .map(|u| pulsedb::CollectiveId::from_bytes(*u.as_bytes()))
+                        .collect()
+                }),
+                advertise: (args.addr.port() != 0).then(|| format!("http://{}", args.addr)),
+            }),
             ..pulsedb::ReplicationConfig::default()
         },
         change_log: match args.change_log_retention {
