@@ -1,6 +1,7 @@
 # PulseDB — one entry point for humans and CI.
 #
 #   make demo   the agent-swarm demo (text), embedded and through the server
+#   make demo-cluster  three nodes on a NATS JetStream cluster
 #   make test   fmt check, clippy, the whole test suite, docs
 #   make bench  criterion benches and the pulsedb-bench workload
 #   make model  fetch the built-in embedder's model (demo, test, bench do)
@@ -33,7 +34,7 @@ export PULSEDB_NATS_SERVER ?= $(HOME)/.cache/pulsedb/bin/nats-server
 # The test suites' Python tools (openapi-spec-validator, schemathesis).
 export PULSEDB_TOOLS_VENV ?= $(HOME)/.cache/pulsedb/venv
 
-.PHONY: deps model tools demo test bench crash-soak
+.PHONY: deps model tools demo demo-cluster test bench crash-soak
 
 # Installs the system packages the FAISS build needs, only when missing.
 deps:
@@ -58,6 +59,12 @@ demo: deps model
 	$(CARGO) run --release --features embedder --example agent_swarm
 	$(CARGO) build --release --features server --bin pulsedb --example http_agent
 	@scripts/demo-server.sh
+
+# Three NATS servers, three PulseDB nodes, agents writing on each, one node
+# killed and restarted, and the check that all three agree.
+demo-cluster: deps
+	$(CARGO) build --release --features server --bin pulsedb
+	@scripts/demo-cluster.sh
 
 test: deps model tools
 	$(CARGO) fmt --all -- --check

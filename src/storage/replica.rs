@@ -200,12 +200,7 @@ impl RedbStorage {
 
     /// The log after `since` as changes with their sequences (only those of
     /// `origin` when given), the position reached and the head.
-    fn log_page(
-        &self,
-        since: u64,
-        limit: usize,
-        origin: Option<InstanceId>,
-    ) -> Result<LogPage> {
+    fn log_page(&self, since: u64, limit: usize, origin: Option<InstanceId>) -> Result<LogPage> {
         let txn = self.read_txn()?;
         let meta = txn.open_table(schema::META).map_err(StorageError::from)?;
         let compacted = compacted_through(&meta)?;
