@@ -16,6 +16,8 @@ use pulsedb::{
     PulseHandle, SearchFilter,
 };
 
+#[cfg(feature = "bench-http")]
+mod cluster;
 mod data;
 #[cfg(feature = "bench-http")]
 mod http;
@@ -48,6 +50,8 @@ pub(crate) struct Args {
     replication: bool,
     /// Changes a node catches up on in the replication phase.
     repl_changes: usize,
+    /// Also run the NATS cluster phase (feature `bench-http`).
+    cluster: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -64,6 +68,7 @@ fn parse_args() -> Result<Args, String> {
         http: false,
         replication: false,
         repl_changes: 100_000,
+        cluster: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -96,6 +101,12 @@ fn parse_args() -> Result<Args, String> {
                     .into())
             }
             "--repl-changes" => a.repl_changes = num(value()?)?,
+            "--cluster" if cfg!(feature = "bench-http") => a.cluster = true,
+            "--cluster" => {
+                return Err("--cluster needs the `bench-http` feature: \
+                            cargo run --release --features bench-http --bin pulsedb-bench"
+                    .into())
+            }
             "--durability" => {
                 a.durability = match value()?.as_str() {
                     "immediate" => Durability::Immediate,
@@ -107,7 +118,7 @@ fn parse_args() -> Result<Args, String> {
                 return Err(
                     "usage: pulsedb-bench [--n N] [--dim D] [--queries Q] [--k K] \
                      [--seed S] [--writers W] [--searchers R] [--durability immediate|eventual] \
-                     [--embedder] [--http] [--replication] [--repl-changes N]"
+                     [--embedder] [--http] [--replication] [--repl-changes N] [--cluster]"
                         .into(),
                 )
             }
@@ -452,6 +463,12 @@ async fn run(a: Args) -> pulsedb::Result<()> {
     if a.replication {
         #[cfg(feature = "bench-http")]
         for (key, value) in replication::replication_phase(&tmp, config.clone(), &a).await? {
+            put(key, value);
+        }
+    }
+    if a.cluster {
+        #[cfg(feature = "bench-http")]
+        for (key, value) in cluster::cluster_phase(&tmp, config.clone(), &a).await? {
             put(key, value);
         }
     }
