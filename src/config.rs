@@ -140,6 +140,13 @@ pub struct NatsConfig {
     pub collectives: Option<Vec<crate::collective::CollectiveId>>,
     /// This node's HTTP address, told to the other members.
     pub advertise: Option<String>,
+    /// Bearer token for the members' HTTP APIs (a node that fell behind
+    /// the stream copies a member's snapshot).
+    pub token: Option<String>,
+    /// Most messages the stream keeps (`None`: no limit); only applies when
+    /// this node creates the stream. A node away for longer than the stream
+    /// remembers copies a member's snapshot when it returns.
+    pub max_messages: Option<i64>,
 }
 
 /// Replication settings (REPLICATION.md).

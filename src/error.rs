@@ -220,4 +220,12 @@ pub enum NotFoundError {
         /// The collective.
         collective_id: CollectiveId,
     },
+    /// A collective this cluster node does not hold (it holds a subset).
+    #[error("collective {collective} on this node, which does not hold it; nodes that do: {}", if holders.is_empty() { "none known".to_string() } else { holders.join(", ") })]
+    NotHeld {
+        /// The collective.
+        collective: CollectiveId,
+        /// Addresses of the cluster members known to hold it.
+        holders: Vec<String>,
+    },
 }

@@ -30,7 +30,7 @@ use crate::actors::{blocking, call_failed, Reply, WorkPermit};
 use crate::collective::CollectiveId;
 use crate::config::Config;
 use crate::embed::queue::EmbedQueue;
-use crate::error::{Error, Result};
+use crate::error::{Error, NotFoundError, Result};
 use crate::id::InstanceId;
 use crate::index::collective::CollectiveIndex;
 use crate::metadata::DatabaseMetadata;
@@ -123,12 +123,47 @@ impl Engine {
             Some(c) => tracing::debug_span!("pulsedb", op, collective = %c),
             None => tracing::debug_span!("pulsedb", op),
         };
-        async move {
+        let result = async move {
             let permit = Arc::new(self.admit(access, admission).await?);
             PERMIT.scope(permit, body).await
         }
         .instrument(span)
-        .await
+        .await;
+        match result {
+            Err(Error::NotFound(NotFoundError::Collective(c))) => Err(self.not_found(c)),
+            other => other,
+        }
+    }
+
+    /// A collective missing here: on a cluster node holding a subset that
+    /// leaves it out, which members hold it.
+    pub(crate) fn not_found(&self, c: CollectiveId) -> Error {
+        let held = self
+            .config
+            .replication
+            .nats
+            .as_ref()
+            .and_then(|n| n.collectives.as_ref());
+        match held {
+            Some(held) if !held.contains(&c) => {
+                let members = self
+                    .cluster
+                    .lock()
+                    .map(|s| s.members.clone())
+                    .unwrap_or_default();
+                let holders = members
+                    .into_iter()
+                    .filter(|m| m.collectives.as_ref().is_none_or(|h| h.contains(&c)))
+                    .filter_map(|m| m.address)
+                    .collect();
+                NotFoundError::NotHeld {
+                    collective: c,
+                    holders,
+                }
+                .into()
+            }
+            _ => NotFoundError::Collective(c).into(),
+        }
     }
 
     async fn admit(&self, access: Access, admission: Admission) -> Result<OwnedSemaphorePermit> {

@@ -214,6 +214,13 @@ impl PulseHandle {
         .await
     }
 
+    /// The error for a collective that is not here: `NotFound(NotHeld)`
+    /// naming the members that hold it when this node is a cluster member
+    /// holding a subset that leaves it out, else `NotFound(Collective)`.
+    pub fn collective_not_found(&self, c: CollectiveId) -> Error {
+        self.engine.not_found(c)
+    }
+
     /// Where pulling from `peer` resumes: the last position of its log
     /// applied here (0: none).
     ///

@@ -13,4 +13,4 @@ pub mod status;
 pub use change::{ChangePage, Counter, RemoteChange, SnapshotLine, PROTOCOL_VERSION};
 pub use hlc::{Hlc, HlcClock, Version};
 pub use merge::{Change, Replica, Versioned, View};
-pub use status::{ClusterStatus, PeerStatus, PulledBy, ReplicationStatus};
+pub use status::{ClusterMember, ClusterStatus, PeerStatus, PulledBy, ReplicationStatus};

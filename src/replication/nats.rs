@@ -13,7 +13,8 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, kv, stream};
 use futures_util::StreamExt;
 
-use super::{ClusterStatus, RemoteChange};
+use super::peer::{copy_snapshot, Source};
+use super::{ClusterMember, ClusterStatus, RemoteChange};
 use crate::api::WeakHandle;
 use crate::config::NatsConfig;
 use crate::error::Error;
@@ -124,10 +125,12 @@ async fn run(db: &WeakHandle, config: &NatsConfig, status: &Status) -> Result<()
             storage: stream::StorageType::File,
             num_replicas: servers.clamp(1, 3),
             duplicate_window: Duration::from_secs(120),
+            max_messages: config.max_messages.unwrap_or(-1),
             ..Default::default()
         })
         .await
         .map_err(nats)?;
+    let mut stream = stream;
     let me = handle(db)?.instance_id();
     let filter = match &config.collectives {
         Some(held) => held
@@ -137,7 +140,7 @@ async fn run(db: &WeakHandle, config: &NatsConfig, status: &Status) -> Result<()
         None => vec![format!("{}.>", names.prefix)],
     };
     let durable = format!("node-{me}");
-    let consumer = stream
+    let mut consumer = stream
         .get_or_create_consumer(
             &durable,
             consumer::pull::Config {
@@ -159,6 +162,19 @@ async fn run(db: &WeakHandle, config: &NatsConfig, status: &Status) -> Result<()
         })
         .await
         .map_err(nats)?;
+    refresh_members(&members, status).await?;
+    // Away longer than the stream remembers (or new to a stream that has
+    // dropped its first messages): what was dropped comes from a member.
+    let first = stream.info().await.map_err(nats)?.state.first_sequence;
+    let floor = consumer
+        .info()
+        .await
+        .map_err(nats)?
+        .ack_floor
+        .stream_sequence;
+    if first > floor.saturating_add(1) {
+        copy_from_member(db, config, me, status).await?;
+    }
     set(status, |s| {
         s.connected = true;
         s.last_error = None;
@@ -166,7 +182,7 @@ async fn run(db: &WeakHandle, config: &NatsConfig, status: &Status) -> Result<()
     tokio::select! {
         r = publish(db, &js, &names, me, status) => r,
         r = consume(db, consumer, status) => r,
-        r = heartbeat(db, &members, config) => r,
+        r = heartbeat(db, &members, config, status) => r,
     }
 }
 
@@ -283,24 +299,16 @@ async fn consume(
     }
 }
 
-/// One entry of the membership bucket.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Member {
-    instance_id: InstanceId,
-    address: Option<String>,
-    collectives: Option<Vec<crate::CollectiveId>>,
-    last_seen: Timestamp,
-}
-
-/// Refreshes this node's membership entry.
+/// Refreshes this node's membership entry and its view of the others.
 async fn heartbeat(
     db: &WeakHandle,
     members: &kv::Store,
     config: &NatsConfig,
+    status: &Status,
 ) -> Result<(), ClusterError> {
     loop {
         let me = handle(db)?.instance_id();
-        let entry = Member {
+        let entry = ClusterMember {
             instance_id: me,
             address: config.advertise.clone(),
             collectives: config.collectives.clone(),
@@ -311,6 +319,72 @@ async fn heartbeat(
             .put(me.to_string(), bytes.into())
             .await
             .map_err(nats)?;
+        refresh_members(members, status).await?;
         tokio::time::sleep(HEARTBEAT).await;
     }
+}
+
+/// Reads every member's entry into the status.
+async fn refresh_members(members: &kv::Store, status: &Status) -> Result<(), ClusterError> {
+    let mut keys = members.keys().await.map_err(nats)?;
+    let mut found = Vec::new();
+    while let Some(key) = keys.next().await {
+        let key = key.map_err(nats)?;
+        if let Some(bytes) = members.get(key).await.map_err(nats)? {
+            if let Ok(m) = serde_json::from_slice::<ClusterMember>(&bytes) {
+                found.push(m);
+            }
+        }
+    }
+    set(status, |s| s.members = found);
+    Ok(())
+}
+
+/// Copies the snapshot of a live member holding (at least) what this node
+/// holds.
+async fn copy_from_member(
+    db: &WeakHandle,
+    config: &NatsConfig,
+    me: InstanceId,
+    status: &Status,
+) -> Result<(), ClusterError> {
+    let members = status.lock().map(|s| s.members.clone()).unwrap_or_default();
+    let window = i64::try_from(3 * HEARTBEAT.as_millis()).unwrap_or(i64::MAX);
+    let fresh = Timestamp(Timestamp::now().0.saturating_sub(window));
+    let covers = |m: &ClusterMember| match (&m.collectives, &config.collectives) {
+        (None, _) => true,
+        (Some(theirs), Some(mine)) => mine.iter().all(|c| theirs.contains(c)),
+        (Some(_), None) => false,
+    };
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(nats)?;
+    let db = handle(db)?;
+    for m in members
+        .iter()
+        .filter(|m| m.instance_id != me && m.last_seen >= fresh && covers(m))
+    {
+        let Some(url) = &m.address else { continue };
+        tracing::info!(member = %url, "behind the stream: copying a member's snapshot");
+        let from = Source {
+            url,
+            token: config.token.as_deref(),
+            expected: Some(m.instance_id),
+            only: config.collectives.as_deref(),
+        };
+        match copy_snapshot(&client, &from, &db, 0).await {
+            Ok(copied) => {
+                set(status, |s| {
+                    s.snapshots += 1;
+                    s.received += copied.changes;
+                });
+                return Ok(());
+            }
+            Err(e) => tracing::warn!(member = %url, error = %e, "snapshot copy failed"),
+        }
+    }
+    Err(ClusterError::Nats(
+        "behind the stream and no live member to copy a snapshot from".into(),
+    ))
 }

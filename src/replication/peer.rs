@@ -32,7 +32,7 @@ const SNAPSHOT_CHUNK: usize = 500;
 
 /// Why one round with a peer failed.
 #[derive(Debug, thiserror::Error)]
-enum PullError {
+pub(crate) enum PullError {
     #[error("request failed: {0}")]
     Http(#[from] reqwest::Error),
     #[error("answered {status}: {body}")]
@@ -235,63 +235,122 @@ impl Puller {
         cursor: u64,
     ) -> Result<(), PullError> {
         tracing::info!(peer = %self.peer.url, "copying a snapshot: the peer compacted what this node has not pulled");
-        let mut response = self.get(client, "/v1/replication/snapshot").send().await?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let body = read_capped(response, 4096).await.unwrap_or_default();
-            return Err(PullError::Status {
-                status,
-                body: String::from_utf8_lossy(&body).into_owned(),
-            });
-        }
-        let mut lines = Lines::default();
-        let mut chunk = Vec::new();
-        let mut header = false;
-        let mut received = 0u64;
-        while let Some(bytes) = response.chunk().await? {
-            lines.push(&bytes)?;
-            while let Some(line) = lines.next_line() {
-                let line: SnapshotLine = serde_json::from_slice(&line)
-                    .map_err(|e| PullError::Refused(format!("malformed snapshot line: {e}")))?;
-                match line {
+        let source = Source {
+            url: &self.peer.url,
+            token: self.peer.token.as_deref(),
+            expected: Some(peer),
+            only: None,
+        };
+        let copied = copy_snapshot(client, &source, db, cursor).await?;
+        self.known = Some((peer, copied.position));
+        self.update(|s| {
+            s.cursor = copied.position;
+            s.snapshots += 1;
+            s.changes_received += copied.changes;
+            s.last_success = Some(Timestamp::now());
+            s.last_error = None;
+        });
+        Ok(())
+    }
+}
+
+/// Where a snapshot comes from.
+pub(crate) struct Source<'a> {
+    /// The node's base URL.
+    pub(crate) url: &'a str,
+    /// Its bearer token.
+    pub(crate) token: Option<&'a str>,
+    /// The instance id it must have, when known.
+    pub(crate) expected: Option<InstanceId>,
+    /// Take only the changes of these collectives (`None`: all).
+    pub(crate) only: Option<&'a [crate::CollectiveId]>,
+}
+
+/// A snapshot copied.
+pub(crate) struct Copied {
+    /// The position of its log it covers.
+    pub(crate) position: u64,
+    /// Changes received.
+    pub(crate) changes: u64,
+}
+
+/// Copies a node's whole state (`GET /v1/replication/snapshot`) into `db`
+/// in chunks; the pull cursor of the source stays at `cursor` until the
+/// last chunk, which moves it to the snapshot's position.
+pub(crate) async fn copy_snapshot(
+    client: &reqwest::Client,
+    from: &Source<'_>,
+    db: &PulseHandle,
+    cursor: u64,
+) -> Result<Copied, PullError> {
+    let url = format!("{}/v1/replication/snapshot", from.url.trim_end_matches('/'));
+    let mut request = client.get(url);
+    if let Some(token) = from.token {
+        request = request.bearer_auth(token);
+    }
+    let mut response = request.send().await?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let body = read_capped(response, 4096).await.unwrap_or_default();
+        return Err(PullError::Status {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
+    }
+    let mut lines = Lines::default();
+    let mut chunk = Vec::new();
+    let mut source = None;
+    let mut received = 0u64;
+    while let Some(bytes) = response.chunk().await? {
+        lines.push(&bytes)?;
+        while let Some(line) = lines.next_line() {
+            let line: SnapshotLine = serde_json::from_slice(&line)
+                .map_err(|e| PullError::Refused(format!("malformed snapshot line: {e}")))?;
+            match (line, source) {
+                (
                     SnapshotLine::Header {
                         protocol,
                         instance_id,
-                    } => {
-                        if protocol != PROTOCOL_VERSION || instance_id != peer {
-                            return Err(PullError::Refused(format!(
-                                "snapshot of protocol {protocol} from {instance_id}, expected {PROTOCOL_VERSION} from {peer}"
-                            )));
-                        }
-                        header = true;
+                    },
+                    None,
+                ) => {
+                    let unexpected = from.expected.is_some_and(|e| e != instance_id);
+                    if protocol != PROTOCOL_VERSION || unexpected || instance_id == db.instance_id()
+                    {
+                        return Err(PullError::Refused(format!(
+                            "snapshot of protocol {protocol} from {instance_id}, expected protocol {PROTOCOL_VERSION} from {}",
+                            from.expected.map_or_else(|| "another node".to_string(), |e| e.to_string())
+                        )));
                     }
-                    _ if !header => {
-                        return Err(PullError::Refused("snapshot without a header".into()));
+                    source = Some(instance_id);
+                }
+                (_, None) | (SnapshotLine::Header { .. }, Some(_)) => {
+                    return Err(PullError::Refused(
+                        "snapshot without one header first".into(),
+                    ));
+                }
+                (SnapshotLine::Change(change), Some(_))
+                    if from
+                        .only
+                        .is_some_and(|only| !only.contains(&change.collective_id())) => {}
+                (SnapshotLine::Change(change), Some(node)) => {
+                    chunk.push(change);
+                    received += 1;
+                    if chunk.len() >= SNAPSHOT_CHUNK {
+                        merge(db, node, &mut chunk, cursor).await?;
                     }
-                    SnapshotLine::Change(change) => {
-                        chunk.push(change);
-                        received += 1;
-                        if chunk.len() >= SNAPSHOT_CHUNK {
-                            merge(db, peer, &mut chunk, cursor).await?;
-                        }
-                    }
-                    SnapshotLine::End { position } => {
-                        merge(db, peer, &mut chunk, position).await?;
-                        self.known = Some((peer, position));
-                        self.update(|s| {
-                            s.cursor = position;
-                            s.snapshots += 1;
-                            s.changes_received += received;
-                            s.last_success = Some(Timestamp::now());
-                            s.last_error = None;
-                        });
-                        return Ok(());
-                    }
+                }
+                (SnapshotLine::End { position }, Some(node)) => {
+                    merge(db, node, &mut chunk, position).await?;
+                    return Ok(Copied {
+                        position,
+                        changes: received,
+                    });
                 }
             }
         }
-        Err(PullError::Refused("snapshot cut short".into()))
     }
+    Err(PullError::Refused("snapshot cut short".into()))
 }
 
 /// Merges a chunk of snapshot changes, the cursor left at `position`.

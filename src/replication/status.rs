@@ -70,4 +70,21 @@ pub struct ClusterStatus {
     pub last_received: Option<Timestamp>,
     /// The last failure, cleared on reconnecting.
     pub last_error: Option<String>,
+    /// Snapshots copied from a member after falling behind the stream.
+    pub snapshots: u64,
+    /// The cluster's members as this node last read them.
+    pub members: Vec<ClusterMember>,
+}
+
+/// One node of a cluster, as it announces itself in the membership bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMember {
+    /// The node.
+    pub instance_id: InstanceId,
+    /// Its HTTP address, when it serves one.
+    pub address: Option<String>,
+    /// The collectives it holds (`None`: all).
+    pub collectives: Option<Vec<crate::collective::CollectiveId>>,
+    /// When it last announced itself.
+    pub last_seen: Timestamp,
 }

@@ -103,6 +103,8 @@ async fn open_node(
                 cluster: "bench".into(),
                 collectives: None,
                 advertise: None,
+                token: None,
+                max_messages: None,
             }),
             ..ReplicationConfig::default()
         },

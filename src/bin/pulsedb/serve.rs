@@ -51,6 +51,10 @@ pub(crate) struct ServeArgs {
     /// receives only their changes.
     #[arg(long = "hold", value_name = "COLLECTIVE_ID", requires = "nats")]
     hold: Vec<uuid::Uuid>,
+    /// Most messages the cluster's stream keeps (when this node creates
+    /// it; default no limit).
+    #[arg(long, value_name = "N", requires = "nats")]
+    stream_max_messages: Option<i64>,
     /// Bearer token sent to the peers (default: this server's --token).
     #[arg(long, env = "PULSEDB_PEER_TOKEN", hide_env_values = true)]
     peer_token: Option<String>,
@@ -110,6 +114,8 @@ pub(crate) async fn run(args: ServeArgs) -> pulsedb::Result<()> {
                         .collect()
                 }),
                 advertise: (args.addr.port() != 0).then(|| format!("http://{}", args.addr)),
+                token: peer_token.clone(),
+                max_messages: args.stream_max_messages,
             }),
             ..pulsedb::ReplicationConfig::default()
         },

@@ -126,7 +126,7 @@ pub(crate) async fn get(
 ) -> Answer<Json<CollectiveJson>> {
     match state.db.get_collective(cid).await? {
         Some(c) => Ok(Json(c.into())),
-        None => Err(crate::Error::from(crate::NotFoundError::Collective(cid)).into()),
+        None => Err(state.db.collective_not_found(cid).into()),
     }
 }
 
