@@ -82,6 +82,7 @@ wait $w0 $w1 $w2
 
 echo "  node 2 is killed (SIGKILL); nodes 0 and 1 take 20 more"
 kill -KILL "${node_pid[2]}"
+wait "${node_pid[2]}" 2>/dev/null || true
 write 0 20 29 & w0=$!; write 1 120 129 & w1=$!
 wait $w0 $w1
 echo "  node 2 restarts and catches up from the stream"
