@@ -411,3 +411,32 @@ async fn the_log_is_compacted_only_past_what_every_pulling_peer_has_taken() {
     expected.sort();
     assert_eq!(pulled, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_relations_whose_end_is_deleted_elsewhere_converge() {
+    let (ta, tb, tc) = (TempDb::new(), TempDb::new(), TempDb::new());
+    let (a, b, c) = (ta.open().await, tb.open().await, tc.open().await);
+    let col = a.create_collective("dups").await.unwrap();
+    let x = a.record_experience(exp(col, 1)).await.unwrap();
+    let y = a.record_experience(exp(col, 2)).await.unwrap();
+    converge(&[&a, &b, &c]).await;
+    // The same relation created on two nodes; one of them learns of both
+    // (and holds one behind the other) ...
+    a.store_relation(relation(x, y)).await.unwrap();
+    b.store_relation(relation(x, y)).await.unwrap();
+    pull(&a, &b).await;
+    // ... while a third, having seen neither, deletes an end.
+    c.delete_experience(x).await.unwrap();
+    converge(&[&a, &b, &c]).await;
+    let sa = state(&a).await;
+    assert_eq!(sa, state(&b).await);
+    assert_eq!(sa, state(&c).await);
+    for n in [&a, &b, &c] {
+        assert!(n.get_experience(x).await.unwrap().is_none());
+        let related = n
+            .get_related_experiences(y, RelationDirection::Both)
+            .await
+            .unwrap();
+        assert!(related.is_empty());
+    }
+}

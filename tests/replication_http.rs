@@ -71,7 +71,18 @@ async fn three_nodes_converge_under_concurrent_conflicting_writes() {
             async move {
                 for i in 0..15 {
                     record(node, &cid, 100 * (k + 1) + i).await;
-                    record(node, &doomed, 100 * (k + 1) + i).await;
+                    // Deleted meanwhile on node 1: a write that arrives
+                    // after the delete reached its node finds nothing.
+                    let (st, _) = node
+                        .post(
+                            &format!("/v1/collectives/{doomed}/experiences"),
+                            json!({"content": "doomed", "embedding": vector(i)}),
+                        )
+                        .await;
+                    assert!(
+                        st == StatusCode::CREATED || st == StatusCode::NOT_FOUND,
+                        "{st}"
+                    );
                 }
                 let x = |i: usize| format!("/v1/experiences/{}", base[i]);
                 let importance = 0.2 + 0.3 * k as f64;

@@ -522,8 +522,8 @@ impl<'t> Writer<'t> {
         let exp = self.require_experience(id)?;
         let mut rels = Self::prefix_ids(&self.rel_by_source, id.as_bytes())?;
         rels.extend(Self::prefix_ids(&self.rel_by_target, id.as_bytes())?);
-        for rid in rels {
-            self.remove_relation_rows(RelationId::from_bytes(rid))?;
+        for rid in &rels {
+            self.remove_relation_rows(RelationId::from_bytes(*rid))?;
         }
         self.remove_experience_rows(&exp)?;
         self.bury(exp.collective_id, Entity::Experience, id.as_bytes(), None)?;
@@ -532,7 +532,10 @@ impl<'t> Writer<'t> {
             collective_id: exp.collective_id,
             id,
         };
-        self.with_released(exp.collective_id, id.as_bytes(), deleted, events)
+        // What waited for the experience, or for a relation that went
+        // with it (a duplicate behind it), is merged again now.
+        rels.push(*id.as_bytes());
+        self.with_released(exp.collective_id, &rels, deleted, events)
     }
 
     // --- relations ---------------------------------------------------------------
@@ -671,7 +674,7 @@ impl<'t> Writer<'t> {
         )?;
         // A duplicate it shadowed shows now.
         let deleted = Applied::RelationDeleted(id);
-        self.with_released(collective, id.as_bytes(), deleted, Vec::new())
+        self.with_released(collective, &[*id.as_bytes()], deleted, Vec::new())
     }
 
     // --- insights ------------------------------------------------------------------

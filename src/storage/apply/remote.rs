@@ -65,12 +65,12 @@ impl Writer<'_> {
         })
     }
 
-    /// A local delete of `id` done as `deleted`: changes held back waiting
-    /// for `id` are released with it.
+    /// A local delete done as `deleted`: changes held back waiting for
+    /// any of `ids` (what was deleted) are released with it.
     pub(super) fn with_released(
         &mut self,
         c: CollectiveId,
-        id: &[u8; 16],
+        ids: &[[u8; 16]],
         deleted: Applied,
         events: Vec<WatchEvent>,
     ) -> Result<Committed> {
@@ -78,7 +78,9 @@ impl Writer<'_> {
             applied: vec![deleted],
             events,
         };
-        self.release(c, id, &mut out)?;
+        for id in ids {
+            self.release(c, id, &mut out)?;
+        }
         let applied = if out.applied.len() == 1 {
             out.applied.remove(0)
         } else {
@@ -443,12 +445,18 @@ impl Writer<'_> {
             None => None,
         };
         self.bury(c, Entity::Experience, bytes, Some(version))?;
-        match existing {
-            Some(exp) => {
+        let rels = match existing {
+            Some(_) => {
                 let mut rels = Self::prefix_ids(&self.rel_by_source, bytes)?;
                 rels.extend(Self::prefix_ids(&self.rel_by_target, bytes)?);
-                for rid in rels {
-                    self.remove_relation_rows(RelationId::from_bytes(rid))?;
+                rels
+            }
+            None => Vec::new(),
+        };
+        match existing {
+            Some(exp) => {
+                for rid in &rels {
+                    self.remove_relation_rows(RelationId::from_bytes(*rid))?;
                 }
                 self.remove_experience_rows(&exp)?;
                 let events = self.log_experience_from(
@@ -472,6 +480,11 @@ impl Writer<'_> {
                     None,
                 )?;
             }
+        }
+        // What waited for it, or for a relation that went with it (a
+        // duplicate behind it), is merged again: an end deleted drops it.
+        for rid in &rels {
+            self.release(c, rid, out)?;
         }
         self.release(c, bytes, out)
     }
