@@ -728,9 +728,15 @@ impl Writer<'_> {
             if !k.value().starts_with(&prefix) {
                 break;
             }
+            // collective (16) ‖ waited-for id (16) ‖ kind (1) ‖ id (16)
+            let kind_and_id: [u8; 17] =
+                k.value()
+                    .get(32..)
+                    .and_then(|rest| rest.try_into().ok())
+                    .ok_or_else(|| corrupt("held-back index key of the wrong length"))?;
             let mut entity = [0u8; 33];
             entity[..16].copy_from_slice(c.as_bytes());
-            entity[16..].copy_from_slice(&k.value()[32..]);
+            entity[16..].copy_from_slice(&kind_and_id);
             waiting.push(entity);
         }
         for entity in waiting {
