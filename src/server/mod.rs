@@ -29,6 +29,9 @@ pub use openapi::document as openapi_document;
 
 use crate::PulseHandle;
 
+/// Most pulling peers whose last recorded pull is remembered at once.
+const MAX_TRACKED_PEERS: usize = 1024;
+
 /// Default request body limit: 32 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 32 * 1024 * 1024;
 /// Default bound on API requests answered at once; more answer 429.
@@ -100,7 +103,16 @@ impl AppState {
                 .get(&peer)
                 .is_none_or(|at| now.duration_since(*at) >= std::time::Duration::from_secs(1));
             if due {
-                last.insert(peer, now);
+                // Bounded however many peer ids clients name: entries of
+                // peers quiet for a second are only throttling state.
+                if last.len() >= MAX_TRACKED_PEERS {
+                    last.retain(|_, at| {
+                        now.duration_since(*at) < std::time::Duration::from_secs(1)
+                    });
+                }
+                if last.len() < MAX_TRACKED_PEERS {
+                    last.insert(peer, now);
+                }
             }
             due
         };
