@@ -32,6 +32,7 @@ use crate::config::Config;
 use crate::embed::queue::EmbedQueue;
 use crate::error::{Error, Result, ValidationError};
 use crate::id::{InstanceId, Timestamp};
+use crate::index::load::LoadCounts;
 use crate::metadata::DatabaseMetadata;
 use crate::storage::{Location, OpenOptions, RedbStorage, StorageRead, StorageWrite, WriteOp};
 use crate::watch::WatchHub;
@@ -187,6 +188,7 @@ impl PulseHandle {
         )
         .await
         .map_err(|_| Error::ActorUnavailable { actor: "storage" })?;
+        let load_counts = Arc::new(LoadCounts::default());
         let router = Actor::spawn(
             None,
             RouterActor,
@@ -197,6 +199,7 @@ impl PulseHandle {
                 dimension,
                 snapshot_dir,
                 read_only: config.read_only,
+                load_counts: load_counts.clone(),
             },
         )
         .await;
@@ -219,6 +222,7 @@ impl PulseHandle {
                 storage,
                 router,
                 storage_actor,
+                load_counts,
             )),
         };
         handle.start_replication();

@@ -1,7 +1,9 @@
 //! Index faults: the snapshot files (`<db file>.idx/*.idx`) are deleted,
-//! truncated, corrupted, swapped, stale or ahead of the log between runs;
-//! the database reopens, rebuilds what it must, and answers exactly as
-//! before (full result lists compared).
+//! truncated, corrupted, swapped, of another format version, stale (with
+//! the log after them whole, or compacted) or ahead of the log between
+//! runs; the database reopens, rebuilds or replays what it must, and
+//! answers exactly as before (full result lists compared), with snapshots
+//! that keep their vectors and snapshots that do not.
 //!
 //! Uses the storage and index layers directly: needs the `internals`
 //! feature (`make test` enables all features).
@@ -23,6 +25,29 @@ fn cfg() -> Config {
     let mut c = config();
     c.index.hnsw_threshold = HNSW_THRESHOLD;
     c
+}
+
+/// How the two collectives' experience indexes were loaded since `db`
+/// opened: (from the snapshot alone, snapshot and log, scan).
+fn loads(db: &PulseHandle) -> (u64, u64, u64) {
+    let s = db.engine_stats();
+    (
+        s.index_loads_from_snapshot,
+        s.index_loads_replayed,
+        s.index_loads_scanned,
+    )
+}
+
+/// Rewrites a snapshot file's bytes with `change` and a valid checksum, so
+/// only the change itself can make it unusable.
+fn rewrite(change: impl Fn(&Path, &mut Vec<u8>) + 'static) -> Mutation {
+    for_each_file(move |p, mut b| {
+        b.truncate(b.len() - 4);
+        change(p, &mut b);
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        Some(b)
+    })
 }
 
 /// Everything a search can show for the two collectives.
@@ -183,6 +208,18 @@ fn flip(at: fn(usize) -> usize) -> Mutation {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_snapshots_are_rebuilt_and_answer_as_before() {
+    damaged_snapshots(cfg()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_snapshots_with_kept_vectors_are_rebuilt_and_answer_as_before() {
+    let mut c = cfg();
+    c.index.snapshot_vectors = true;
+    damaged_snapshots(c).await;
+}
+
+async fn damaged_snapshots(cfg: Config) {
+    let cfg = move || cfg.clone();
     let t = TempDb::new();
     let db = t.open_with(cfg()).await;
     let flat = db.create_collective("flat").await.unwrap();
@@ -237,6 +274,45 @@ async fn damaged_snapshots_are_rebuilt_and_answer_as_before() {
     assert_same(&got, &want, "intact");
     assert_eq!(got.stats.0.tombstones, want.stats.0.tombstones);
     assert_eq!(got.stats.1.tombstones, want.stats.1.tombstones);
+    assert_eq!(loads(&db), (2, 0, 0), "intact: both from their snapshots");
+    db.close().await.unwrap();
+
+    // The earlier snapshots are behind the log: both collectives take them
+    // and replay the writes after them (the log still reaches back).
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(t.dir.path(), copy.path());
+    let idx = copy.path().join("pulse.db.idx");
+    std::fs::remove_dir_all(&idx).unwrap();
+    copy_dir(old.path(), &idx);
+    let db = within(PulseHandle::open(copy.path().join("pulse.db"), cfg()))
+        .await
+        .unwrap();
+    assert_same(&answers(&db, flat, graph).await, &want, "stale, replayed");
+    assert_eq!(loads(&db), (0, 2, 0), "stale: snapshot and log");
+    db.close().await.unwrap();
+
+    // The same, with the log compacted past the earlier snapshots: they
+    // cannot be brought up to date, and both collectives scan.
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(t.dir.path(), copy.path());
+    let path = copy.path().join("pulse.db");
+    let mut short_log = cfg();
+    short_log.change_log.retention = std::time::Duration::from_millis(1);
+    let db = within(PulseHandle::open(&path, short_log)).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // (Background compaction may have removed some already.)
+    db.compact_change_log().await.unwrap();
+    db.close().await.unwrap();
+    let idx = copy.path().join("pulse.db.idx");
+    std::fs::remove_dir_all(&idx).unwrap();
+    copy_dir(old.path(), &idx);
+    let db = within(PulseHandle::open(&path, cfg())).await.unwrap();
+    assert_same(
+        &answers(&db, flat, graph).await,
+        &want,
+        "stale, log compacted",
+    );
+    assert_eq!(loads(&db), (0, 0, 2), "stale past the log: scanned");
     db.close().await.unwrap();
 
     let cases: Vec<(&str, Mutation)> = vec![
@@ -259,6 +335,25 @@ async fn damaged_snapshots_are_rebuilt_and_answer_as_before() {
             for_each_file(|_, b| Some(b[..b.len() - 1].to_vec())),
         ),
         ("magic flipped", flip(|_| 0)),
+        (
+            "another format version (checksum valid)",
+            rewrite(|_, b| b[8..12].copy_from_slice(&2u32.to_le_bytes())),
+        ),
+        (
+            "columns and slot maps garbled (checksum valid)",
+            rewrite(|_, b| {
+                // The extra (filter columns or insight slot map) starts
+                // after magic, version, dimension, sequence and its length.
+                let len = u64::from_le_bytes(b[28..36].try_into().unwrap()) as usize;
+                for byte in &mut b[36..36 + len] {
+                    *byte = byte.wrapping_mul(31).wrapping_add(7);
+                }
+            }),
+        ),
+        (
+            "insight snapshots deleted",
+            for_each_file(|p, b| (!p.to_string_lossy().contains("insights")).then_some(b)),
+        ),
         ("dimension flipped", flip(|_| 12)),
         ("sequence flipped", flip(|_| 20)),
         ("extra length flipped", flip(|_| 28)),
@@ -320,15 +415,6 @@ async fn damaged_snapshots_are_rebuilt_and_answer_as_before() {
             }),
         ),
         (
-            "stale (from an earlier close)",
-            Box::new(|idx: &Path, old: &Path| {
-                for p in snapshot_files(idx) {
-                    std::fs::remove_file(p).unwrap();
-                }
-                copy_dir(old, idx);
-            }),
-        ),
-        (
             "index directory replaced by a file",
             Box::new(|idx: &Path, _: &Path| {
                 std::fs::remove_dir_all(idx).unwrap();
@@ -347,6 +433,17 @@ async fn damaged_snapshots_are_rebuilt_and_answer_as_before() {
             .await
             .unwrap_or_else(|e| panic!("{what}: open failed: {e}"));
         assert_same(&answers(&db, flat, graph).await, &want, what);
+        let (_, _, scanned) = loads(&db);
+        let insights_only = what.starts_with("insight");
+        assert!(
+            if insights_only {
+                scanned == 0
+            } else {
+                scanned > 0
+            },
+            "{what}: {:?}",
+            loads(&db)
+        );
         // Still right after writes and another close / reopen.
         let extra = db.record_experience(exp(flat, 99_999)).await.unwrap();
         assert_eq!(

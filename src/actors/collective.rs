@@ -25,8 +25,9 @@ use super::{blocking, upgrade, Reply, StorageRef};
 use crate::collective::CollectiveId;
 use crate::error::{Error, Result};
 use crate::index::collective::{CollectiveIndex, IDLE_DRAIN_DELAY};
+use crate::index::load::LoadCounts;
 use crate::index::IndexConfig;
-use crate::storage::{Committed, WriteOp};
+use crate::storage::{Committed, StorageRead, WriteOp};
 
 pub(crate) struct CollectiveActor;
 
@@ -44,6 +45,8 @@ pub(crate) struct CollectiveArgs {
     pub(crate) view: Arc<CollectiveView>,
     /// Wait before loading (a restart backing off).
     pub(crate) delay: Duration,
+    /// How loads went, for `engine_stats`.
+    pub(crate) load_counts: Arc<LoadCounts>,
 }
 
 pub(crate) struct CollectiveState {
@@ -62,6 +65,14 @@ pub(crate) struct CollectiveState {
     added_since_drain: bool,
     /// Counts index changes; a delayed drain only runs if none came since.
     generation: u64,
+    /// Writes forwarded to the storage actor whose results have not come
+    /// back yet.
+    in_flight: usize,
+    /// A change-log position the indexes reflect whole: read when no write
+    /// was in flight (at load, and after each batch that left none), so
+    /// every change of the collective up to it was applied. A snapshot
+    /// written while writes are in flight says it covers this position.
+    applied_through: u64,
 }
 
 /// A committed write and the caller waiting for it.
@@ -112,6 +123,8 @@ impl Actor for CollectiveActor {
             rebuilding: false,
             added_since_drain: false,
             generation: 0,
+            in_flight: 0,
+            applied_through: 0,
         })
     }
 
@@ -122,6 +135,7 @@ impl Actor for CollectiveActor {
     ) -> std::result::Result<(), ActorProcessingErr> {
         let loaded = load(&state.args).await?;
         state.snapshot_current = loaded.snapshot_current;
+        state.applied_through = loaded.sequence;
         let index = Arc::new(loaded.index);
         state.args.view.publish(index.clone());
         state.index = Some(index);
@@ -283,8 +297,9 @@ async fn load(args: &CollectiveArgs) -> Result<crate::index::load::Loaded> {
     let storage = upgrade(&args.storage)?;
     let config = args.index.clone();
     let dir = args.snapshot_dir.clone();
+    let counts = args.load_counts.clone();
     let loaded = blocking(move || {
-        crate::index::load::load(id, &storage, &config, dimension, dir.as_deref())
+        crate::index::load::load(id, &storage, &config, dimension, dir.as_deref(), &counts)
     })
     .await?;
     tracing::debug!(
@@ -299,7 +314,7 @@ async fn load(args: &CollectiveArgs) -> Result<crate::index::load::Loaded> {
 /// `Committed`.
 fn forward(
     myself: ActorRef<CollectiveMsg>,
-    state: &CollectiveState,
+    state: &mut CollectiveState,
     op: WriteOp,
     reply: Reply<Result<Committed>>,
 ) {
@@ -308,12 +323,16 @@ fn forward(
         via: Some(myself),
         reply,
     };
-    if let Err(ractor::MessagingErr::SendErr(StorageMsg::Write(w))) = state
+    match state
         .args
         .storage_actor
         .send_message(StorageMsg::Write(write))
     {
-        w.reply.send(Err(Error::Closed));
+        Ok(()) => state.in_flight += 1,
+        Err(ractor::MessagingErr::SendErr(StorageMsg::Write(w))) => {
+            w.reply.send(Err(Error::Closed));
+        }
+        Err(_) => {}
     }
 }
 
@@ -331,7 +350,15 @@ fn loaded(state: &CollectiveState) -> Result<Arc<CollectiveIndex>> {
 /// from redb.
 async fn apply_committed(state: &mut CollectiveState, batch: Vec<CommittedWrite>) -> Result<()> {
     let index = loaded(state)?;
-    let (batch, outcome) = blocking(move || {
+    state.in_flight = state.in_flight.saturating_sub(batch.len());
+    // With nothing else in flight, every change of the collective committed
+    // so far is in this batch or applied already: the position read after
+    // applying it is one the index reflects whole (no write can be
+    // forwarded meanwhile, the actor is busy here).
+    let storage = (state.in_flight == 0)
+        .then(|| upgrade(&state.args.storage))
+        .transpose()?;
+    let (batch, outcome, position) = blocking(move || {
         let mut batch = batch;
         let applied = batch
             .iter_mut()
@@ -347,9 +374,16 @@ async fn apply_committed(state: &mut CollectiveState, batch: Vec<CommittedWrite>
                         "index update panicked".into(),
                     )))
                 });
-        Ok((batch, outcome))
+        let position = match (&outcome, storage) {
+            (Ok(_), Some(storage)) => storage.current_sequence().ok(),
+            _ => None,
+        };
+        Ok((batch, outcome, position))
     })
     .await?;
+    if let Some(position) = position {
+        state.applied_through = position;
+    }
     if let Err(e) = &outcome {
         // The index may lack these writes: nobody reads it from now on, so
         // a caller that searches right after its answer is served by the
@@ -437,5 +471,16 @@ async fn write_snapshots(state: &CollectiveState) -> Result<()> {
     }
     let index = loaded(state)?;
     let storage = upgrade(&state.args.storage)?;
-    blocking(move || index.save_snapshots(&dir, &storage)).await
+    let (quiet, applied_through) = (state.in_flight == 0, state.applied_through);
+    blocking(move || {
+        // Nothing in flight: everything committed so far is applied (the
+        // actor forwards nothing while it waits here).
+        let sequence = if quiet {
+            storage.current_sequence()?
+        } else {
+            applied_through
+        };
+        index.save_snapshots(&dir, sequence)
+    })
+    .await
 }

@@ -20,6 +20,7 @@ use super::{blocking, upgrade, StorageRef};
 use crate::collective::CollectiveId;
 use crate::error::{Error, NotFoundError, Result};
 use crate::index::collective::snapshot_path;
+use crate::index::load::LoadCounts;
 use crate::index::IndexConfig;
 use crate::storage::StorageRead;
 
@@ -33,6 +34,8 @@ pub(crate) struct RouterArgs {
     pub(crate) snapshot_dir: Option<PathBuf>,
     /// A read-only session: snapshots are read, never written.
     pub(crate) read_only: bool,
+    /// How collective indexes were loaded (shared with the engine).
+    pub(crate) load_counts: Arc<LoadCounts>,
 }
 
 pub(crate) struct RouterState {
@@ -295,6 +298,7 @@ async fn spawn(
         dimension: state.args.dimension,
         snapshot_dir: state.args.snapshot_dir.clone(),
         read_only: state.args.read_only,
+        load_counts: state.args.load_counts.clone(),
         view: view.clone(),
         delay,
     };

@@ -2,6 +2,7 @@
 //! diagnostics. Both exist so that fault-injection and crash tests can go
 //! through the real engine without hooks in its production paths.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ::redb::StorageBackend;
@@ -29,6 +30,13 @@ pub struct EngineStats {
     /// the previous bound and at most `bound` (the last bound is
     /// `u64::MAX`). Not cumulative.
     pub commit_sizes: Vec<(u64, u64)>,
+    /// Collective experience indexes loaded from their snapshot alone
+    /// (nothing changed since it was written).
+    pub index_loads_from_snapshot: u64,
+    /// Loaded from their snapshot and the change-log entries after it.
+    pub index_loads_replayed: u64,
+    /// Rebuilt from a scan of every record (no usable snapshot).
+    pub index_loads_scanned: u64,
 }
 
 impl PulseHandle {
@@ -90,12 +98,16 @@ impl PulseHandle {
             };
         };
         let (commits, committed_writes, sizes) = storage.commit_counts();
+        let loads = |n: &AtomicU64| n.load(Ordering::Relaxed);
         let bounds = COMMIT_SIZE_BUCKETS.iter().copied().chain([u64::MAX]);
         EngineStats {
             in_flight,
             commits,
             committed_writes,
             commit_sizes: bounds.zip(sizes).collect(),
+            index_loads_from_snapshot: loads(&e.load_counts.snapshot),
+            index_loads_replayed: loads(&e.load_counts.replayed),
+            index_loads_scanned: loads(&e.load_counts.scanned),
         }
     }
 

@@ -33,6 +33,7 @@ use crate::embed::queue::EmbedQueue;
 use crate::error::{Error, NotFoundError, Result};
 use crate::id::InstanceId;
 use crate::index::collective::CollectiveIndex;
+use crate::index::load::LoadCounts;
 use crate::metadata::DatabaseMetadata;
 use crate::storage::{Committed, RedbStorage, WriteOp};
 use crate::watch::WatchHub;
@@ -73,6 +74,8 @@ pub(crate) struct Engine {
     pub(crate) cluster: Arc<std::sync::Mutex<crate::replication::ClusterStatus>>,
     /// The pulling tasks, stopped by `close`.
     pub(crate) pullers: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+    /// How collective indexes were loaded.
+    pub(crate) load_counts: Arc<LoadCounts>,
 }
 
 impl Engine {
@@ -86,6 +89,7 @@ impl Engine {
         storage: Arc<RedbStorage>,
         router: ActorRef<RouterMsg>,
         storage_actor: ActorRef<StorageMsg>,
+        load_counts: Arc<LoadCounts>,
     ) -> Engine {
         let permits = Arc::new(Semaphore::new(config.max_in_flight));
         Engine {
@@ -104,6 +108,7 @@ impl Engine {
             peers: Arc::default(),
             cluster: Arc::default(),
             pullers: std::sync::Mutex::default(),
+            load_counts,
         }
     }
 

@@ -422,25 +422,26 @@ impl CollectiveIndex {
         Ok(self.insights.index.rebuild_if_needed()? | experiences)
     }
 
-    /// Writes both snapshots into `dir`, covering the change log up to the
-    /// current sequence: buffers drained first (the snapshot holds the
-    /// graph only), and a due rebuild done first when none is running.
+    /// Writes both snapshots into `dir`, saying they cover the change log
+    /// through `sequence` (the caller guarantees that every change of the
+    /// collective up to it is in the indexes): buffers drained first (the
+    /// snapshot holds the graph only), and a due rebuild done first when
+    /// none is running. The experience snapshot carries the collective's id
+    /// and its filter columns, so a load needs no pass over the records.
     ///
     /// # Errors
-    /// An I/O, storage or index fault; earlier snapshot files may remain,
+    /// An I/O, encoding or index fault; earlier snapshot files may remain,
     /// and are reconciled with redb (or refused) on the next load.
-    pub(crate) fn save_snapshots(&self, dir: &Path, storage: &RedbStorage) -> Result<()> {
+    pub(crate) fn save_snapshots(&self, dir: &Path, sequence: u64) -> Result<()> {
         self.drain(false)?;
         self.rebuild()?;
         self.drain(false)?;
-        let exp_extra = encode_slots(
-            &self
-                .columns()?
-                .slot_ids()
-                .iter()
-                .map(|(s, id)| (*s, *id.as_bytes()))
-                .collect::<Vec<_>>(),
-        )?;
+        let mut exp_extra = extra_header(self.id, EXPERIENCES_EXTRA);
+        exp_extra.extend(
+            self.columns()?
+                .encode()
+                .map_err(|source| codec_error("filter columns", source))?,
+        );
         let mut insight_slots: Vec<(Slot, [u8; 16])> = self
             .insight_slots
             .lock()
@@ -450,9 +451,12 @@ impl CollectiveIndex {
             .map(|(id, s)| (*s, *id.as_bytes()))
             .collect();
         insight_slots.sort_unstable();
-        let ins_extra = encode_slots(&insight_slots)?;
+        let mut ins_extra = extra_header(self.id, INSIGHTS_EXTRA);
+        ins_extra.extend(
+            postcard::to_allocvec(&insight_slots)
+                .map_err(|source| codec_error("index snapshot slot map", source))?,
+        );
         std::fs::create_dir_all(dir)?;
-        let sequence = storage.current_sequence()?;
         self.experiences.index.save_snapshot(
             &snapshot_path(dir, self.id, "experiences"),
             sequence,
@@ -475,17 +479,40 @@ pub(crate) fn snapshot_path(dir: &Path, id: CollectiveId, kind: &str) -> std::pa
 /// A snapshot's slot map: each slot with the raw id stored under it.
 pub(crate) type SlotMap = Vec<(Slot, [u8; 16])>;
 
-/// A snapshot's slot map as bytes. A failure fails the snapshot rather than
-/// write a snapshot whose slots name nothing.
-fn encode_slots(pairs: &[(Slot, [u8; 16])]) -> Result<Vec<u8>> {
-    postcard::to_allocvec(pairs).map_err(|source| {
-        Error::Storage(crate::storage::StorageError::Codec {
-            what: "index snapshot slot map",
-            source,
-        })
-    })
+/// A snapshot payload that could not be encoded: the snapshot fails rather
+/// than be written with a payload that names nothing.
+fn codec_error(what: &'static str, source: postcard::Error) -> Error {
+    Error::Storage(crate::storage::StorageError::Codec { what, source })
 }
 
-pub(crate) fn decode_slots(bytes: &[u8]) -> Option<SlotMap> {
-    postcard::from_bytes(bytes).ok()
+/// Marks the payload of an experience snapshot (filter columns).
+pub(crate) const EXPERIENCES_EXTRA: u8 = b'E';
+/// Marks the payload of an insight snapshot (slot map).
+pub(crate) const INSIGHTS_EXTRA: u8 = b'I';
+
+/// What a snapshot payload starts with: the collective's id and the kind,
+/// so a snapshot moved to another collective's or index's name is refused.
+fn extra_header(id: CollectiveId, kind: u8) -> Vec<u8> {
+    let mut header = id.as_bytes().to_vec();
+    header.push(kind);
+    header
+}
+
+/// The payload of a snapshot written by collective `id` for indexes of
+/// `kind`, without its header; `None` for any other.
+pub(crate) fn extra_payload(extra: &[u8], id: CollectiveId, kind: u8) -> Option<&[u8]> {
+    extra
+        .strip_prefix(id.as_bytes().as_slice())?
+        .strip_prefix(&[kind])
+}
+
+/// An insight snapshot's slot map, which must name exactly the snapshot's
+/// live slots.
+pub(crate) fn decode_slots(bytes: &[u8], live: &[Slot]) -> Option<SlotMap> {
+    let (map, rest): (SlotMap, &[u8]) = postcard::take_from_bytes(bytes).ok()?;
+    let mut named: Vec<Slot> = map.iter().map(|(slot, _)| *slot).collect();
+    let mut live = live.to_vec();
+    named.sort_unstable();
+    live.sort_unstable();
+    (rest.is_empty() && named == live).then_some(map)
 }

@@ -1,14 +1,26 @@
-//! Loading a collective's indexes: from its snapshots reconciled with
-//! redb when they are usable, from redb alone otherwise.
+//! Loading a collective's indexes: from their snapshots brought up to date
+//! by the change log when they are usable, from redb alone otherwise.
+//!
+//! The experience snapshot carries everything a load would otherwise derive
+//! from the records (slot map and filter columns), and the change-log
+//! position it covers. A clean open therefore reads the snapshot, asks the
+//! log which records changed after that position (usually none), reads
+//! those records, and puts the stored vectors back into the graph straight
+//! from their rows — no record is decoded. Anything that does not match
+//! (a damaged or foreign snapshot, a log compacted past its position,
+//! columns that disagree with the graph, a record missing without a log
+//! entry) falls back to the scan of every record.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use super::collective::{
-    decode_slots, snapshot_path, CollectiveIndex, IdIndex, InsightSlots, SlotMap,
+    decode_slots, extra_payload, snapshot_path, CollectiveIndex, IdIndex, InsightSlots,
+    EXPERIENCES_EXTRA, INSIGHTS_EXTRA,
 };
-use super::{IndexConfig, Slot, SnapshotFile, StagedIndex};
+use super::{IndexConfig, RowFill, Slot, SnapshotFile, StagedIndex};
 use crate::collective::CollectiveId;
 use crate::error::Result;
 use crate::experience::{Experience, ExperienceId};
@@ -21,150 +33,307 @@ pub(crate) struct Loaded {
     pub(crate) index: CollectiveIndex,
     /// Both indexes came from their snapshots with nothing to reconcile.
     pub(crate) snapshot_current: bool,
+    /// The change-log position the index reflects: every change of the
+    /// collective up to it is in the index.
+    pub(crate) sequence: u64,
 }
 
-/// Builds the collective's indexes: from a snapshot reconciled with redb
-/// when one is usable, from redb alone otherwise.
-///
-/// Reconciliation is exact because embeddings never change: every slot of
-/// the snapshot whose id is no longer stored is removed, every stored id the
-/// snapshot lacks is added. The result holds exactly redb's records.
+/// How experience indexes were loaded since the handle opened, as
+/// reported by [`PulseHandle::engine_stats`](crate::PulseHandle::engine_stats).
+#[derive(Debug, Default)]
+pub(crate) struct LoadCounts {
+    /// From the snapshot alone: nothing changed since it was written.
+    pub(crate) snapshot: AtomicU64,
+    /// From the snapshot and the change-log entries written after it.
+    pub(crate) replayed: AtomicU64,
+    /// From a scan of every record (no usable snapshot).
+    pub(crate) scanned: AtomicU64,
+}
+
+/// The experience side of a load.
+struct Experiences {
+    columns: Columns,
+    index: IdIndex<ExperienceId>,
+    /// The index differs from what the snapshot holds.
+    changed: bool,
+}
+
+/// Builds the collective's indexes (see the module docs). The result holds
+/// exactly redb's records.
 pub(crate) fn load(
     id: CollectiveId,
     storage: &RedbStorage,
     config: &IndexConfig,
     dimension: usize,
     dir: Option<&Path>,
+    counts: &LoadCounts,
 ) -> Result<Loaded> {
     let started = std::time::Instant::now();
     let current = storage.current_sequence()?;
-
-    let snapshot = |kind: &str| -> Option<(SnapshotFile, SlotMap)> {
-        let path = snapshot_path(dir?, id, kind);
-        let file = SnapshotFile::read(&path, dimension)?;
-        if file.sequence() > current {
-            tracing::warn!(path = %path.display(), snapshot = file.sequence(), current,
-                "index snapshot is ahead of the change log; rebuilding");
-            return None;
-        }
-        let Some(slots) = decode_slots(file.extra()) else {
-            tracing::warn!(path = %path.display(), "index snapshot slot map unreadable; rebuilding");
-            return None;
-        };
-        Some((file, slots))
+    let restored = match dir {
+        Some(dir) => from_snapshot(id, storage, config, dimension, dir, current)?,
+        None => None,
     };
-
-    // Experiences, in one pass over the stored records. Snapshots hold the
-    // graph, not the vectors: each record the snapshot knows puts its vector
-    // back and its filter columns in place on the way, and is not kept; the
-    // others are kept (without embeddings) to be added after the restore.
-    let mut columns = Columns::default();
-    let mut exp_snapshot = snapshot("experiences");
-    let snapshot_slot: HashMap<ExperienceId, Slot> = exp_snapshot
-        .as_ref()
-        .map(|(_, slots)| {
-            slots
-                .iter()
-                .map(|(slot, raw)| (ExperienceId::from_bytes(*raw), *slot))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut known: Vec<(Slot, ExperienceId)> = Vec::new();
-    let mut missing: Vec<Experience> = Vec::new();
-    storage.scan_experiences(id, true, &mut |mut e| {
-        if let (Some((file, _)), Some(slot)) = (exp_snapshot.as_mut(), snapshot_slot.get(&e.id)) {
-            if file.fill(*slot, &e.embedding) {
-                columns.insert(*slot, &e);
-                known.push((*slot, e.id));
-                return;
-            }
-        }
-        e.embedding = Vec::new();
-        missing.push(e);
-    })?;
-    drop(snapshot_slot);
-    let scanned = started.elapsed();
-    let restored =
-        exp_snapshot.and_then(|(file, slots)| file.restore(config).map(|index| (index, slots)));
-    let restored_at = started.elapsed();
-    let from_snapshot = restored.is_some();
-    // Whether the indexes differ from what the snapshots hold.
-    let mut reconciled = !from_snapshot;
     let experiences = match restored {
-        Some((index, slots)) => {
-            let shared = IdIndex::new(StagedIndex::from_main(index));
-            // A filled slot is live in the restored index.
-            let items: Vec<(Slot, ExperienceId, &[f32])> = known
-                .iter()
-                .map(|(slot, eid)| (*slot, *eid, &[][..]))
-                .collect();
-            shared.record_ids(&items)?;
-            // The snapshot's slots whose record is gone.
-            let kept: HashSet<Slot> = known.iter().map(|(s, _)| *s).collect();
-            for (slot, _) in slots.iter().filter(|(s, _)| !kept.contains(s)) {
-                reconciled |= shared.index.remove(*slot)?;
-            }
-            // Slots past the snapshot's are free for the records it lacks.
-            if let Some(max) = slots.iter().map(|(s, _)| *s).max() {
-                columns.reserve_through(max);
-            }
-            shared
+        Some(e) => {
+            let counter = if e.changed {
+                &counts.replayed
+            } else {
+                &counts.snapshot
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            e
         }
         None => {
-            if !known.is_empty() {
-                // The snapshot was refused after the scan: start over.
-                columns = Columns::default();
-                missing.clear();
-                storage.scan_experiences(id, false, &mut |e| missing.push(e))?;
-            }
-            IdIndex::new(StagedIndex::new(dimension, config)?)
+            counts.scanned.fetch_add(1, Ordering::Relaxed);
+            scan(id, storage, config, dimension)?
         }
     };
-    drop(known);
-    reconciled |= !missing.is_empty();
     tracing::debug!(
         collective = %id,
-        from_snapshot,
-        not_in_snapshot = missing.len(),
-        scan_ms = scanned.as_millis() as u64,
-        restore_ms = restored_at.saturating_sub(scanned).as_millis() as u64,
-        "experience rows scanned and index restored"
+        snapshot_unchanged = !experiences.changed,
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "experience index loaded"
     );
-    for chunk in missing.chunks(4096) {
-        let ids: Vec<ExperienceId> = chunk.iter().map(|e| e.id).collect();
-        let mut vectors = Vec::with_capacity(chunk.len());
-        for (e, eid) in chunk.iter().zip(&ids) {
-            let v = storage.get_embedding(*eid)?.ok_or_else(|| {
-                StorageError::Corrupt(format!("experience {eid} has no embedding"))
+    let (insights, insight_slots, insights_changed) =
+        load_insights(id, storage, config, dimension, dir, current)?;
+    Ok(Loaded {
+        index: CollectiveIndex {
+            id,
+            columns: RwLock::new(experiences.columns),
+            experiences: experiences.index,
+            insights,
+            insight_slots: Mutex::new(insight_slots),
+        },
+        snapshot_current: !experiences.changed && !insights_changed,
+        sequence: current,
+    })
+}
+
+/// The experience index from its snapshot and the change-log entries
+/// after it; `None` (logged) when they cannot give it exactly.
+fn from_snapshot(
+    id: CollectiveId,
+    storage: &RedbStorage,
+    config: &IndexConfig,
+    dimension: usize,
+    dir: &Path,
+    current: u64,
+) -> Result<Option<Experiences>> {
+    let path = snapshot_path(dir, id, "experiences");
+    let refuse = |reason: &str| {
+        tracing::warn!(path = %path.display(), reason, "experience snapshot not used; scanning");
+        Ok(None)
+    };
+    let Some(mut file) = SnapshotFile::read(&path, dimension) else {
+        return Ok(None);
+    };
+    let since = file.sequence();
+    if since > current {
+        return refuse("ahead of the change log");
+    }
+    let Some(saved) = extra_payload(file.extra(), id, EXPERIENCES_EXTRA) else {
+        return refuse("written for another collective or index");
+    };
+    let Some(mut columns) = Columns::decode(saved) else {
+        return refuse("filter columns unreadable");
+    };
+    let held = columns.slot_ids();
+    if held.len() != file.slots().len() || !held.iter().all(|(slot, _)| file.holds(*slot)) {
+        return refuse("filter columns disagree with the graph");
+    }
+    let Some(touched) = storage.touched_since(id, since, current)? else {
+        return refuse("change log no longer reaches back to it");
+    };
+
+    // Records changed since the snapshot, as they are now.
+    let mut gone: Vec<Slot> = Vec::new();
+    let mut added: Vec<Experience> = Vec::new();
+    for eid in &touched.experiences {
+        let now = storage
+            .get_experience(*eid)?
+            .filter(|e| e.collective_id == id);
+        match (columns.slot_of(eid), now) {
+            (Some(_), Some(e)) => columns.update(&e),
+            (Some(_), None) => gone.extend(columns.remove(eid)),
+            (None, Some(e)) => added.push(e),
+            (None, None) => {}
+        }
+    }
+
+    // The vectors of the records the snapshot holds, straight from redb.
+    let live = columns.slot_ids();
+    let mut rows: Vec<(usize, ExperienceId)> = Vec::with_capacity(live.len());
+    for (slot, eid) in &live {
+        let Some(row) = file.row_of(*slot) else {
+            return refuse("filter columns disagree with the graph");
+        };
+        rows.push((row, *eid));
+    }
+    rows.sort_unstable_by_key(|(row, _)| *row);
+    if !file.is_filled() && !fill_vectors(storage, &mut file, &rows)? {
+        return refuse("a record it holds is missing or of another dimension");
+    }
+    let Some(main) = file.restore(config) else {
+        return Ok(None);
+    };
+    let index = IdIndex::new(StagedIndex::from_main(main));
+    let named: Vec<(Slot, ExperienceId, &[f32])> = live
+        .iter()
+        .map(|(slot, eid)| (*slot, *eid, &[][..]))
+        .collect();
+    index.record_ids(&named)?;
+    for slot in &gone {
+        index.index.remove(*slot)?;
+    }
+    let changed = !touched.experiences.is_empty();
+    add_records(&mut columns, &index, &added)?;
+    Ok(Some(Experiences {
+        columns,
+        index,
+        changed,
+    }))
+}
+
+/// Rows per thread below which filling vectors stays on one thread.
+const ROWS_PER_FILL_THREAD: usize = 4096;
+
+/// Puts the stored vector of each `(row, id)` (sorted by row) into the
+/// snapshot, reading the rows on up to four threads (each its own read
+/// transaction and its own run of rows). `false` when a record is missing
+/// or of another dimension.
+fn fill_vectors(
+    storage: &RedbStorage,
+    file: &mut SnapshotFile,
+    rows: &[(usize, ExperienceId)],
+) -> Result<bool> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, 4)
+        .min(rows.len() / ROWS_PER_FILL_THREAD)
+        .max(1);
+    let per_thread = rows.len().div_ceil(threads).max(1);
+    let mut parts = Vec::with_capacity(threads);
+    let mut rest = file.rows_to_fill();
+    for chunk in rows.chunks(per_thread) {
+        let next_row = rows
+            .get(parts.len() * per_thread + chunk.len())
+            .map_or(usize::MAX, |(row, _)| *row);
+        let (mine, others) = rest.split_at(next_row);
+        parts.push((chunk, mine));
+        rest = others;
+    }
+    let fill = |(chunk, mut target): (&[(usize, ExperienceId)], RowFill<'_>)| -> Result<bool> {
+        let ids: Vec<ExperienceId> = chunk.iter().map(|(_, eid)| *eid).collect();
+        let mut vector: Vec<f32> = Vec::new();
+        let mut put = true;
+        let found = storage.visit_embeddings(&ids, &mut |i, bytes| {
+            vector.clear();
+            vector.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            );
+            put &= target.put(chunk[i].0, &vector);
+        })?;
+        Ok(found && put)
+    };
+    let mut parts = parts.into_iter();
+    let Some(first) = parts.next() else {
+        return Ok(true);
+    };
+    std::thread::scope(|scope| {
+        let others: Vec<_> = parts.map(|part| scope.spawn(move || fill(part))).collect();
+        let mut all = fill(first)?;
+        for handle in others {
+            all &= handle
+                .join()
+                .map_err(|_| StorageError::Corrupt("vector fill thread panicked".into()))??;
+        }
+        Ok(all)
+    })
+}
+
+/// The experience index built from every stored record.
+fn scan(
+    id: CollectiveId,
+    storage: &RedbStorage,
+    config: &IndexConfig,
+    dimension: usize,
+) -> Result<Experiences> {
+    // Records first (without vectors), then their vectors a chunk at a
+    // time: only one chunk of vectors is held besides the index.
+    let mut records: Vec<Experience> = Vec::new();
+    storage.scan_experiences(id, false, &mut |e| records.push(e))?;
+    let mut columns = Columns::default();
+    let index = IdIndex::new(StagedIndex::new(dimension, config)?);
+    for chunk in records.chunks_mut(4096) {
+        for e in chunk.iter_mut() {
+            e.embedding = storage.get_embedding(e.id)?.ok_or_else(|| {
+                StorageError::Corrupt(format!("experience {} has no embedding", e.id))
             })?;
+        }
+        add_records(&mut columns, &index, chunk)?;
+        for e in chunk.iter_mut() {
+            e.embedding = Vec::new();
+        }
+    }
+    Ok(Experiences {
+        columns,
+        index,
+        changed: true,
+    })
+}
+
+/// Adds records (with their embeddings) under new slots, straight into the
+/// graph.
+fn add_records(
+    columns: &mut Columns,
+    index: &IdIndex<ExperienceId>,
+    records: &[Experience],
+) -> Result<()> {
+    for chunk in records.chunks(4096) {
+        let mut items: Vec<(Slot, ExperienceId, &[f32])> = Vec::with_capacity(chunk.len());
+        for e in chunk {
             let slot = columns.next_slot();
             columns.insert(slot, e);
-            vectors.push((slot, *eid, v));
+            items.push((slot, e.id, e.embedding.as_slice()));
         }
-        let items: Vec<(Slot, ExperienceId, &[f32])> = vectors
-            .iter()
-            .map(|(s, id, v)| (*s, *id, v.as_slice()))
-            .collect();
-        experiences.add_direct(&items)?;
+        index.add_direct(&items)?;
     }
-    // A graph due for a rebuild is rebuilt aside once the collective serves.
+    Ok(())
+}
 
-    // Insights.
-    let mut stored_insights = Vec::new();
-    let mut offset = 0;
+/// The insight index: from its snapshot reconciled with the stored
+/// insights (few, read whole), or built from them. Returns whether it
+/// differs from the snapshot.
+fn load_insights(
+    id: CollectiveId,
+    storage: &RedbStorage,
+    config: &IndexConfig,
+    dimension: usize,
+    dir: Option<&Path>,
+    current: u64,
+) -> Result<(IdIndex<InsightId>, InsightSlots, bool)> {
+    let mut stored = Vec::new();
     loop {
-        let page = storage.list_insight_ids(id, 1000, offset)?;
+        let page = storage.list_insight_ids(id, 1000, stored.len())?;
         if page.is_empty() {
             break;
         }
-        offset += page.len();
-        stored_insights.extend(page);
+        stored.extend(page);
     }
-    let mut insight_slots: HashMap<InsightId, Slot> = HashMap::new();
-    let mut next_insight_slot: Slot = 0;
-    let restored = match snapshot("insights") {
-        Some((mut file, slots)) => {
-            for (slot, raw) in &slots {
+    let snapshot = dir
+        .and_then(|dir| SnapshotFile::read(&snapshot_path(dir, id, "insights"), dimension))
+        .filter(|file| file.sequence() <= current)
+        .and_then(|file| {
+            let payload = extra_payload(file.extra(), id, INSIGHTS_EXTRA)?;
+            Some((decode_slots(payload, file.slots())?, file))
+        });
+    let restored = match snapshot {
+        Some((slots, mut file)) => {
+            let kept = file.is_filled();
+            for (slot, raw) in slots.iter().filter(|_| !kept) {
                 if let Some(insight) = storage.get_insight(InsightId::from_bytes(*raw))? {
                     file.fill(*slot, &insight.embedding);
                 }
@@ -173,50 +342,38 @@ pub(crate) fn load(
         }
         None => None,
     };
-    reconciled |= restored.is_none();
-    let insights = match restored {
-        Some((index, slots)) => {
-            let shared = IdIndex::new(StagedIndex::from_main(index));
-            let known: HashSet<InsightId> = stored_insights.iter().copied().collect();
-            for (slot, raw) in &slots {
+    let mut changed = restored.is_none();
+    let mut slots: HashMap<InsightId, Slot> = HashMap::new();
+    let mut next: Slot = 0;
+    let index = match restored {
+        Some((main, saved)) => {
+            let index = IdIndex::new(StagedIndex::from_main(main));
+            let known: HashSet<InsightId> = stored.iter().copied().collect();
+            for (slot, raw) in &saved {
                 let iid = InsightId::from_bytes(*raw);
-                next_insight_slot = next_insight_slot.max(slot + 1);
-                if known.contains(&iid) && shared.index.contains(*slot)? {
-                    insight_slots.insert(iid, *slot);
-                    shared.record_ids(&[(*slot, iid, &[])])?;
+                next = next.max(slot + 1);
+                if known.contains(&iid) && index.index.contains(*slot)? {
+                    slots.insert(iid, *slot);
+                    index.record_ids(&[(*slot, iid, &[])])?;
                 } else {
-                    reconciled |= shared.index.remove(*slot)?;
+                    changed |= index.index.remove(*slot)?;
                 }
             }
-            shared
+            index
         }
         None => IdIndex::new(StagedIndex::new(dimension, config)?),
     };
-    for iid in stored_insights {
-        if insight_slots.contains_key(&iid) {
+    for iid in stored {
+        if slots.contains_key(&iid) {
             continue;
         }
         let Some(insight) = storage.get_insight(iid)? else {
             continue;
         };
-        let slot = next_insight_slot;
-        next_insight_slot += 1;
-        insights.add_direct(&[(slot, iid, insight.embedding.as_slice())])?;
-        insight_slots.insert(iid, slot);
-        reconciled = true;
+        index.add_direct(&[(next, iid, insight.embedding.as_slice())])?;
+        slots.insert(iid, next);
+        next += 1;
+        changed = true;
     }
-
-    Ok(Loaded {
-        index: CollectiveIndex {
-            id,
-            columns: RwLock::new(columns),
-            experiences,
-            insights,
-            insight_slots: Mutex::new(InsightSlots {
-                slots: insight_slots,
-                next: next_insight_slot,
-            }),
-        },
-        snapshot_current: !reconciled,
-    })
+    Ok((index, InsightSlots { slots, next }, changed))
 }

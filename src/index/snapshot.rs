@@ -1,24 +1,26 @@
 //! Index snapshots: a [`FaissIndex`] saved with the change-log sequence it
 //! covers, so an open can skip the rebuild.
 //!
-//! A snapshot holds the index's **structure** — FAISS's serialised form with
-//! the flat vector storage cut out — but not the live vectors: those are
-//! already stored exactly (in redb), and keeping a second, normalised copy
-//! would double the footprint of every experience (1.5 KB per 384-d vector).
-//! On load the owner hands each live slot's vector back
-//! ([`SnapshotFile::fill`]); they are normalised exactly as at insertion and
-//! checked against a CRC of the vectors that were cut out, so a snapshot
-//! never comes back with other vectors than it was saved with. Rows of
-//! removed vectors (tombstones, at most [`IndexConfig::tombstone_ratio`] of
-//! the rows) keep their vectors in the file: the graph still routes through
-//! them and their source may be gone.
+//! By default a snapshot holds the index's **structure** — FAISS's
+//! serialised form with the flat vector storage cut out — but not the live
+//! vectors: those are already stored exactly (in redb), and keeping a
+//! second, normalised copy would double the footprint of every experience
+//! (1.5 KB per 384-d vector). On load the owner hands each live slot's
+//! vector back ([`SnapshotFile::fill`], [`RowFill`]); they are normalised
+//! exactly as at insertion and checked against a CRC of the vectors that
+//! were cut out, so a snapshot never comes back with other vectors than it
+//! was saved with. Rows of removed vectors (tombstones, at most
+//! [`IndexConfig::tombstone_ratio`] of the rows) keep their vectors in the
+//! file: the graph still routes through them and their source may be gone.
+//! With [`IndexConfig::snapshot_vectors`] the file also keeps every row's
+//! vector, and a load needs nothing from the owner.
 //!
 //! # File layout (little-endian)
 //!
 //! | field            | size                 |
 //! |------------------|----------------------|
 //! | magic `PULSEIDX` | 8                    |
-//! | format version   | 4 (`u32`, = 2)       |
+//! | format version   | 4 (`u32`, = 3)       |
 //! | dimension        | 8 (`u64`)            |
 //! | sequence         | 8 (`u64`)            |
 //! | extra length     | 8 (`u64`)            |
@@ -26,12 +28,17 @@
 //! | rows             | 8 (`u64`): vectors in the FAISS index, tombstones included |
 //! | vectors CRC-32   | 4 (`u32`, over the cut-out storage: rows × dimension normalised `f32`) |
 //! | head length      | 8 (`u64`)            |
-//! | head             | FAISS `write_index` output up to the flat storage's vectors |
+//! | kept length      | 8 (`u64`): 0, or rows × dimension × 4 when the vectors are kept |
 //! | tail length      | 8 (`u64`)            |
+//! | head             | FAISS `write_index` output up to the flat storage's vectors |
+//! | kept vectors     | kept length: every row's normalised vector, as FAISS stores them |
 //! | tail             | the rest of it: the id map (`u64` count, `i64` labels) |
 //! | tombstone count  | 8 (`u64`)            |
 //! | tombstones       | per tombstone: row (`u64`), then its normalised vector (dimension × `f32`) |
 //! | CRC-32           | 4 (`u32`, over every byte before it) |
+//!
+//! With the vectors kept, head, vectors and tail are FAISS's serialisation
+//! byte for byte, restored from the file's buffer without a copy.
 //!
 //! The head ends with FAISS's length prefix of the storage (`u64`, rows ×
 //! dimension), the tail is exactly the id map of an `IndexIDMap`; both are
@@ -50,7 +57,9 @@ use super::ffi::{RawIndex, DEAD_LABEL};
 use super::{unit_component, unit_scale, FaissIndex, IndexConfig, IndexError, Slot, VectorIndex};
 
 const MAGIC: &[u8; 8] = b"PULSEIDX";
-const VERSION: u32 = 2;
+/// Format 3: an experience snapshot's extra holds its filter columns, and
+/// the vectors may be kept.
+const VERSION: u32 = 3;
 
 /// A snapshot restored from disk.
 #[derive(Debug)]
@@ -107,18 +116,22 @@ pub struct SnapshotFile {
     dimension: usize,
     sequence: u64,
     extra: Vec<u8>,
-    /// The whole FAISS serialisation; the storage region is filled in place.
+    /// Holds the whole FAISS serialisation (at `faiss_range`); the storage
+    /// region is filled in place.
     faiss: Vec<u8>,
+    faiss_range: (usize, usize),
     /// Byte offset of the storage region in `faiss`.
     vectors_at: usize,
     vectors_crc: u32,
+    /// The vectors came with the file (covered by its checksum) and none
+    /// was given back since.
+    vectors_kept: bool,
     dead_rows: Vec<u64>,
     /// Row of every live slot.
     rows: HashMap<Slot, usize>,
     /// Live slots in row order.
     slots: Vec<Slot>,
     filled: Vec<bool>,
-    unfilled: usize,
 }
 
 impl std::fmt::Debug for SnapshotFile {
@@ -127,7 +140,7 @@ impl std::fmt::Debug for SnapshotFile {
             .field("path", &self.path)
             .field("sequence", &self.sequence)
             .field("rows", &self.filled.len())
-            .field("unfilled", &self.unfilled)
+            .field("unfilled", &self.filled.iter().filter(|f| !**f).count())
             .finish_non_exhaustive()
     }
 }
@@ -144,7 +157,7 @@ impl SnapshotFile {
                 return None;
             }
         };
-        match decode(&bytes, dimension) {
+        match decode(bytes, dimension) {
             Ok(mut file) => {
                 file.path = path.to_owned();
                 Some(file)
@@ -171,6 +184,17 @@ impl SnapshotFile {
         &self.slots
     }
 
+    /// Whether `slot` is live in the snapshot.
+    pub fn holds(&self, slot: Slot) -> bool {
+        self.rows.contains_key(&slot)
+    }
+
+    /// Whether every row's vector is in place already (the file kept them,
+    /// or they were all filled).
+    pub fn is_filled(&self) -> bool {
+        self.filled.iter().all(|f| *f)
+    }
+
     /// Puts back the vector of `slot` (as it was added, not normalised).
     /// Returns false, changing nothing, for a slot the snapshot does not
     /// hold live or a vector of another dimension.
@@ -178,25 +202,27 @@ impl SnapshotFile {
         let Some(&row) = self.rows.get(&slot) else {
             return false;
         };
-        if vector.len() != self.dimension {
-            return false;
-        }
+        self.rows_to_fill().put(row, vector)
+    }
+
+    /// The row of a live slot.
+    pub fn row_of(&self, slot: Slot) -> Option<usize> {
+        self.rows.get(&slot).copied()
+    }
+
+    /// Every row's vector place, to be filled by row (see [`RowFill`]);
+    /// split it to fill parts on several threads.
+    pub fn rows_to_fill(&mut self) -> RowFill<'_> {
+        // What is given back is checked against the saved checksum.
+        self.vectors_kept = false;
         let width = self.dimension * 4;
-        let at = self.vectors_at + row * width;
-        let Some(out) = self.faiss.get_mut(at..at + width) else {
-            return false;
-        };
-        let scale = unit_scale(vector);
-        for (chunk, x) in out.chunks_exact_mut(4).zip(vector) {
-            chunk.copy_from_slice(&unit_component(*x, scale).to_le_bytes());
+        let end = self.vectors_at + self.filled.len() * width;
+        RowFill {
+            first_row: 0,
+            width,
+            region: &mut self.faiss[self.vectors_at..end],
+            filled: &mut self.filled,
         }
-        if let Some(f) = self.filled.get_mut(row) {
-            if !*f {
-                *f = true;
-                self.unfilled -= 1;
-            }
-        }
-        true
     }
 
     /// Builds the index. Live slots never filled hold a zero vector (the
@@ -213,15 +239,71 @@ impl SnapshotFile {
     }
 
     fn try_restore(&self, config: &IndexConfig) -> Result<FaissIndex, String> {
-        if self.unfilled == 0 {
+        if self.is_filled() && !self.vectors_kept {
             let end = self.vectors_at + self.filled.len() * self.dimension * 4;
             let region = self.faiss.get(self.vectors_at..end).ok_or("bad layout")?;
             if crc32fast::hash(region) != self.vectors_crc {
                 return Err("the vectors given back differ from the saved ones".into());
             }
         }
-        let raw = RawIndex::from_bytes(&self.faiss).map_err(|e| e.to_string())?;
+        let (start, end) = self.faiss_range;
+        let serialised = self.faiss.get(start..end).ok_or("bad layout")?;
+        let raw = RawIndex::from_bytes(serialised).map_err(|e| e.to_string())?;
         FaissIndex::from_raw(raw, config, self.dimension, &self.dead_rows)
+    }
+}
+
+/// The vector places of a run of rows of a [`SnapshotFile`], filled by row
+/// number. Disjoint runs ([`split_at`](Self::split_at)) fill on different
+/// threads.
+pub struct RowFill<'a> {
+    first_row: usize,
+    width: usize,
+    region: &'a mut [u8],
+    filled: &'a mut [bool],
+}
+
+impl<'a> RowFill<'a> {
+    /// Two runs: the rows before `row` and the rest.
+    pub fn split_at(self, row: usize) -> (RowFill<'a>, RowFill<'a>) {
+        let at = row.saturating_sub(self.first_row).min(self.filled.len());
+        let (left, right) = self.region.split_at_mut(at * self.width);
+        let (left_filled, right_filled) = self.filled.split_at_mut(at);
+        (
+            RowFill {
+                first_row: self.first_row,
+                width: self.width,
+                region: left,
+                filled: left_filled,
+            },
+            RowFill {
+                first_row: self.first_row + at,
+                width: self.width,
+                region: right,
+                filled: right_filled,
+            },
+        )
+    }
+
+    /// Puts back the vector of `row` (as it was added, not normalised).
+    /// Returns false, changing nothing, for a row outside the run or a
+    /// vector of another dimension.
+    pub fn put(&mut self, row: usize, vector: &[f32]) -> bool {
+        let Some(i) = row.checked_sub(self.first_row) else {
+            return false;
+        };
+        if vector.len() * 4 != self.width {
+            return false;
+        }
+        let Some(out) = self.region.get_mut(i * self.width..(i + 1) * self.width) else {
+            return false;
+        };
+        let scale = unit_scale(vector);
+        for (chunk, x) in out.chunks_exact_mut(4).zip(vector) {
+            chunk.copy_from_slice(&unit_component(*x, scale).to_le_bytes());
+        }
+        self.filled[i] = true;
+        true
     }
 }
 
@@ -282,7 +364,12 @@ pub(crate) fn write(
         dead_bytes.extend_from_slice(&row.to_le_bytes());
         dead_bytes.extend_from_slice(&vectors[at..at + width]);
     }
-    let parts: [&[u8]; 14] = [
+    let kept: &[u8] = if index.config().snapshot_vectors {
+        vectors
+    } else {
+        &[]
+    };
+    let parts: [&[u8]; 16] = [
         MAGIC,
         &VERSION.to_le_bytes(),
         &(dimension as u64).to_le_bytes(),
@@ -292,8 +379,10 @@ pub(crate) fn write(
         &(rows as u64).to_le_bytes(),
         &crc32fast::hash(vectors).to_le_bytes(),
         &(head.len() as u64).to_le_bytes(),
-        head,
+        &(kept.len() as u64).to_le_bytes(),
         &(tail.len() as u64).to_le_bytes(),
+        head,
+        kept,
         tail,
         &(dead.len() as u64).to_le_bytes(),
         &dead_bytes,
@@ -361,7 +450,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn decode(bytes: &[u8], dimension: usize) -> Result<SnapshotFile, String> {
+fn decode(bytes: Vec<u8>, dimension: usize) -> Result<SnapshotFile, String> {
     if bytes.len() < MAGIC.len() + 4 + 4 {
         return Err("truncated".into());
     }
@@ -392,8 +481,11 @@ fn decode(bytes: &[u8], dimension: usize) -> Result<SnapshotFile, String> {
     let rows = r.len("rows")?;
     let vectors_crc = r.u32("vectors checksum")?;
     let head_len = r.len("head length")?;
-    let head = r.take(head_len, "head")?;
+    let kept_len = r.len("kept length")?;
     let tail_len = r.len("tail length")?;
+    let head_at = body.len() - r.bytes.len();
+    let head = r.take(head_len, "head")?;
+    r.take(kept_len, "kept vectors")?;
     let tail = r.take(tail_len, "tail")?;
     let width = dimension * 4;
     let vectors_len = rows.checked_mul(width).ok_or("rows too large")?;
@@ -405,21 +497,16 @@ fn decode(bytes: &[u8], dimension: usize) -> Result<SnapshotFile, String> {
     {
         return Err("id map of the wrong size".into());
     }
-
-    // Zeroed by the allocator (fresh pages), not by a pass over them.
-    let total = head_len
-        .checked_add(vectors_len)
-        .and_then(|n| n.checked_add(tail_len))
-        .ok_or("index too large")?;
-    let mut faiss = vec![0u8; total];
-    faiss[..head_len].copy_from_slice(head);
-    let vectors_at = head_len;
-    faiss[vectors_at + vectors_len..].copy_from_slice(tail);
-    storage_range(&faiss, rows, dimension)?;
+    let vectors_kept = match kept_len {
+        0 => false,
+        n if n == vectors_len => true,
+        n => return Err(format!("{n} bytes of kept vectors for {rows} rows")),
+    };
 
     let dead_count = r.len("tombstone count")?;
     let mut dead_rows = Vec::with_capacity(dead_count.min(rows));
     let mut dead = vec![false; rows];
+    let mut dead_vectors = Vec::with_capacity(dead_count.min(rows));
     for _ in 0..dead_count {
         let row = r.len("tombstone row")?;
         let vector = r.take(width, "tombstone vector")?;
@@ -428,8 +515,7 @@ fn decode(bytes: &[u8], dimension: usize) -> Result<SnapshotFile, String> {
         }
         dead[row] = true;
         dead_rows.push(row as u64);
-        let at = vectors_at + row * width;
-        faiss[at..at + width].copy_from_slice(vector);
+        dead_vectors.push((row, vector));
     }
     if !r.bytes.is_empty() {
         return Err("trailing bytes".into());
@@ -448,21 +534,44 @@ fn decode(bytes: &[u8], dimension: usize) -> Result<SnapshotFile, String> {
             _ => return Err(format!("bad or repeated label {label} at row {row}")),
         }
     }
-    // Tombstone rows came with their vectors.
-    let filled = dead;
-    let unfilled = slots.len();
+
+    // The FAISS serialisation: in place when the vectors were kept (head,
+    // vectors and tail follow each other in the file), otherwise assembled
+    // around a zeroed vector region (fresh pages from the allocator) with
+    // the tombstones' vectors put back.
+    let (faiss, faiss_at, filled) = if vectors_kept {
+        (bytes, head_at, vec![true; rows])
+    } else {
+        let total = head_len
+            .checked_add(vectors_len)
+            .and_then(|n| n.checked_add(tail_len))
+            .ok_or("index too large")?;
+        let mut faiss = vec![0u8; total];
+        faiss[..head_len].copy_from_slice(head);
+        faiss[head_len + vectors_len..].copy_from_slice(tail);
+        for (row, vector) in dead_vectors {
+            let at = head_len + row * width;
+            faiss[at..at + width].copy_from_slice(vector);
+        }
+        drop(bytes);
+        (faiss, 0, dead)
+    };
+    let faiss_end = faiss_at + head_len + vectors_len + tail_len;
+    let serialised = faiss.get(faiss_at..faiss_end).ok_or("bad layout")?;
+    let (vectors_at, _) = storage_range(serialised, rows, dimension)?;
     Ok(SnapshotFile {
         path: PathBuf::new(),
         dimension,
         sequence,
         extra,
         faiss,
-        vectors_at,
+        faiss_range: (faiss_at, faiss_end),
+        vectors_at: faiss_at + vectors_at,
         vectors_crc,
+        vectors_kept,
         dead_rows,
         rows: live,
         slots,
         filled,
-        unfilled,
     })
 }

@@ -458,6 +458,64 @@ fn snapshot_round_trip_and_corruption() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// With `snapshot_vectors` the file holds every vector: it restores without
+/// the owner giving any back, answers as the saved index did, and a flipped
+/// byte among the kept vectors is refused.
+#[test]
+fn snapshot_with_kept_vectors_needs_no_vectors_back() {
+    let dir = temp_dir("snapshot-kept");
+    let mut rng = StdRng::seed_from_u64(6);
+    let centres = centres(&mut rng, 10, 24);
+    let vectors = clustered(&mut rng, &centres, 1_000);
+    let queries = clustered(&mut rng, &centres, 20);
+    let config = IndexConfig {
+        snapshot_vectors: true,
+        ..small_hnsw_config()
+    };
+    let mut index = FaissIndex::new(24, &config).unwrap();
+    index.add(&items(&vectors)).unwrap();
+    for slot in [4, 40, 400] {
+        index.remove(slot);
+    }
+    let path = dir.join("kept.snap");
+    index.save_snapshot(&path, 7, b"columns").unwrap();
+    let size = std::fs::metadata(&path).unwrap().len() as usize;
+    assert!(
+        size >= index.faiss_bytes().unwrap().len(),
+        "vectors kept: {size}"
+    );
+
+    let file = SnapshotFile::read(&path, 24).unwrap();
+    assert!(file.is_filled());
+    assert_eq!((file.sequence(), file.extra()), (7, &b"columns"[..]));
+    let restored = file.restore(&config).unwrap();
+    assert_eq!(restored.len(), index.len());
+    assert_eq!(restored.tombstones(), index.tombstones());
+    assert!(!restored.contains(40) && restored.contains(41));
+    let filter = every_nth(3, 1_000);
+    for q in &queries {
+        for eligible in [None, Some(&filter)] {
+            assert_same(
+                &restored.search(q, 10, eligible).unwrap(),
+                &index.search(q, 10, eligible).unwrap(),
+            );
+        }
+    }
+
+    // Vectors given back anyway are checked like any others.
+    let mut file = SnapshotFile::read(&path, 24).unwrap();
+    assert!(file.fill(7, &vectors[8]));
+    assert!(file.restore(&config).is_none());
+
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    let bad = dir.join("bad.snap");
+    std::fs::write(&bad, &bytes).unwrap();
+    assert!(SnapshotFile::read(&bad, 24).is_none());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn concurrent_search_with_writes() {
     let mut rng = StdRng::seed_from_u64(6);

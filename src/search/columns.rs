@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 
 use roaring::RoaringBitmap;
+use serde::{Deserialize, Serialize};
 
 use crate::experience::{Experience, ExperienceId, ExperienceTypeTag};
 use crate::id::Timestamp;
@@ -20,7 +21,7 @@ use crate::index::{Slot, SlotSet};
 use crate::search::SearchFilter;
 
 /// The filterable fields of one experience.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Row {
     archived: bool,
     type_tag: ExperienceTypeTag,
@@ -94,6 +95,16 @@ impl Postings {
     }
 }
 
+/// [`Columns`] as saved with an index snapshot: each slot's id and row,
+/// and the interned vocabularies in id order. The posting bitmaps and
+/// counts are derived again on load.
+#[derive(Serialize, Deserialize)]
+struct Persisted {
+    rows: Vec<Option<([u8; 16], Row)>>,
+    domains: Vec<String>,
+    tags: Vec<(String, String)>,
+}
+
 /// A slot as a bitmap position (see [`Columns`] for the ceiling).
 fn bit(slot: Slot) -> u32 {
     u32::try_from(slot).unwrap_or(u32::MAX)
@@ -109,14 +120,6 @@ impl Columns {
     /// The next unused slot.
     pub(crate) fn next_slot(&self) -> Slot {
         self.rows.len() as Slot
-    }
-
-    /// Makes every slot up to `slot` used, so new records go after it.
-    pub(crate) fn reserve_through(&mut self, slot: Slot) {
-        let n = slot as usize + 1;
-        if self.rows.len() < n {
-            self.rows.resize(n, None);
-        }
     }
 
     pub(crate) fn slot_of(&self, id: &ExperienceId) -> Option<Slot> {
@@ -274,6 +277,87 @@ impl Columns {
             }
         }
         Some(set)
+    }
+
+    /// The columns as bytes, to be saved with an index snapshot.
+    ///
+    /// # Errors
+    /// The encoder's, which the caller turns into a failed snapshot.
+    pub(crate) fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+        let mut ids: Vec<Option<[u8; 16]>> = vec![None; self.rows.len()];
+        for (id, slot) in &self.slot_of {
+            if let Some(cell) = ids.get_mut(*slot as usize) {
+                *cell = Some(*id.as_bytes());
+            }
+        }
+        let rows = self
+            .rows
+            .iter()
+            .zip(ids)
+            .map(|(row, id)| Some((id?, row.clone()?)))
+            .collect();
+        let mut domains = vec![String::new(); self.domain_ids.len()];
+        for (name, id) in &self.domain_ids {
+            domains[*id as usize] = name.clone();
+        }
+        let mut tags = vec![(String::new(), String::new()); self.tag_count as usize];
+        for (key, values) in &self.tag_ids {
+            for (value, id) in values {
+                tags[*id as usize] = (key.clone(), value.clone());
+            }
+        }
+        postcard::to_allocvec(&Persisted {
+            rows,
+            domains,
+            tags,
+        })
+    }
+
+    /// Columns saved by [`encode`](Self::encode); `None` when the bytes do
+    /// not decode or do not hold together (an id under two slots, a
+    /// vocabulary id out of range): the caller rebuilds from redb.
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Columns> {
+        let saved: Persisted = postcard::from_bytes(bytes).ok()?;
+        let mut columns = Columns {
+            rows: Vec::with_capacity(saved.rows.len()),
+            tag_count: u32::try_from(saved.tags.len()).ok()?,
+            ..Columns::default()
+        };
+        for (id, name) in saved.domains.into_iter().enumerate() {
+            let id = u32::try_from(id).ok()?;
+            columns
+                .domain_ids
+                .insert(name, id)
+                .is_none()
+                .then_some(())?;
+        }
+        for (id, (key, value)) in saved.tags.into_iter().enumerate() {
+            let id = u32::try_from(id).ok()?;
+            let values = columns.tag_ids.entry(key).or_default();
+            values.insert(value, id).is_none().then_some(())?;
+        }
+        let domains = columns.domain_ids.len();
+        for (slot, cell) in saved.rows.into_iter().enumerate() {
+            let Some((id, row)) = cell else {
+                columns.rows.push(None);
+                continue;
+            };
+            let in_range = row.domains.iter().all(|d| (*d as usize) < domains)
+                && row.tags.iter().all(|t| *t < columns.tag_count);
+            let bit = u32::try_from(slot).ok()?;
+            let fresh = columns
+                .slot_of
+                .insert(ExperienceId::from_bytes(id), Slot::from(bit))
+                .is_none();
+            if !in_range || !fresh {
+                return None;
+            }
+            columns.postings.add(bit, &row);
+            columns.live += 1;
+            columns.archived += usize::from(row.archived);
+            columns.rows.push(Some(row));
+        }
+        Some(columns)
     }
 
     /// Every (slot, id) pair, for snapshots.
@@ -473,6 +557,18 @@ mod tests {
             let (_, e) = live.remove(i);
             assert!(cols.remove(&e.id).is_some());
         }
+        assert_admits_exactly(&cols, &live);
+
+        // Saved with a snapshot and read back, they admit the same, and new
+        // records still go after every slot ever used.
+        let restored = Columns::decode(&cols.encode().unwrap()).unwrap();
+        assert_admits_exactly(&restored, &live);
+        assert_eq!(restored.slot_ids(), cols.slot_ids());
+        assert_eq!(restored.next_slot(), cols.next_slot());
+        assert_eq!(restored.archived, cols.archived);
+    }
+
+    fn assert_admits_exactly(cols: &Columns, live: &[(Slot, Experience)]) {
         assert_eq!(cols.len(), live.len());
         for f in filters() {
             let want: Vec<Slot> = live
@@ -486,5 +582,24 @@ mod tests {
             };
             assert_eq!(got, want, "filter {f:?}");
         }
+    }
+
+    /// Saved columns that do not hold together are refused, not half used.
+    #[test]
+    fn inconsistent_saved_columns_are_refused() {
+        let mut cols = Columns::default();
+        let e = experience(3);
+        cols.insert(0, &e);
+        let mut saved: Persisted = postcard::from_bytes(&cols.encode().unwrap()).unwrap();
+        saved.tags.pop();
+        assert!(Columns::decode(&postcard::to_allocvec(&saved).unwrap()).is_none());
+
+        let mut saved: Persisted = postcard::from_bytes(&cols.encode().unwrap()).unwrap();
+        saved.rows.push(saved.rows[0].clone());
+        assert!(Columns::decode(&postcard::to_allocvec(&saved).unwrap()).is_none());
+
+        let bytes = cols.encode().unwrap();
+        assert!(Columns::decode(&bytes[..bytes.len() - 1]).is_none());
+        assert!(Columns::decode(&bytes).is_some());
     }
 }

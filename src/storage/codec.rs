@@ -452,14 +452,23 @@ pub(crate) fn row_embedding(row: &[u8]) -> Result<Vec<f32>, StorageError> {
     decode_embedding(split_row(row)?.1)
 }
 
-fn decode_embedding(bytes: &[u8]) -> Result<Vec<f32>, StorageError> {
+/// The embedding of an experience row as stored: little-endian `f32`s.
+pub(crate) fn row_embedding_bytes(row: &[u8]) -> Result<&[u8], StorageError> {
+    whole_floats(split_row(row)?.1)
+}
+
+fn whole_floats(bytes: &[u8]) -> Result<&[u8], StorageError> {
     if !bytes.len().is_multiple_of(4) {
         return Err(StorageError::Corrupt(format!(
             "embedding of {} bytes is not a whole number of f32",
             bytes.len()
         )));
     }
-    Ok(bytes
+    Ok(bytes)
+}
+
+fn decode_embedding(bytes: &[u8]) -> Result<Vec<f32>, StorageError> {
+    Ok(whole_floats(bytes)?
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect())

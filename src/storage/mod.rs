@@ -16,6 +16,7 @@ mod apply;
 pub(crate) mod codec;
 mod read;
 mod redb;
+mod reload;
 mod replica;
 pub mod schema;
 mod verify;

@@ -3,8 +3,9 @@
 //! directory. Prints one JSON object on one line to stdout; progress goes to
 //! stderr. With `PULSEDB_BENCH_KEEP` set, the database directory is kept
 //! for inspection; `PULSEDB_BENCH_EF_SEARCH` replaces the default efSearch
-//! and `PULSEDB_BENCH_TOMBSTONE_RATIO` the rebuild threshold (to compare
-//! settings; the JSON line reports the ones used).
+//! and `PULSEDB_BENCH_TOMBSTONE_RATIO` the rebuild threshold;
+//! `PULSEDB_BENCH_SNAPSHOT_VECTORS=1` keeps the vectors in the index
+//! snapshots (to compare settings; the JSON line reports the ones used).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -166,6 +167,18 @@ async fn run(a: Args) -> pulsedb::Result<()> {
                 "PULSEDB_BENCH_TOMBSTONE_RATIO={ratio}: not a number"
             ))
         })?;
+    }
+    if let Ok(keep) = std::env::var("PULSEDB_BENCH_SNAPSHOT_VECTORS") {
+        config.index.snapshot_vectors = match keep.as_str() {
+            "1" | "true" => true,
+            "0" | "false" => false,
+            _ => {
+                return Err(std::io::Error::other(format!(
+                    "PULSEDB_BENCH_SNAPSHOT_VECTORS={keep}: 1 or 0"
+                ))
+                .into())
+            }
+        };
     }
     let index = config.index.clone();
     let mut rng = Rng(a.seed);
@@ -500,6 +513,7 @@ async fn run(a: Args) -> pulsedb::Result<()> {
     put("ef_construction", index.ef_construction.to_string());
     put("ef_search", index.ef_search.to_string());
     put("tombstone_ratio", index.tombstone_ratio.to_string());
+    put("snapshot_vectors", index.snapshot_vectors.to_string());
     put(
         "cores",
         std::thread::available_parallelism()
