@@ -26,12 +26,29 @@ pub(crate) fn dir_bytes(path: &Path) -> u64 {
         .sum()
 }
 
+/// The peak resident set (VmHWM) in MB: since the start, or since the
+/// last [`reset_peak_rss`].
 pub(crate) fn peak_rss_mb() -> f64 {
+    status_mb("VmHWM:")
+}
+
+/// The resident set now (VmRSS) in MB.
+pub(crate) fn rss_mb() -> f64 {
+    status_mb("VmRSS:")
+}
+
+/// Starts a new peak: Linux resets the high-water mark to the current
+/// resident set. `false` where that is not possible.
+pub(crate) fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+fn status_mb(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
