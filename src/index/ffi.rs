@@ -9,6 +9,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_int, c_void, CStr, CString};
+use std::io::Read;
 use std::marker::PhantomData;
 use std::ptr;
 
@@ -244,7 +245,19 @@ impl RawIndex {
 
     /// Deserialises an index written by [`RawIndex::to_bytes`].
     pub(crate) fn from_bytes(bytes: &[u8]) -> Result<RawIndex, IndexError> {
-        READ_SOURCE.with(|s| s.set((bytes.as_ptr(), bytes.len(), 0)));
+        Self::from_reader(&mut &bytes[..])
+    }
+
+    /// Reads an index serialised by FAISS from `source`, which is read
+    /// exactly as far as FAISS asks.
+    pub(crate) fn from_reader(source: &mut dyn Read) -> Result<RawIndex, IndexError> {
+        // SAFETY: only the trait object's lifetime is erased; the pointer is
+        // registered for this thread and cleared below before `source`'s
+        // borrow ends, and `read_callback` is only called during the FAISS
+        // call in between.
+        let erased: *mut (dyn Read + 'static) =
+            unsafe { std::mem::transmute::<*mut (dyn Read + '_), _>(source) };
+        READ_SOURCE.with(|s| s.set(Some(erased)));
         let mut reader = ptr::null_mut();
         let mut ptr = ptr::null_mut();
         // SAFETY: valid out-pointer; `read_callback` is a plain function.
@@ -252,20 +265,19 @@ impl RawIndex {
             check(unsafe { sys::faiss_CustomIOReader_new(&mut reader, Some(read_callback)) });
         let code = match made {
             // SAFETY: `reader` is live until freed right after the call; the
-            // callback reads from `bytes`, registered above for this thread
-            // and borrowed for this whole function; FAISS calls it
-            // synchronously on this thread.
+            // callback reads from `source`, registered above for this thread;
+            // FAISS calls it synchronously on this thread.
             Ok(()) => unsafe {
                 let code = sys::faiss_read_index_custom(reader.cast(), 0, &mut ptr);
                 sys::faiss_CustomIOReader_free(reader);
                 code
             },
             Err(e) => {
-                READ_SOURCE.with(|s| s.set((ptr::null(), 0, 0)));
+                READ_SOURCE.with(|s| s.set(None));
                 return Err(e);
             }
         };
-        READ_SOURCE.with(|s| s.set((ptr::null(), 0, 0)));
+        READ_SOURCE.with(|s| s.set(None));
         check(code)?;
         Ok(RawIndex { ptr })
     }
@@ -282,9 +294,8 @@ impl Drop for RawIndex {
 thread_local! {
     /// Destination of [`write_callback`] during [`RawIndex::to_bytes`].
     static WRITE_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// Source of [`read_callback`] during [`RawIndex::from_bytes`]:
-    /// (start, length, position).
-    static READ_SOURCE: Cell<(*const u8, usize, usize)> = const { Cell::new((ptr::null(), 0, 0)) };
+    /// Source of [`read_callback`] during [`RawIndex::from_reader`].
+    static READ_SOURCE: Cell<Option<*mut (dyn Read + 'static)>> = const { Cell::new(None) };
 }
 
 /// FAISS `IOWriter` callback: appends `size * nitems` bytes to the buffer.
@@ -308,21 +319,45 @@ unsafe extern "C" fn write_callback(data: *const c_void, size: usize, nitems: us
 
 /// FAISS `IOReader` callback: copies up to `nitems` items of `size` bytes.
 unsafe extern "C" fn read_callback(data: *mut c_void, size: usize, nitems: usize) -> usize {
+    let Some(len) = size.checked_mul(nitems) else {
+        return 0;
+    };
+    if len == 0 {
+        return nitems;
+    }
     READ_SOURCE.with(|s| {
-        let (start, len, pos) = s.get();
-        if start.is_null() || size == 0 {
+        let Some(source) = s.get() else {
             return 0;
+        };
+        // SAFETY: registered by `from_reader`, whose borrow of the source
+        // outlives the FAISS call this callback runs in, on this thread.
+        let source = unsafe { &mut *source };
+        let read = if len <= SMALL_READ {
+            // Small reads (headers, scalars) land in possibly uninitialised
+            // locals of FAISS's: through a buffer of ours.
+            let mut chunk = [0u8; SMALL_READ];
+            let ok = source.read_exact(&mut chunk[..len]).is_ok();
+            // SAFETY: FAISS passes room for `size * nitems` bytes at `data`.
+            ok && unsafe {
+                ptr::copy_nonoverlapping(chunk.as_ptr(), data.cast::<u8>(), len);
+                true
+            }
+        } else {
+            // SAFETY: large reads fill the storage of containers FAISS has
+            // just resized (initialised, `len` bytes long at `data`).
+            let dest = unsafe { std::slice::from_raw_parts_mut(data.cast::<u8>(), len) };
+            source.read_exact(dest).is_ok()
+        };
+        if read {
+            nitems
+        } else {
+            0
         }
-        let items = nitems.min((len - pos) / size);
-        let bytes = items * size;
-        // SAFETY: `start..start + len` is the slice registered by
-        // `from_bytes`, alive for the whole FAISS call; `pos + bytes <= len`;
-        // FAISS passes room for `size * nitems >= bytes` bytes at `data`.
-        unsafe { ptr::copy_nonoverlapping(start.add(pos), data.cast::<u8>(), bytes) };
-        s.set((start, len, pos + bytes));
-        items
     })
 }
+
+/// Reads up to this size go through a buffer (see [`read_callback`]).
+const SMALL_READ: usize = 4096;
 
 /// A FAISS bitmap selector plus the search parameters carrying it, both
 /// freed on drop, borrowing the bitmap bytes for as long as they exist.

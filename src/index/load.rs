@@ -110,6 +110,11 @@ pub(crate) fn load(
     })
 }
 
+/// Live vectors from which a snapshot that kept its vectors decodes its
+/// columns on a second thread while the graph restores (measured: below
+/// it the second thread costs more than it saves).
+const PARALLEL_RESTORE_ROWS: usize = 32_768;
+
 /// The experience index from its snapshot and the change-log entries
 /// after it; `None` (logged) when they cannot give it exactly.
 fn from_snapshot(
@@ -132,49 +137,55 @@ fn from_snapshot(
     if since > current {
         return refuse("ahead of the change log");
     }
-    let Some(saved) = extra_payload(file.extra(), id, EXPERIENCES_EXTRA) else {
+    let extra = file.take_extra();
+    let Some(saved) = extra_payload(&extra, id, EXPERIENCES_EXTRA) else {
         return refuse("written for another collective or index");
     };
-    let Some(mut columns) = Columns::decode(saved) else {
+    let mut live_slots = file.slots().to_vec();
+    live_slots.sort_unstable();
+    // A snapshot that kept its vectors restores its graph at once (while
+    // the columns decode, when it is large enough to gain from a second
+    // thread); otherwise the columns name the vectors to put back first.
+    let (columns, pending, restored) = match file.is_filled() {
+        true if live_slots.len() >= PARALLEL_RESTORE_ROWS => {
+            let (columns, main) = std::thread::scope(|scope| {
+                let columns = scope.spawn(|| Columns::decode(saved));
+                let main = file.restore(config);
+                (columns.join().ok().flatten(), main)
+            });
+            (columns, None, Some(main))
+        }
+        true => (Columns::decode(saved), None, Some(file.restore(config))),
+        false => (Columns::decode(saved), Some(file), None),
+    };
+    let Some(mut columns) = columns else {
         return refuse("filter columns unreadable");
     };
-    let held = columns.slot_ids();
-    if held.len() != file.slots().len() || !held.iter().all(|(slot, _)| file.holds(*slot)) {
+    let held: Vec<Slot> = columns.slot_ids().iter().map(|(slot, _)| *slot).collect();
+    if held != live_slots {
         return refuse("filter columns disagree with the graph");
     }
     let Some(touched) = storage.touched_since(id, since, current)? else {
         return refuse("change log no longer reaches back to it");
     };
-
-    // Records changed since the snapshot, as they are now.
-    let mut gone: Vec<Slot> = Vec::new();
-    let mut added: Vec<Experience> = Vec::new();
-    for eid in &touched.experiences {
-        let now = storage
-            .get_experience(*eid)?
-            .filter(|e| e.collective_id == id);
-        match (columns.slot_of(eid), now) {
-            (Some(_), Some(e)) => columns.update(&e),
-            (Some(_), None) => gone.extend(columns.remove(eid)),
-            (None, Some(e)) => added.push(e),
-            (None, None) => {}
-        }
-    }
-
-    // The vectors of the records the snapshot holds, straight from redb.
+    let (gone, added) = reconcile(id, storage, &mut columns, &touched.experiences)?;
     let live = columns.slot_ids();
-    let mut rows: Vec<(usize, ExperienceId)> = Vec::with_capacity(live.len());
-    for (slot, eid) in &live {
-        let Some(row) = file.row_of(*slot) else {
-            return refuse("filter columns disagree with the graph");
-        };
-        rows.push((row, *eid));
-    }
-    rows.sort_unstable_by_key(|(row, _)| *row);
-    if !file.is_filled() && !fill_vectors(storage, &mut file, &rows)? {
-        return refuse("a record it holds is missing or of another dimension");
-    }
-    let Some(main) = file.restore(config) else {
+    let main = match (pending, restored) {
+        (Some(mut file), _) => {
+            // The vectors of the records the snapshot holds, from redb.
+            let mut rows: Vec<(usize, ExperienceId)> = live
+                .iter()
+                .filter_map(|(slot, eid)| Some((file.row_of(*slot)?, *eid)))
+                .collect();
+            rows.sort_unstable_by_key(|(row, _)| *row);
+            if !fill_vectors(storage, &mut file, &rows)? {
+                return refuse("a record it holds is missing or of another dimension");
+            }
+            file.restore(config)
+        }
+        (None, restored) => restored.flatten(),
+    };
+    let Some(main) = main else {
         return Ok(None);
     };
     let index = IdIndex::new(StagedIndex::from_main(main));
@@ -186,13 +197,37 @@ fn from_snapshot(
     for slot in &gone {
         index.index.remove(*slot)?;
     }
-    let changed = !touched.experiences.is_empty();
     add_records(&mut columns, &index, &added)?;
     Ok(Some(Experiences {
         columns,
         index,
-        changed,
+        changed: !touched.experiences.is_empty(),
     }))
+}
+
+/// Brings snapshot columns up to date with the records the change log
+/// names: an update is applied in place; returns the slots of the records
+/// gone since, and the records (with vectors) new since.
+fn reconcile(
+    id: CollectiveId,
+    storage: &RedbStorage,
+    columns: &mut Columns,
+    touched: &HashSet<ExperienceId>,
+) -> Result<(Vec<Slot>, Vec<Experience>)> {
+    let mut gone: Vec<Slot> = Vec::new();
+    let mut added: Vec<Experience> = Vec::new();
+    for eid in touched {
+        let now = storage
+            .get_experience(*eid)?
+            .filter(|e| e.collective_id == id);
+        match (columns.slot_of(eid), now) {
+            (Some(_), Some(e)) => columns.update(&e),
+            (Some(_), None) => gone.extend(columns.remove(eid)),
+            (None, Some(e)) => added.push(e),
+            (None, None) => {}
+        }
+    }
+    Ok((gone, added))
 }
 
 /// Rows per thread below which filling vectors stays on one thread.

@@ -54,6 +54,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::ffi::{RawIndex, DEAD_LABEL};
+
+mod kept;
 use super::{unit_component, unit_scale, FaissIndex, IndexConfig, IndexError, Slot, VectorIndex};
 
 const MAGIC: &[u8; 8] = b"PULSEIDX";
@@ -126,6 +128,9 @@ pub struct SnapshotFile {
     /// The vectors came with the file (covered by its checksum) and none
     /// was given back since.
     vectors_kept: bool,
+    /// Where FAISS reads the index from when the file kept its vectors
+    /// (`faiss` is then empty): streamed, never held twice in memory.
+    streamed: Option<kept::Streamed>,
     dead_rows: Vec<u64>,
     /// Row of every live slot.
     rows: HashMap<Slot, usize>,
@@ -149,15 +154,21 @@ impl SnapshotFile {
     /// Reads and checks the snapshot at `path`. `None` as for
     /// [`Snapshot::load`].
     pub fn read(path: &Path, dimension: usize) -> Option<SnapshotFile> {
-        let bytes = match fs::read(path) {
-            Ok(b) => b,
+        let file = match File::open(path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "cannot read index snapshot");
                 return None;
             }
         };
-        match decode(bytes, dimension) {
+        // A file that kept its vectors is checked and read by streaming;
+        // any other is read whole (it holds the graph only).
+        let read = kept::read(file, dimension).and_then(|streamed| match streamed {
+            Some(file) => Ok(file),
+            None => decode(fs::read(path).map_err(|e| e.to_string())?, dimension),
+        });
+        match read {
             Ok(mut file) => {
                 file.path = path.to_owned();
                 Some(file)
@@ -177,6 +188,11 @@ impl SnapshotFile {
     /// The owner's payload given to `save_snapshot`.
     pub fn extra(&self) -> &[u8] {
         &self.extra
+    }
+
+    /// Takes the owner's payload out (`extra` is empty afterwards).
+    pub fn take_extra(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.extra)
     }
 
     /// The live slots, in FAISS row order.
@@ -213,9 +229,18 @@ impl SnapshotFile {
     /// Every row's vector place, to be filled by row (see [`RowFill`]);
     /// split it to fill parts on several threads.
     pub fn rows_to_fill(&mut self) -> RowFill<'_> {
+        let width = self.dimension * 4;
+        if self.streamed.is_some() {
+            // Its vectors are in the file: nothing is taken back.
+            return RowFill {
+                first_row: 0,
+                width,
+                region: &mut [],
+                filled: &mut [],
+            };
+        }
         // What is given back is checked against the saved checksum.
         self.vectors_kept = false;
-        let width = self.dimension * 4;
         let end = self.vectors_at + self.filled.len() * width;
         RowFill {
             first_row: 0,
@@ -246,9 +271,14 @@ impl SnapshotFile {
                 return Err("the vectors given back differ from the saved ones".into());
             }
         }
-        let (start, end) = self.faiss_range;
-        let serialised = self.faiss.get(start..end).ok_or("bad layout")?;
-        let raw = RawIndex::from_bytes(serialised).map_err(|e| e.to_string())?;
+        let raw = match &self.streamed {
+            Some(streamed) => streamed.restore()?,
+            None => {
+                let (start, end) = self.faiss_range;
+                let serialised = self.faiss.get(start..end).ok_or("bad layout")?;
+                RawIndex::from_bytes(serialised).map_err(|e| e.to_string())?
+            }
+        };
         FaissIndex::from_raw(raw, config, self.dimension, &self.dead_rows)
     }
 }
@@ -328,6 +358,24 @@ fn storage_range(faiss: &[u8], rows: usize, dimension: usize) -> Result<(usize, 
         return Err(layout());
     }
     Ok((start, end))
+}
+
+/// The row of each live slot, and the live slots in row order, from the id
+/// map's labels (`i64` each) and which rows are tombstones.
+fn live_rows(labels: &[u8], dead: &[bool]) -> Result<(HashMap<Slot, usize>, Vec<Slot>), String> {
+    let alive = dead.iter().filter(|d| !**d).count();
+    let mut live = HashMap::with_capacity(alive);
+    let mut slots = Vec::with_capacity(alive);
+    for (row, label) in labels.chunks_exact(8).map(|b| le_u64(b) as i64).enumerate() {
+        match (label, dead.get(row)) {
+            (DEAD_LABEL, Some(true)) => {}
+            (l, Some(false)) if l >= 0 && live.insert(l as Slot, row).is_none() => {
+                slots.push(l as Slot)
+            }
+            _ => return Err(format!("bad or repeated label {label} at row {row}")),
+        }
+    }
+    Ok((live, slots))
 }
 
 fn le_u64(bytes: &[u8]) -> u64 {
@@ -450,6 +498,97 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The fields before the FAISS serialisation, checked against each other,
+/// the dimension and `limit` (the bytes the file has for them).
+struct Header {
+    sequence: u64,
+    extra: Vec<u8>,
+    rows: usize,
+    vectors_crc: u32,
+    head_len: usize,
+    kept_len: usize,
+    tail_len: usize,
+}
+
+/// Reads the header's fields from `r`, refusing lengths past `limit`.
+struct Fields<'r, R> {
+    r: &'r mut R,
+    limit: u64,
+}
+
+impl<R: std::io::Read> Fields<'_, R> {
+    fn bytes(&mut self, n: usize, what: &str) -> Result<Vec<u8>, String> {
+        if n as u64 > self.limit {
+            return Err(format!("{what} longer than the file"));
+        }
+        let mut buf = vec![0u8; n];
+        self.r
+            .read_exact(&mut buf)
+            .map_err(|_| format!("truncated in {what}"))?;
+        Ok(buf)
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, String> {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&self.bytes(4, what)?);
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64, String> {
+        Ok(le_u64(&self.bytes(8, what)?))
+    }
+
+    fn len(&mut self, what: &str) -> Result<usize, String> {
+        let n = self.u64(what)?;
+        usize::try_from(n)
+            .ok()
+            .filter(|_| n <= self.limit)
+            .ok_or_else(|| format!("{what} too large"))
+    }
+}
+
+fn read_header(r: &mut impl std::io::Read, dimension: usize, limit: u64) -> Result<Header, String> {
+    let mut f = Fields { r, limit };
+    if f.bytes(MAGIC.len(), "magic")? != MAGIC {
+        return Err("bad magic".into());
+    }
+    let version = f.u32("version")?;
+    if version != VERSION {
+        return Err(format!("format version {version} (expected {VERSION})"));
+    }
+    let stored_dimension = f.u64("dimension")?;
+    if stored_dimension != dimension as u64 || dimension == 0 {
+        return Err(format!(
+            "dimension {stored_dimension} (expected {dimension})"
+        ));
+    }
+    let sequence = f.u64("sequence")?;
+    let extra_len = f.len("extra length")?;
+    let extra = f.bytes(extra_len, "extra")?;
+    let rows = f.len("rows")?;
+    let vectors_crc = f.u32("vectors checksum")?;
+    let head_len = f.len("head length")?;
+    let kept_len = f.len("kept length")?;
+    let tail_len = f.len("tail length")?;
+    let vectors_len = rows.checked_mul(dimension * 4).ok_or("rows too large")?;
+    if Some(tail_len) != rows.checked_mul(8).and_then(|n| n.checked_add(8)) {
+        return Err("id map of the wrong size".into());
+    }
+    if kept_len != 0 && kept_len != vectors_len {
+        return Err(format!("{kept_len} bytes of kept vectors for {rows} rows"));
+    }
+    Ok(Header {
+        sequence,
+        extra,
+        rows,
+        vectors_crc,
+        head_len,
+        kept_len,
+        tail_len,
+    })
+}
+
+/// Reads a snapshot that holds the graph only (its vectors cut out).
 fn decode(bytes: Vec<u8>, dimension: usize) -> Result<SnapshotFile, String> {
     if bytes.len() < MAGIC.len() + 4 + 4 {
         return Err("truncated".into());
@@ -463,46 +602,15 @@ fn decode(bytes: Vec<u8>, dimension: usize) -> Result<SnapshotFile, String> {
     if crc32fast::hash(body) != u32::from_le_bytes(crc) {
         return Err("checksum mismatch (truncated or corrupt)".into());
     }
-    let mut r = Reader { bytes: body };
-    r.take(MAGIC.len(), "magic")?;
-    let version = r.u32("version")?;
-    if version != VERSION {
-        return Err(format!("format version {version} (expected {VERSION})"));
+    let mut fields = body;
+    let h = read_header(&mut fields, dimension, body.len() as u64)?;
+    if h.kept_len != 0 {
+        return Err("vectors kept: read by streaming".into());
     }
-    let stored_dimension = r.u64("dimension")?;
-    if stored_dimension != dimension as u64 || dimension == 0 {
-        return Err(format!(
-            "dimension {stored_dimension} (expected {dimension})"
-        ));
-    }
-    let sequence = r.u64("sequence")?;
-    let extra_len = r.len("extra length")?;
-    let extra = r.take(extra_len, "extra")?.to_vec();
-    let rows = r.len("rows")?;
-    let vectors_crc = r.u32("vectors checksum")?;
-    let head_len = r.len("head length")?;
-    let kept_len = r.len("kept length")?;
-    let tail_len = r.len("tail length")?;
-    let head_at = body.len() - r.bytes.len();
-    let head = r.take(head_len, "head")?;
-    r.take(kept_len, "kept vectors")?;
-    let tail = r.take(tail_len, "tail")?;
-    let width = dimension * 4;
-    let vectors_len = rows.checked_mul(width).ok_or("rows too large")?;
-    if tail_len
-        != rows
-            .checked_mul(8)
-            .and_then(|n| n.checked_add(8))
-            .ok_or("rows too large")?
-    {
-        return Err("id map of the wrong size".into());
-    }
-    let vectors_kept = match kept_len {
-        0 => false,
-        n if n == vectors_len => true,
-        n => return Err(format!("{n} bytes of kept vectors for {rows} rows")),
-    };
-
+    let mut r = Reader { bytes: fields };
+    let (rows, width) = (h.rows, dimension * 4);
+    let head = r.take(h.head_len, "head")?;
+    let tail = r.take(h.tail_len, "tail")?;
     let dead_count = r.len("tombstone count")?;
     let mut dead_rows = Vec::with_capacity(dead_count.min(rows));
     let mut dead = vec![false; rows];
@@ -520,58 +628,39 @@ fn decode(bytes: Vec<u8>, dimension: usize) -> Result<SnapshotFile, String> {
     if !r.bytes.is_empty() {
         return Err("trailing bytes".into());
     }
+    let (live, slots) = live_rows(&tail[8..], &dead)?;
 
-    let mut live = HashMap::with_capacity(rows - dead_count);
-    let mut slots = Vec::with_capacity(rows - dead_count);
-    for (row, label) in tail[8..]
-        .chunks_exact(8)
-        .map(|b| le_u64(b) as i64)
-        .enumerate()
-    {
-        match (label, dead[row]) {
-            (DEAD_LABEL, true) => {}
-            (l, false) if l >= 0 && live.insert(l as Slot, row).is_none() => slots.push(l as Slot),
-            _ => return Err(format!("bad or repeated label {label} at row {row}")),
-        }
+    // The FAISS serialisation, assembled around a zeroed vector region
+    // (fresh pages from the allocator) with the tombstones' vectors put back.
+    let vectors_len = rows * width;
+    let total = h
+        .head_len
+        .checked_add(vectors_len)
+        .and_then(|n| n.checked_add(h.tail_len))
+        .ok_or("index too large")?;
+    let mut faiss = vec![0u8; total];
+    faiss[..h.head_len].copy_from_slice(head);
+    faiss[h.head_len + vectors_len..].copy_from_slice(tail);
+    for (row, vector) in dead_vectors {
+        let at = h.head_len + row * width;
+        faiss[at..at + width].copy_from_slice(vector);
     }
-
-    // The FAISS serialisation: in place when the vectors were kept (head,
-    // vectors and tail follow each other in the file), otherwise assembled
-    // around a zeroed vector region (fresh pages from the allocator) with
-    // the tombstones' vectors put back.
-    let (faiss, faiss_at, filled) = if vectors_kept {
-        (bytes, head_at, vec![true; rows])
-    } else {
-        let total = head_len
-            .checked_add(vectors_len)
-            .and_then(|n| n.checked_add(tail_len))
-            .ok_or("index too large")?;
-        let mut faiss = vec![0u8; total];
-        faiss[..head_len].copy_from_slice(head);
-        faiss[head_len + vectors_len..].copy_from_slice(tail);
-        for (row, vector) in dead_vectors {
-            let at = head_len + row * width;
-            faiss[at..at + width].copy_from_slice(vector);
-        }
-        drop(bytes);
-        (faiss, 0, dead)
-    };
-    let faiss_end = faiss_at + head_len + vectors_len + tail_len;
-    let serialised = faiss.get(faiss_at..faiss_end).ok_or("bad layout")?;
-    let (vectors_at, _) = storage_range(serialised, rows, dimension)?;
+    drop(bytes);
+    let (vectors_at, _) = storage_range(&faiss, rows, dimension)?;
     Ok(SnapshotFile {
         path: PathBuf::new(),
         dimension,
-        sequence,
-        extra,
+        sequence: h.sequence,
+        extra: h.extra,
+        faiss_range: (0, total),
         faiss,
-        faiss_range: (faiss_at, faiss_end),
-        vectors_at: faiss_at + vectors_at,
-        vectors_crc,
-        vectors_kept,
+        vectors_at,
+        vectors_crc: h.vectors_crc,
+        vectors_kept: false,
+        streamed: None,
         dead_rows,
         rows: live,
         slots,
-        filled,
+        filled: dead,
     })
 }
