@@ -483,12 +483,6 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn u32(&mut self, what: &str) -> Result<u32, String> {
-        let mut b = [0u8; 4];
-        b.copy_from_slice(self.take(4, what)?);
-        Ok(u32::from_le_bytes(b))
-    }
-
     fn u64(&mut self, what: &str) -> Result<u64, String> {
         Ok(le_u64(self.take(8, what)?))
     }
