@@ -171,17 +171,30 @@ fn from_snapshot(
     let (gone, added) = reconcile(id, storage, &mut columns, &touched.experiences)?;
     let live = columns.slot_ids();
     let main = match (pending, restored) {
-        (Some(mut file), _) => {
-            // The vectors of the records the snapshot holds, from redb.
+        (Some(file), _) => {
+            // The vectors of the records the snapshot holds, from redb,
+            // straight into the graph's storage as FAISS reads it.
             let mut rows: Vec<(usize, ExperienceId)> = live
                 .iter()
                 .filter_map(|(slot, eid)| Some((file.row_of(*slot)?, *eid)))
                 .collect();
             rows.sort_unstable_by_key(|(row, _)| *row);
-            if !fill_vectors(storage, &mut file, &rows)? {
+            let mut failure = None;
+            let mut complete = false;
+            let main = file.restore_with(config, &mut |target| {
+                match fill_vectors(storage, target, &rows) {
+                    Ok(all) => complete = all,
+                    Err(e) => failure = Some(e),
+                }
+                complete
+            });
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            if !complete {
                 return refuse("a record it holds is missing or of another dimension");
             }
-            file.restore(config)
+            main
         }
         (None, restored) => restored.flatten(),
     };
@@ -233,13 +246,13 @@ fn reconcile(
 /// Rows per thread below which filling vectors stays on one thread.
 const ROWS_PER_FILL_THREAD: usize = 4096;
 
-/// Puts the stored vector of each `(row, id)` (sorted by row) into the
-/// snapshot, reading the rows on up to four threads (each its own read
+/// Puts the stored vector of each `(row, id)` (sorted by row) into
+/// `target`, reading the rows on up to four threads (each its own read
 /// transaction and its own run of rows). `false` when a record is missing
 /// or of another dimension.
 fn fill_vectors(
     storage: &RedbStorage,
-    file: &mut SnapshotFile,
+    target: RowFill<'_>,
     rows: &[(usize, ExperienceId)],
 ) -> Result<bool> {
     let threads = std::thread::available_parallelism()
@@ -249,7 +262,7 @@ fn fill_vectors(
         .max(1);
     let per_thread = rows.len().div_ceil(threads).max(1);
     let mut parts = Vec::with_capacity(threads);
-    let mut rest = file.rows_to_fill();
+    let mut rest = target;
     for chunk in rows.chunks(per_thread) {
         let next_row = rows
             .get(parts.len() * per_thread + chunk.len())

@@ -55,6 +55,7 @@ use std::path::{Path, PathBuf};
 
 use super::ffi::{RawIndex, DEAD_LABEL};
 
+mod compose;
 mod kept;
 use super::{unit_component, unit_scale, FaissIndex, IndexConfig, IndexError, Slot, VectorIndex};
 
@@ -118,10 +119,13 @@ pub struct SnapshotFile {
     dimension: usize,
     sequence: u64,
     extra: Vec<u8>,
-    /// Holds the whole FAISS serialisation (at `faiss_range`); the storage
-    /// region is filled in place.
+    /// The graph-only file's pieces of the FAISS serialisation, until they
+    /// are assembled or streamed to FAISS (empty for a kept file).
+    pieces: compose::Pieces,
+    /// The whole FAISS serialisation once assembled (by
+    /// [`rows_to_fill`](Self::rows_to_fill)); the storage region is filled
+    /// in place. Empty otherwise.
     faiss: Vec<u8>,
-    faiss_range: (usize, usize),
     /// Byte offset of the storage region in `faiss`.
     vectors_at: usize,
     vectors_crc: u32,
@@ -241,12 +245,51 @@ impl SnapshotFile {
         }
         // What is given back is checked against the saved checksum.
         self.vectors_kept = false;
+        if self.faiss.is_empty() {
+            let (faiss, vectors_at) = self.pieces.assemble(self.filled.len(), width);
+            self.faiss = faiss;
+            self.vectors_at = vectors_at;
+        }
         let end = self.vectors_at + self.filled.len() * width;
         RowFill {
             first_row: 0,
             width,
             region: &mut self.faiss[self.vectors_at..end],
             filled: &mut self.filled,
+        }
+    }
+
+    /// Builds the index, `fill` putting the vectors back straight into
+    /// FAISS's storage as FAISS reads it: the serialisation is never
+    /// assembled in a buffer of ours. `fill` gets every row's place (see
+    /// [`RowFill`]) and returns whether it filled what it should; the
+    /// vectors are checked against the saved checksum when every row was
+    /// filled. A kept file or one already filled restores as
+    /// [`restore`](Self::restore) does, without calling `fill`. `None`
+    /// (logged) when `fill` returns false or the restore fails.
+    pub fn restore_with(
+        self,
+        config: &IndexConfig,
+        fill: &mut dyn FnMut(RowFill<'_>) -> bool,
+    ) -> Option<FaissIndex> {
+        if self.streamed.is_some() || !self.faiss.is_empty() {
+            return self.restore(config);
+        }
+        let mut source = self.pieces.reader(
+            self.filled.len(),
+            self.dimension * 4,
+            self.vectors_crc,
+            Some(fill),
+        );
+        let restored = RawIndex::from_reader(&mut source)
+            .map_err(|e| e.to_string())
+            .and_then(|raw| FaissIndex::from_raw(raw, config, self.dimension, &self.dead_rows));
+        match restored {
+            Ok(index) => Some(index),
+            Err(reason) => {
+                tracing::warn!(path = %self.path.display(), %reason, "ignoring index snapshot");
+                None
+            }
         }
     }
 
@@ -273,11 +316,17 @@ impl SnapshotFile {
         }
         let raw = match &self.streamed {
             Some(streamed) => streamed.restore()?,
-            None => {
-                let (start, end) = self.faiss_range;
-                let serialised = self.faiss.get(start..end).ok_or("bad layout")?;
-                RawIndex::from_bytes(serialised).map_err(|e| e.to_string())?
+            None if self.faiss.is_empty() => {
+                // Nothing given back: unfilled rows are zero vectors.
+                let mut source = self.pieces.reader(
+                    self.filled.len(),
+                    self.dimension * 4,
+                    self.vectors_crc,
+                    None,
+                );
+                RawIndex::from_reader(&mut source).map_err(|e| e.to_string())?
             }
+            None => RawIndex::from_bytes(&self.faiss).map_err(|e| e.to_string())?,
         };
         FaissIndex::from_raw(raw, config, self.dimension, &self.dead_rows)
     }
@@ -624,31 +673,33 @@ fn decode(bytes: Vec<u8>, dimension: usize) -> Result<SnapshotFile, String> {
     }
     let (live, slots) = live_rows(&tail[8..], &dead)?;
 
-    // The FAISS serialisation, assembled around a zeroed vector region
-    // (fresh pages from the allocator) with the tombstones' vectors put back.
     let vectors_len = rows * width;
     let total = h
         .head_len
         .checked_add(vectors_len)
         .and_then(|n| n.checked_add(h.tail_len))
         .ok_or("index too large")?;
-    let mut faiss = vec![0u8; total];
-    faiss[..h.head_len].copy_from_slice(head);
-    faiss[h.head_len + vectors_len..].copy_from_slice(tail);
-    for (row, vector) in dead_vectors {
-        let at = h.head_len + row * width;
-        faiss[at..at + width].copy_from_slice(vector);
-    }
-    drop(bytes);
-    let (vectors_at, _) = storage_range(&faiss, rows, dimension)?;
+    // Where the pieces lie in the file's bytes, which the pieces keep.
+    let base = bytes.as_ptr() as usize;
+    let range = |piece: &[u8]| {
+        let start = piece.as_ptr() as usize - base;
+        start..start + piece.len()
+    };
+    let (head, tail) = (range(head), range(tail));
+    let dead_vectors = dead_vectors
+        .into_iter()
+        .map(|(row, vector)| (row, range(vector)))
+        .collect();
+    let pieces = compose::Pieces::new(bytes, head, tail, dead_vectors);
+    pieces.check_layout(rows, dimension, total)?;
     Ok(SnapshotFile {
         path: PathBuf::new(),
         dimension,
         sequence: h.sequence,
         extra: h.extra,
-        faiss_range: (0, total),
-        faiss,
-        vectors_at,
+        pieces,
+        faiss: Vec::new(),
+        vectors_at: 0,
         vectors_crc: h.vectors_crc,
         vectors_kept: false,
         streamed: None,
