@@ -566,3 +566,108 @@ async fn close_rewrites_snapshots_only_after_index_changes() {
     assert_eq!(stats.indexed, ids.len(), "one deleted, one added");
     db.close().await.unwrap();
 }
+
+/// Checks a reopened large collective: it holds `indexed` vectors, each
+/// sampled live record is found by its own vector, and no deleted one is.
+async fn check_large(
+    db: &PulseHandle,
+    c: CollectiveId,
+    live: &[(u64, ExperienceId)],
+    deleted: &[(u64, ExperienceId)],
+    indexed: usize,
+    what: &str,
+) {
+    assert_eq!(db.index_stats(c).await.unwrap().indexed, indexed, "{what}");
+    for (seed, id) in live {
+        let hits = db.search_similar(c, &vec16(*seed), 3).await.unwrap();
+        assert!(
+            hits.iter().any(|h| h.experience.id == *id),
+            "{what}: {id} not found"
+        );
+    }
+    for (seed, id) in deleted {
+        let hits = db.search_similar(c, &vec16(*seed), 3).await.unwrap();
+        assert!(
+            hits.iter().all(|h| h.experience.id != *id),
+            "{what}: {id} deleted but found"
+        );
+    }
+}
+
+/// A collective large enough (past 32 768 vectors) that a reopen prepares
+/// its columns on a second thread while the graph restores: both snapshot
+/// kinds load it whole, clean and with writes logged since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_collective_restores_its_columns_beside_the_graph() {
+    for keep in [false, true] {
+        let mut config = cfg();
+        config.index.snapshot_vectors = keep;
+        let t = TempDb::new();
+        let db = t.open_with(config.clone()).await;
+        let c = db.create_collective("large").await.unwrap();
+        let mut sample = Vec::new();
+        for batch in 0..34u64 {
+            let ids = populate(&db, c, batch * 1_000, 1_000).await;
+            sample.extend(
+                (0..1_000u64)
+                    .step_by(97)
+                    .map(|i| (batch * 1_000 + i, ids[i as usize])),
+            );
+        }
+        db.close().await.unwrap();
+        let old = tempfile::tempdir().unwrap();
+        copy_dir(&t.index_dir(), old.path());
+
+        // Writes after the snapshot: records and deletes.
+        let db = t.open_with(config.clone()).await;
+        let more = populate(&db, c, 500_000, 300).await;
+        let mut deleted = Vec::new();
+        for (i, id) in more.iter().enumerate() {
+            let seed = 500_000 + i as u64;
+            if i % 3 == 0 {
+                db.delete_experience(*id).await.unwrap();
+                deleted.push((seed, *id));
+            } else {
+                sample.push((seed, *id));
+            }
+        }
+        let gone = sample[..40].to_vec();
+        for (_, id) in &gone {
+            db.delete_experience(*id).await.unwrap();
+        }
+        deleted.extend(gone);
+        let live = sample[40..].to_vec();
+        let indexed = db.index_stats(c).await.unwrap().indexed;
+        assert_eq!(indexed, 34_000 + 200 - 40);
+        db.close().await.unwrap();
+
+        let db = t.open_with(config.clone()).await;
+        check_large(
+            &db,
+            c,
+            &live,
+            &deleted,
+            indexed,
+            &format!("keep {keep}: clean"),
+        )
+        .await;
+        assert_eq!(loads(&db), (1, 0, 0), "keep {keep}: from the snapshot");
+        db.close().await.unwrap();
+
+        // The earlier snapshot, with the writes after it in the log.
+        std::fs::remove_dir_all(t.index_dir()).unwrap();
+        copy_dir(old.path(), &t.index_dir());
+        let db = t.open_with(config.clone()).await;
+        check_large(
+            &db,
+            c,
+            &live,
+            &deleted,
+            indexed,
+            &format!("keep {keep}: replayed"),
+        )
+        .await;
+        assert_eq!(loads(&db), (0, 1, 0), "keep {keep}: replayed");
+        db.close().await.unwrap();
+    }
+}

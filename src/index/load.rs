@@ -18,9 +18,11 @@ use std::sync::{Mutex, RwLock};
 
 use super::collective::{
     decode_slots, extra_payload, snapshot_path, CollectiveIndex, IdIndex, InsightSlots,
-    EXPERIENCES_EXTRA, INSIGHTS_EXTRA,
+    INSIGHTS_EXTRA,
 };
-use super::{IndexConfig, RowFill, Slot, SnapshotFile, StagedIndex};
+use super::{IndexConfig, Slot, SnapshotFile, StagedIndex};
+
+mod restore;
 use crate::collective::CollectiveId;
 use crate::error::Result;
 use crate::experience::{Experience, ExperienceId};
@@ -71,7 +73,7 @@ pub(crate) fn load(
     let started = std::time::Instant::now();
     let current = storage.current_sequence()?;
     let restored = match dir {
-        Some(dir) => from_snapshot(id, storage, config, dimension, dir, current)?,
+        Some(dir) => restore::from_snapshot(id, storage, config, dimension, dir, current)?,
         None => None,
     };
     let experiences = match restored {
@@ -107,198 +109,6 @@ pub(crate) fn load(
         },
         snapshot_current: !experiences.changed && !insights_changed,
         sequence: current,
-    })
-}
-
-/// Live vectors from which a snapshot that kept its vectors decodes its
-/// columns on a second thread while the graph restores (measured: below
-/// it the second thread costs more than it saves).
-const PARALLEL_RESTORE_ROWS: usize = 32_768;
-
-/// The experience index from its snapshot and the change-log entries
-/// after it; `None` (logged) when they cannot give it exactly.
-fn from_snapshot(
-    id: CollectiveId,
-    storage: &RedbStorage,
-    config: &IndexConfig,
-    dimension: usize,
-    dir: &Path,
-    current: u64,
-) -> Result<Option<Experiences>> {
-    let path = snapshot_path(dir, id, "experiences");
-    let refuse = |reason: &str| {
-        tracing::warn!(path = %path.display(), reason, "experience snapshot not used; scanning");
-        Ok(None)
-    };
-    let Some(mut file) = SnapshotFile::read(&path, dimension) else {
-        return Ok(None);
-    };
-    let since = file.sequence();
-    if since > current {
-        return refuse("ahead of the change log");
-    }
-    let extra = file.take_extra();
-    let Some(saved) = extra_payload(&extra, id, EXPERIENCES_EXTRA) else {
-        return refuse("written for another collective or index");
-    };
-    let mut live_slots = file.slots().to_vec();
-    live_slots.sort_unstable();
-    // A snapshot that kept its vectors restores its graph at once (while
-    // the columns decode, when it is large enough to gain from a second
-    // thread); otherwise the columns name the vectors to put back first.
-    let (columns, pending, restored) = match file.is_filled() {
-        true if live_slots.len() >= PARALLEL_RESTORE_ROWS => {
-            let (columns, main) = std::thread::scope(|scope| {
-                let columns = scope.spawn(|| Columns::decode(saved));
-                let main = file.restore(config);
-                (columns.join().ok().flatten(), main)
-            });
-            (columns, None, Some(main))
-        }
-        true => (Columns::decode(saved), None, Some(file.restore(config))),
-        false => (Columns::decode(saved), Some(file), None),
-    };
-    let Some(mut columns) = columns else {
-        return refuse("filter columns unreadable");
-    };
-    let held: Vec<Slot> = columns.slot_ids().iter().map(|(slot, _)| *slot).collect();
-    if held != live_slots {
-        return refuse("filter columns disagree with the graph");
-    }
-    let Some(touched) = storage.touched_since(id, since, current)? else {
-        return refuse("change log no longer reaches back to it");
-    };
-    let (gone, added) = reconcile(id, storage, &mut columns, &touched.experiences)?;
-    let live = columns.slot_ids();
-    let main = match (pending, restored) {
-        (Some(file), _) => {
-            // The vectors of the records the snapshot holds, from redb,
-            // straight into the graph's storage as FAISS reads it.
-            let mut rows: Vec<(usize, ExperienceId)> = live
-                .iter()
-                .filter_map(|(slot, eid)| Some((file.row_of(*slot)?, *eid)))
-                .collect();
-            rows.sort_unstable_by_key(|(row, _)| *row);
-            let mut failure = None;
-            let mut complete = false;
-            let main = file.restore_with(config, &mut |target| {
-                match fill_vectors(storage, target, &rows) {
-                    Ok(all) => complete = all,
-                    Err(e) => failure = Some(e),
-                }
-                complete
-            });
-            if let Some(e) = failure {
-                return Err(e);
-            }
-            if !complete {
-                return refuse("a record it holds is missing or of another dimension");
-            }
-            main
-        }
-        (None, restored) => restored.flatten(),
-    };
-    let Some(main) = main else {
-        return Ok(None);
-    };
-    let index = IdIndex::new(StagedIndex::from_main(main));
-    let named: Vec<(Slot, ExperienceId, &[f32])> = live
-        .iter()
-        .map(|(slot, eid)| (*slot, *eid, &[][..]))
-        .collect();
-    index.record_ids(&named)?;
-    for slot in &gone {
-        index.index.remove(*slot)?;
-    }
-    add_records(&mut columns, &index, &added)?;
-    Ok(Some(Experiences {
-        columns,
-        index,
-        changed: !touched.experiences.is_empty(),
-    }))
-}
-
-/// Brings snapshot columns up to date with the records the change log
-/// names: an update is applied in place; returns the slots of the records
-/// gone since, and the records (with vectors) new since.
-fn reconcile(
-    id: CollectiveId,
-    storage: &RedbStorage,
-    columns: &mut Columns,
-    touched: &HashSet<ExperienceId>,
-) -> Result<(Vec<Slot>, Vec<Experience>)> {
-    let mut gone: Vec<Slot> = Vec::new();
-    let mut added: Vec<Experience> = Vec::new();
-    for eid in touched {
-        let now = storage
-            .get_experience(*eid)?
-            .filter(|e| e.collective_id == id);
-        match (columns.slot_of(eid), now) {
-            (Some(_), Some(e)) => columns.update(&e),
-            (Some(_), None) => gone.extend(columns.remove(eid)),
-            (None, Some(e)) => added.push(e),
-            (None, None) => {}
-        }
-    }
-    Ok((gone, added))
-}
-
-/// Rows per thread below which filling vectors stays on one thread.
-const ROWS_PER_FILL_THREAD: usize = 4096;
-
-/// Puts the stored vector of each `(row, id)` (sorted by row) into
-/// `target`, reading the rows on up to four threads (each its own read
-/// transaction and its own run of rows). `false` when a record is missing
-/// or of another dimension.
-fn fill_vectors(
-    storage: &RedbStorage,
-    target: RowFill<'_>,
-    rows: &[(usize, ExperienceId)],
-) -> Result<bool> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .clamp(1, 4)
-        .min(rows.len() / ROWS_PER_FILL_THREAD)
-        .max(1);
-    let per_thread = rows.len().div_ceil(threads).max(1);
-    let mut parts = Vec::with_capacity(threads);
-    let mut rest = target;
-    for chunk in rows.chunks(per_thread) {
-        let next_row = rows
-            .get(parts.len() * per_thread + chunk.len())
-            .map_or(usize::MAX, |(row, _)| *row);
-        let (mine, others) = rest.split_at(next_row);
-        parts.push((chunk, mine));
-        rest = others;
-    }
-    let fill = |(chunk, mut target): (&[(usize, ExperienceId)], RowFill<'_>)| -> Result<bool> {
-        let ids: Vec<ExperienceId> = chunk.iter().map(|(_, eid)| *eid).collect();
-        let mut vector: Vec<f32> = Vec::new();
-        let mut put = true;
-        let found = storage.visit_embeddings(&ids, &mut |i, bytes| {
-            vector.clear();
-            vector.extend(
-                bytes
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-            );
-            put &= target.put(chunk[i].0, &vector);
-        })?;
-        Ok(found && put)
-    };
-    let mut parts = parts.into_iter();
-    let Some(first) = parts.next() else {
-        return Ok(true);
-    };
-    std::thread::scope(|scope| {
-        let others: Vec<_> = parts.map(|part| scope.spawn(move || fill(part))).collect();
-        let mut all = fill(first)?;
-        for handle in others {
-            all &= handle
-                .join()
-                .map_err(|_| StorageError::Corrupt("vector fill thread panicked".into()))??;
-        }
-        Ok(all)
     })
 }
 

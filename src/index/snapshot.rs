@@ -225,6 +225,13 @@ impl SnapshotFile {
         self.rows_to_fill().put(row, vector)
     }
 
+    /// Every live slot with its row, by slot.
+    pub fn live_rows(&self) -> Vec<(Slot, usize)> {
+        let mut rows: Vec<(Slot, usize)> = self.rows.iter().map(|(s, r)| (*s, *r)).collect();
+        rows.sort_unstable();
+        rows
+    }
+
     /// The row of a live slot.
     pub fn row_of(&self, slot: Slot) -> Option<usize> {
         self.rows.get(&slot).copied()
