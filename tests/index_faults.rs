@@ -567,31 +567,44 @@ async fn close_rewrites_snapshots_only_after_index_changes() {
     db.close().await.unwrap();
 }
 
-/// Checks a reopened large collective: it holds `indexed` vectors, each
-/// sampled live record is found by its own vector, and no deleted one is.
-async fn check_large(
-    db: &PulseHandle,
-    c: CollectiveId,
-    live: &[(u64, ExperienceId)],
-    deleted: &[(u64, ExperienceId)],
+/// A large collective's records: a sample of the live ones and the
+/// deleted ones (seed and id), and how many vectors it holds.
+struct Large {
+    live: Vec<(u64, ExperienceId)>,
+    deleted: Vec<(u64, ExperienceId)>,
     indexed: usize,
+}
+
+/// Reopens a large collective and checks it: loaded the `path` way (from
+/// the snapshot alone, replayed, scanned), holding `indexed` vectors, each
+/// sampled live record found by its own vector, no deleted one.
+async fn check_large(
+    t: &TempDb,
+    config: &Config,
+    c: CollectiveId,
+    want: &Large,
+    path: (u64, u64, u64),
     what: &str,
 ) {
-    assert_eq!(db.index_stats(c).await.unwrap().indexed, indexed, "{what}");
-    for (seed, id) in live {
+    let db = t.open_with(config.clone()).await;
+    let stats = db.index_stats(c).await.unwrap();
+    assert_eq!(stats.indexed, want.indexed, "{what}");
+    assert_eq!(loads(&db), path, "{what}: load path");
+    for (seed, id) in &want.live {
         let hits = db.search_similar(c, &vec16(*seed), 3).await.unwrap();
         assert!(
             hits.iter().any(|h| h.experience.id == *id),
             "{what}: {id} not found"
         );
     }
-    for (seed, id) in deleted {
+    for (seed, id) in &want.deleted {
         let hits = db.search_similar(c, &vec16(*seed), 3).await.unwrap();
         assert!(
             hits.iter().all(|h| h.experience.id != *id),
             "{what}: {id} deleted but found"
         );
     }
+    db.close().await.unwrap();
 }
 
 /// A collective large enough (past 32 768 vectors) that a reopen prepares
@@ -636,38 +649,27 @@ async fn a_large_collective_restores_its_columns_beside_the_graph() {
             db.delete_experience(*id).await.unwrap();
         }
         deleted.extend(gone);
-        let live = sample[40..].to_vec();
-        let indexed = db.index_stats(c).await.unwrap().indexed;
-        assert_eq!(indexed, 34_000 + 200 - 40);
+        let want = Large {
+            live: sample[40..].to_vec(),
+            deleted,
+            indexed: db.index_stats(c).await.unwrap().indexed,
+        };
+        assert_eq!(want.indexed, 34_000 + 200 - 40);
         db.close().await.unwrap();
-
-        let db = t.open_with(config.clone()).await;
-        check_large(
-            &db,
-            c,
-            &live,
-            &deleted,
-            indexed,
-            &format!("keep {keep}: clean"),
-        )
-        .await;
-        assert_eq!(loads(&db), (1, 0, 0), "keep {keep}: from the snapshot");
-        db.close().await.unwrap();
+        let what = format!("keep {keep}");
+        check_large(&t, &config, c, &want, (1, 0, 0), &format!("{what}: clean")).await;
 
         // The earlier snapshot, with the writes after it in the log.
         std::fs::remove_dir_all(t.index_dir()).unwrap();
         copy_dir(old.path(), &t.index_dir());
-        let db = t.open_with(config.clone()).await;
         check_large(
-            &db,
+            &t,
+            &config,
             c,
-            &live,
-            &deleted,
-            indexed,
-            &format!("keep {keep}: replayed"),
+            &want,
+            (0, 1, 0),
+            &format!("{what}: replayed"),
         )
         .await;
-        assert_eq!(loads(&db), (0, 1, 0), "keep {keep}: replayed");
-        db.close().await.unwrap();
     }
 }
