@@ -21,14 +21,14 @@ use super::collective::{
     INSIGHTS_EXTRA,
 };
 use super::{IndexConfig, Slot, SnapshotFile, StagedIndex};
-
-mod restore;
 use crate::collective::CollectiveId;
 use crate::error::Result;
 use crate::experience::{Experience, ExperienceId};
 use crate::insight::InsightId;
 use crate::search::columns::Columns;
 use crate::storage::{RedbStorage, StorageError, StorageRead};
+
+mod restore;
 
 /// A loaded collective index.
 pub(crate) struct Loaded {

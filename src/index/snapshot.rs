@@ -50,7 +50,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use super::ffi::{RawIndex, DEAD_LABEL};
@@ -129,9 +129,6 @@ pub struct SnapshotFile {
     /// Byte offset of the storage region in `faiss`.
     vectors_at: usize,
     vectors_crc: u32,
-    /// The vectors came with the file (covered by its checksum) and none
-    /// was given back since.
-    vectors_kept: bool,
     /// Where FAISS reads the index from when the file kept its vectors
     /// (`faiss` is then empty): streamed, never held twice in memory.
     streamed: Option<kept::Streamed>,
@@ -169,8 +166,14 @@ impl SnapshotFile {
         // A file that kept its vectors is checked and read by streaming;
         // any other is read whole (it holds the graph only).
         let read = kept::read(file, dimension).and_then(|streamed| match streamed {
-            Some(file) => Ok(file),
-            None => decode(fs::read(path).map_err(|e| e.to_string())?, dimension),
+            Ok(file) => Ok(file),
+            Err(mut file) => {
+                let mut bytes = Vec::new();
+                file.seek(std::io::SeekFrom::Start(0))
+                    .and_then(|_| file.read_to_end(&mut bytes))
+                    .map_err(|e| e.to_string())?;
+                decode(bytes, dimension)
+            }
         });
         match read {
             Ok(mut file) => {
@@ -250,8 +253,6 @@ impl SnapshotFile {
                 filled: &mut [],
             };
         }
-        // What is given back is checked against the saved checksum.
-        self.vectors_kept = false;
         if self.faiss.is_empty() {
             let (faiss, vectors_at) = self.pieces.assemble(self.filled.len(), width);
             self.faiss = faiss;
@@ -269,29 +270,18 @@ impl SnapshotFile {
     /// Builds the index, `fill` putting the vectors back straight into
     /// FAISS's storage as FAISS reads it: the serialisation is never
     /// assembled in a buffer of ours. `fill` gets every row's place (see
-    /// [`RowFill`]) and returns whether it filled what it should; the
-    /// vectors are checked against the saved checksum when every row was
-    /// filled. A kept file or one already filled restores as
-    /// [`restore`](Self::restore) does, without calling `fill`. `None`
-    /// (logged) when `fill` returns false or the restore fails.
+    /// [`RowFill`]) and returns whether it filled what it should; rows it
+    /// leaves hold zero vectors (the caller removes their slots), and when
+    /// every row was filled the vectors must match the saved checksum. A
+    /// kept file, or one filled already through [`fill`](Self::fill),
+    /// restores without calling `fill`. `None` (logged) when `fill`
+    /// returns false or the restore fails.
     pub fn restore_with(
         self,
         config: &IndexConfig,
         fill: &mut dyn FnMut(RowFill<'_>) -> bool,
     ) -> Option<FaissIndex> {
-        if self.streamed.is_some() || !self.faiss.is_empty() {
-            return self.restore(config);
-        }
-        let mut source = self.pieces.reader(
-            self.filled.len(),
-            self.dimension * 4,
-            self.vectors_crc,
-            Some(fill),
-        );
-        let restored = RawIndex::from_reader(&mut source)
-            .map_err(|e| e.to_string())
-            .and_then(|raw| FaissIndex::from_raw(raw, config, self.dimension, &self.dead_rows));
-        match restored {
+        match self.try_restore(config, fill) {
             Ok(index) => Some(index),
             Err(reason) => {
                 tracing::warn!(path = %self.path.display(), %reason, "ignoring index snapshot");
@@ -300,40 +290,35 @@ impl SnapshotFile {
         }
     }
 
-    /// Builds the index. Live slots never filled hold a zero vector (the
-    /// caller removes them); when every slot was filled, the vectors must
-    /// match the saved ones' checksum. `None` (logged) otherwise.
+    /// Builds the index from what was filled (see
+    /// [`restore_with`](Self::restore_with)).
     pub fn restore(self, config: &IndexConfig) -> Option<FaissIndex> {
-        match self.try_restore(config) {
-            Ok(index) => Some(index),
-            Err(reason) => {
-                tracing::warn!(path = %self.path.display(), %reason, "ignoring index snapshot");
-                None
-            }
-        }
+        self.restore_with(config, &mut |_| true)
     }
 
-    fn try_restore(&self, config: &IndexConfig) -> Result<FaissIndex, String> {
-        if self.is_filled() && !self.vectors_kept {
-            let end = self.vectors_at + self.filled.len() * self.dimension * 4;
-            let region = self.faiss.get(self.vectors_at..end).ok_or("bad layout")?;
-            if crc32fast::hash(region) != self.vectors_crc {
-                return Err("the vectors given back differ from the saved ones".into());
+    fn try_restore(
+        &self,
+        config: &IndexConfig,
+        fill: &mut dyn FnMut(RowFill<'_>) -> bool,
+    ) -> Result<FaissIndex, String> {
+        let raw = if let Some(streamed) = &self.streamed {
+            streamed.restore()?
+        } else if self.faiss.is_empty() {
+            let rows = self.filled.len();
+            let mut source = self
+                .pieces
+                .reader(rows, self.dimension * 4, self.vectors_crc, fill);
+            RawIndex::from_reader(&mut source).map_err(|e| e.to_string())?
+        } else {
+            // Assembled and filled in place by `fill`/`rows_to_fill`.
+            if self.is_filled() {
+                let end = self.vectors_at + self.filled.len() * self.dimension * 4;
+                let region = self.faiss.get(self.vectors_at..end).ok_or("bad layout")?;
+                if crc32fast::hash(region) != self.vectors_crc {
+                    return Err("the vectors given back differ from the saved ones".into());
+                }
             }
-        }
-        let raw = match &self.streamed {
-            Some(streamed) => streamed.restore()?,
-            None if self.faiss.is_empty() => {
-                // Nothing given back: unfilled rows are zero vectors.
-                let mut source = self.pieces.reader(
-                    self.filled.len(),
-                    self.dimension * 4,
-                    self.vectors_crc,
-                    None,
-                );
-                RawIndex::from_reader(&mut source).map_err(|e| e.to_string())?
-            }
-            None => RawIndex::from_bytes(&self.faiss).map_err(|e| e.to_string())?,
+            RawIndex::from_bytes(&self.faiss).map_err(|e| e.to_string())?
         };
         FaissIndex::from_raw(raw, config, self.dimension, &self.dead_rows)
     }
@@ -708,7 +693,6 @@ fn decode(bytes: Vec<u8>, dimension: usize) -> Result<SnapshotFile, String> {
         faiss: Vec::new(),
         vectors_at: 0,
         vectors_crc: h.vectors_crc,
-        vectors_kept: false,
         streamed: None,
         dead_rows,
         rows: live,

@@ -23,8 +23,9 @@ use crate::search::columns::Columns;
 use crate::storage::{RedbStorage, StorageError, StorageRead};
 
 /// Live vectors from which the columns are prepared on a second thread
-/// while the graph restores (measured: below it the thread costs more than
-/// it saves).
+/// while the graph restores. Measured with repeated reopens: at 15 000
+/// vectors the thread made the first answer slower (35 ms against 23), at
+/// 150 000 it saved 60–70 ms; the bound sits between.
 const PARALLEL_RESTORE_ROWS: usize = 32_768;
 
 /// Rows per thread below which filling vectors stays on one thread.

@@ -86,22 +86,22 @@ impl Pieces {
     }
 
     /// A reader of the serialisation for FAISS, producing the vectors when
-    /// FAISS asks for them: `fill` (if any) puts the live ones straight
-    /// into FAISS's storage, rows it leaves are zero, and when every row
-    /// is filled the vectors must match `vectors_crc`.
+    /// FAISS asks for them: `fill` puts the live ones straight into FAISS's
+    /// storage, rows it leaves are zero, and when every row is filled the
+    /// vectors must match `vectors_crc`.
     pub(super) fn reader<'a>(
         &'a self,
         rows: usize,
         width: usize,
         vectors_crc: u32,
-        fill: Option<Fill<'a>>,
+        fill: Fill<'a>,
     ) -> Composed<'a> {
         Composed {
             pieces: self,
             rows,
             width,
             vectors_crc,
-            fill,
+            fill: Some(fill),
             position: 0,
             spilled: None,
         }
@@ -132,6 +132,7 @@ impl Composed<'_> {
                 .copy_from_slice(&self.pieces.bytes[vector.clone()]);
             filled[*row] = true;
         }
+        // Produced once: FAISS reads its storage a single time.
         let complete = match self.fill.take() {
             Some(fill) => fill(RowFill {
                 first_row: 0,
@@ -139,7 +140,7 @@ impl Composed<'_> {
                 region: &mut *region,
                 filled: &mut filled,
             }),
-            None => true,
+            None => false,
         };
         if !complete {
             return Err(std::io::Error::other("the vectors were not all given back"));

@@ -83,9 +83,9 @@ impl<R: Read> Hashing<R> {
     }
 }
 
-/// Reads `file` if it kept its vectors; `Ok(None)` for a file that did not
+/// Reads `file` if it kept its vectors; a file that did not comes back
 /// (the caller reads it whole).
-pub(super) fn read(file: File, dimension: usize) -> Result<Option<SnapshotFile>, String> {
+pub(super) fn read(file: File, dimension: usize) -> Result<Result<SnapshotFile, File>, String> {
     let total = file.metadata().map_err(|e| e.to_string())?.len();
     let body = total
         .checked_sub(4)
@@ -98,7 +98,8 @@ pub(super) fn read(file: File, dimension: usize) -> Result<Option<SnapshotFile>,
     };
     let h = read_header(&mut r, dimension, body)?;
     if h.kept_len == 0 {
-        return Ok(None);
+        drop(r);
+        return Ok(Err(file));
     }
     let (rows, width) = (h.rows, dimension as u64 * 4);
     let at = r.read;
@@ -138,7 +139,7 @@ pub(super) fn read(file: File, dimension: usize) -> Result<Option<SnapshotFile>,
     }
     let (live, slots) = live_rows(&tail[8..], &dead)?;
     let len = (h.head_len + h.kept_len + h.tail_len) as u64;
-    Ok(Some(SnapshotFile {
+    Ok(Ok(SnapshotFile {
         path: Default::default(),
         dimension,
         sequence: h.sequence,
@@ -147,7 +148,6 @@ pub(super) fn read(file: File, dimension: usize) -> Result<Option<SnapshotFile>,
         pieces: Default::default(),
         vectors_at: 0,
         vectors_crc: h.vectors_crc,
-        vectors_kept: true,
         streamed: Some(Streamed { file, at, len }),
         dead_rows,
         rows: live,
