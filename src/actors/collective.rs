@@ -354,10 +354,11 @@ async fn apply_committed(state: &mut CollectiveState, batch: Vec<CommittedWrite>
     // With nothing else in flight, every change of the collective committed
     // so far is in this batch or applied already: the position read after
     // applying it is one the index reflects whole (no write can be
-    // forwarded meanwhile, the actor is busy here).
+    // forwarded meanwhile, the actor is busy here). Best effort: without
+    // storage the batch is still applied and answered.
     let storage = (state.in_flight == 0)
-        .then(|| upgrade(&state.args.storage))
-        .transpose()?;
+        .then(|| upgrade(&state.args.storage).ok())
+        .flatten();
     let (batch, outcome, position) = blocking(move || {
         let mut batch = batch;
         let applied = batch
