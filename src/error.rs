@@ -188,6 +188,18 @@ pub enum ValidationError {
 }
 
 impl ValidationError {
+    /// The name of the input this error is about: `embedding` for a
+    /// dimension mismatch, `content` for oversized content.
+    pub fn field(&self) -> &str {
+        match self {
+            ValidationError::InvalidField { field, .. }
+            | ValidationError::RequiredField { field }
+            | ValidationError::TooManyItems { field, .. } => field,
+            ValidationError::DimensionMismatch { .. } => "embedding",
+            ValidationError::ContentTooLarge { .. } => "content",
+        }
+    }
+
     pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         ValidationError::InvalidField {
             field: field.into(),

@@ -97,6 +97,8 @@ pub mod storage;
 mod storage;
 mod validate;
 mod watch;
+#[cfg(feature = "wire")]
+pub mod wire;
 
 pub use crate::activity::{validate_agent_id, Activity, NewActivity, MAX_ACTIVITY_TEXT_BYTES};
 pub use crate::api::{

@@ -7,7 +7,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::{Error, ValidationError};
+use crate::Error;
 
 /// An error answer.
 #[derive(Debug)]
@@ -120,23 +120,12 @@ impl ApiError {
     }
 }
 
-/// The field a validation error names.
-fn validation_field(v: &ValidationError) -> String {
-    match v {
-        ValidationError::InvalidField { field, .. }
-        | ValidationError::RequiredField { field }
-        | ValidationError::TooManyItems { field, .. } => field.clone(),
-        ValidationError::DimensionMismatch { .. } => "embedding".into(),
-        ValidationError::ContentTooLarge { .. } => "content".into(),
-    }
-}
-
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let message = e.to_string();
         match &e {
             Error::Validation(v) => ApiError {
-                field: Some(validation_field(v)),
+                field: Some(v.field().to_string()),
                 ..ApiError::new(StatusCode::BAD_REQUEST, "validation", message)
             },
             Error::NotFound(_) => ApiError::not_found(message),

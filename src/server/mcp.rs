@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::wire::{
+use crate::wire::{
     DirectionJson, ExperienceJson, ExperienceTypeTagJson, InsightTypeJson, RelationTypeJson,
 };
 use crate::{

@@ -11,7 +11,7 @@ pub mod mcp;
 mod metrics;
 mod openapi;
 mod routes;
-pub mod wire;
+pub use crate::wire;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use pulsedb::server::wire::{ExperienceJson, ExportedExperienceJson, NewExperienceJson};
+use pulsedb::wire::{ExperienceJson, ExportedExperienceJson, NewExperienceJson};
 use pulsedb::{CollectiveId, Error, Experience, ExperienceId, NewExperience, PulseHandle};
 use tokio::sync::mpsc;
 

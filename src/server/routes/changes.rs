@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::default_limit;
 use crate::server::extract::Query;
-use crate::server::wire::WatchEventJson;
 use crate::server::{ApiError, Failures, Shared};
+use crate::wire::WatchEventJson;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

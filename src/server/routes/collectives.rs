@@ -2,9 +2,9 @@
 
 use super::{Cid, Created};
 use crate::server::extract::{JsonBody, Path, Query};
-use crate::server::wire::CollectiveJson;
 use crate::server::{ApiError, Failures, Shared};
-use crate::{CollectiveId, CollectiveStats, InstanceId};
+use crate::wire::{CollectiveJson, StatsJson};
+use crate::{CollectiveId, InstanceId};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -136,34 +136,6 @@ pub(crate) async fn get(
 pub(crate) async fn delete(state: Shared, Path(cid): Path<CollectiveId>) -> Answer<StatusCode> {
     state.db.delete_collective(cid).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// `CollectiveStats`, timestamps as integers, absent ones left out.
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct StatsJson {
-    experience_count: u64,
-    archived_count: u64,
-    insight_count: u64,
-    relation_count: u64,
-    storage_bytes: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    oldest_experience: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    newest_experience: Option<i64>,
-}
-
-impl From<CollectiveStats> for StatsJson {
-    fn from(s: CollectiveStats) -> Self {
-        StatsJson {
-            experience_count: s.experience_count,
-            archived_count: s.archived_count,
-            insight_count: s.insight_count,
-            relation_count: s.relation_count,
-            storage_bytes: s.storage_bytes,
-            oldest_experience: s.oldest_experience.map(|t| t.0),
-            newest_experience: s.newest_experience.map(|t| t.0),
-        }
-    }
 }
 
 /// Counts and storage of a collective.

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{default_limit, Cid, Created, Embedding, Xid};
 use crate::server::extract::{JsonBody, Path, Query};
-use crate::server::wire::{ExperienceJson, ExperienceUpdateJson, NewExperienceJson};
 use crate::server::{ApiError, Failures, Shared};
+use crate::wire::{ExperienceJson, ExperienceUpdateJson, NewExperienceJson};
 use crate::{CollectiveId, ExperienceId, NotFoundError};
 
 type Answer<T> = Result<T, ApiError>;

@@ -2,47 +2,21 @@
 
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::{Agent, Cid, Created, Embedding, Iid, Page, Rid, Xid};
 use crate::server::extract::{JsonBody, Path, Query};
-use crate::server::wire::{
-    ActivityJson, DirectionJson, ExperienceJson, InsightJson, NewInsightJson, RelationTypeJson,
-};
 use crate::server::{ApiError, Failures, Shared};
+use crate::wire::{
+    ActivityJson, DirectionJson, ExperienceJson, InsightJson, NewInsightJson, Related,
+    RelationJson, RelationTypeJson,
+};
 use crate::{
-    CollectiveId, Error, ExperienceId, ExperienceRelation, InsightId, NewActivity,
-    NewExperienceRelation, NotFoundError, RelationId,
+    CollectiveId, Error, ExperienceId, InsightId, NewActivity, NewExperienceRelation,
+    NotFoundError, RelationId,
 };
 
 type Answer<T> = Result<T, ApiError>;
-
-/// `ExperienceRelation` in a response.
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct RelationJson {
-    id: RelationId,
-    source_id: ExperienceId,
-    target_id: ExperienceId,
-    relation_type: RelationTypeJson,
-    strength: f32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metadata: Option<String>,
-    created_at: i64,
-}
-
-impl From<ExperienceRelation> for RelationJson {
-    fn from(r: ExperienceRelation) -> Self {
-        RelationJson {
-            id: r.id,
-            source_id: r.source_id,
-            target_id: r.target_id,
-            relation_type: r.relation_type.into(),
-            strength: r.strength,
-            metadata: r.metadata,
-            created_at: r.created_at.0,
-        }
-    }
-}
 
 fn one_strength() -> f32 {
     1.0
@@ -134,13 +108,6 @@ pub(crate) struct RelatedQuery {
     /// Include each experience's embedding.
     #[serde(default)]
     include_embedding: bool,
-}
-
-/// A related experience and the relation that links it.
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct Related {
-    experience: ExperienceJson,
-    relation: RelationJson,
 }
 
 /// The experiences related to one.

@@ -4,13 +4,10 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use crate::server::extract::{JsonBody, Path, Query};
-use crate::server::wire::{
-    yes, ActivityJson, ExperienceJson, InsightJson, RecallWeightsJson, SearchFilterJson,
-};
 use crate::server::{ApiError, Failures, Shared};
+use crate::wire::{yes, ContextJson, Hit, InsightJson, RecallWeightsJson, SearchFilterJson};
 use crate::{CollectiveId, ContextRequest, PulseHandle, SearchFilter, SearchOptions};
 
-use super::knowledge::RelationJson;
 use super::{Cid, Embedding};
 
 type Answer<T> = Result<T, ApiError>;
@@ -74,24 +71,6 @@ pub(crate) struct SearchBody {
     filter: Option<SearchFilterJson>,
     #[serde(default)]
     weights: Option<RecallWeightsJson>,
-}
-
-/// A search hit.
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct Hit {
-    similarity: f32,
-    score: f32,
-    experience: ExperienceJson,
-}
-
-impl Hit {
-    fn new(h: crate::SearchResult, embedding: bool) -> Self {
-        Hit {
-            similarity: h.similarity,
-            score: h.score,
-            experience: ExperienceJson::new(h.experience, embedding),
-        }
-    }
 }
 
 /// Searches a collective's experiences by vector or text, with filters;
@@ -198,16 +177,6 @@ fn ten() -> usize {
     10
 }
 
-/// `ContextCandidates`.
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct ContextJson {
-    similar_experiences: Vec<Hit>,
-    recent_experiences: Vec<ExperienceJson>,
-    insights: Vec<InsightJson>,
-    relations: Vec<RelationJson>,
-    active_agents: Vec<ActivityJson>,
-}
-
 /// What an agent should know before a task: similar and recent
 /// experiences, insights, relations and active agents.
 #[utoipa::path(post, operation_id = "context", path = "/v1/collectives/{cid}/context", tag = "search",
@@ -239,24 +208,5 @@ pub(crate) async fn context(
         .get_context_candidates(request)
         .await
         .map_err(|e| query_error(e, "query_embedding"))?;
-    let embedding = q.include_embedding;
-    Ok(Json(ContextJson {
-        similar_experiences: found
-            .similar_experiences
-            .into_iter()
-            .map(|h| Hit::new(h, embedding))
-            .collect(),
-        recent_experiences: found
-            .recent_experiences
-            .into_iter()
-            .map(|x| ExperienceJson::new(x, embedding))
-            .collect(),
-        insights: found
-            .insights
-            .into_iter()
-            .map(|i| InsightJson::new(i, false))
-            .collect(),
-        relations: found.relations.into_iter().map(Into::into).collect(),
-        active_agents: found.active_agents.into_iter().map(Into::into).collect(),
-    }))
+    Ok(Json(ContextJson::new(found, q.include_embedding)))
 }

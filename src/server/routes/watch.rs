@@ -16,8 +16,8 @@ use futures_core::Stream;
 use tokio::sync::mpsc;
 
 use crate::server::extract::Path;
-use crate::server::wire::WatchEventJson;
 use crate::server::{ApiError, Failures, Shared};
+use crate::wire::WatchEventJson;
 use crate::{CollectiveId, PulseHandle, WatchEvent, WatchStream};
 
 /// Events queued for one client before its feeder waits.
