@@ -51,6 +51,19 @@ macro_rules! define_id {
             }
         }
 
+        /// Parses the hyphenated (or simple) UUID form [`Display`] writes.
+        ///
+        /// [`Display`]: std::fmt::Display
+        impl std::str::FromStr for $name {
+            type Err = $crate::ValidationError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                uuid::Uuid::parse_str(s).map($name).map_err(|e| {
+                    $crate::ValidationError::invalid("id", format!("{s:?} is not a UUID: {e}"))
+                })
+            }
+        }
+
         impl std::fmt::Debug for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 write!(f, "{}({})", stringify!($name), self.0)
@@ -101,5 +114,19 @@ impl Timestamp {
 impl std::fmt::Display for Timestamp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}ms", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ExperienceId;
+
+    #[test]
+    fn ids_parse_what_they_display_and_name_the_field_otherwise() {
+        let id = ExperienceId::new();
+        assert_eq!(id.to_string().parse::<ExperienceId>(), Ok(id));
+        let err = "not-a-uuid".parse::<ExperienceId>().unwrap_err();
+        assert_eq!(err.field(), "id");
+        assert!(err.to_string().contains("not-a-uuid"), "{err}");
     }
 }
