@@ -22,3 +22,11 @@ pub use collective::*;
 pub use experience::*;
 pub use knowledge::*;
 pub use search::*;
+
+/// Writes an `f32` as the `f64` nearest its shortest decimal form: the JSON
+/// text is the same (`0.7`), and a reader of doubles (Python) gets `0.7`
+/// rather than `0.699999988…`.
+pub(crate) fn decimal<S: serde::Serializer>(v: &f32, s: S) -> Result<S::Ok, S::Error> {
+    let shortest = v.to_string().parse::<f64>().unwrap_or(f64::from(*v));
+    s.serialize_f64(shortest)
+}

@@ -66,12 +66,14 @@ pub enum ExperienceTypeJson {
         task_type: String,
         approach: String,
         #[cfg_attr(feature = "server", schema(minimum = 0.0, maximum = 1.0))]
+        #[serde(serialize_with = "crate::wire::decimal")]
         quality: f32,
     },
     UserPreference {
         category: String,
         preference: String,
         #[cfg_attr(feature = "server", schema(minimum = 0.0, maximum = 1.0))]
+        #[serde(serialize_with = "crate::wire::decimal")]
         strength: f32,
     },
     ArchitecturalDecision {
@@ -367,7 +369,9 @@ pub struct ExperienceJson {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub embedding: Option<Vec<f32>>,
     pub experience_type: ExperienceTypeJson,
+    #[serde(serialize_with = "crate::wire::decimal")]
     pub importance: f32,
+    #[serde(serialize_with = "crate::wire::decimal")]
     pub confidence: f32,
     pub applications: u32,
     pub domain: Vec<String>,

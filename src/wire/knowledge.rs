@@ -131,6 +131,7 @@ pub struct InsightJson {
     pub embedding: Option<Vec<f32>>,
     pub source_experience_ids: Vec<ExperienceId>,
     pub insight_type: InsightTypeJson,
+    #[serde(serialize_with = "crate::wire::decimal")]
     pub confidence: f32,
     pub domain: Vec<String>,
     pub created_at: i64,
@@ -183,6 +184,7 @@ pub struct RelationJson {
     pub source_id: ExperienceId,
     pub target_id: ExperienceId,
     pub relation_type: RelationTypeJson,
+    #[serde(serialize_with = "crate::wire::decimal")]
     pub strength: f32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<String>,

@@ -69,7 +69,9 @@ impl From<RecallWeightsJson> for RecallWeights {
 #[derive(Serialize)]
 #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Hit {
+    #[serde(serialize_with = "crate::wire::decimal")]
     pub similarity: f32,
+    #[serde(serialize_with = "crate::wire::decimal")]
     pub score: f32,
     pub experience: ExperienceJson,
 }

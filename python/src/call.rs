@@ -1,0 +1,131 @@
+//! Running an engine future for Python: blocking with the GIL released, or
+//! as an asyncio future settled from PulseDB's runtime.
+
+use std::future::Future;
+use std::sync::OnceLock;
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use tokio::runtime::Runtime;
+
+use crate::errors;
+
+/// How a handle answers: a value (blocking the calling thread, not the
+/// GIL), or an asyncio future of the running event loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Blocking,
+    Async,
+}
+
+/// The runtime every handle of the process shares, started on first use.
+pub(crate) fn runtime() -> PyResult<&'static Runtime> {
+    static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
+    let built = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("pulsedb")
+            .build()
+            .map_err(|e| format!("cannot start the PulseDB runtime: {e}"))
+    });
+    built
+        .as_ref()
+        .map_err(|e| errors::PulseDBError::new_err(e.clone()))
+}
+
+/// Runs `work` and turns its answer into a Python object with `convert`.
+///
+/// Blocking: on the calling thread (`block_on`), the GIL released meanwhile.
+/// Async: spawned on the runtime; the returned asyncio future is settled on
+/// the event loop's thread (`call_soon_threadsafe`). The Python objects are
+/// made on the blocking pool, since taking the GIL may wait and the async
+/// workers must not.
+pub(crate) fn run<T, F, C>(py: Python<'_>, mode: Mode, work: F, convert: C) -> PyResult<Py<PyAny>>
+where
+    T: Send + 'static,
+    F: Future<Output = pulsedb::Result<T>> + Send + 'static,
+    C: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
+{
+    let rt = runtime()?;
+    match mode {
+        Mode::Blocking => {
+            let answer = py.detach(|| rt.block_on(work));
+            convert(py, answer.map_err(|e| errors::to_py(py, e))?)
+        }
+        Mode::Async => {
+            let (pending, future) = Pending::new(py)?;
+            rt.spawn(async move {
+                let answer = work.await;
+                // An interpreter shutting down has nobody left to answer.
+                let settle = move || {
+                    Python::try_attach(|py| {
+                        let value = answer
+                            .map_err(|e| errors::to_py(py, e))
+                            .and_then(|v| convert(py, v));
+                        pending.settle(py, value);
+                    })
+                };
+                // Nothing waits for the settling: the future is the answer.
+                drop(tokio::task::spawn_blocking(settle));
+            });
+            Ok(future)
+        }
+    }
+}
+
+/// An asyncio future and its loop, waiting for an answer.
+pub(crate) struct Pending {
+    event_loop: Py<PyAny>,
+    future: Py<PyAny>,
+}
+
+impl Pending {
+    /// A future of the running loop (called on the loop's thread).
+    pub(crate) fn new(py: Python<'_>) -> PyResult<(Pending, Py<PyAny>)> {
+        let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
+        let future = event_loop.call_method0("create_future")?;
+        let handle = future.clone().unbind();
+        Ok((
+            Pending {
+                event_loop: event_loop.unbind(),
+                future: future.unbind(),
+            },
+            handle,
+        ))
+    }
+
+    /// Hands `value` to the future on its loop. A loop already closed has
+    /// nobody waiting, so its refusal is ignored.
+    pub(crate) fn settle(self, py: Python<'_>, value: PyResult<Py<PyAny>>) {
+        let (ok, value) = match value {
+            Ok(v) => (true, v),
+            Err(e) => (false, e.into_value(py).into_any()),
+        };
+        let Ok(setter) = settler(py) else { return };
+        let _ = self.event_loop.call_method1(
+            py,
+            "call_soon_threadsafe",
+            (setter, self.future, ok, value),
+        );
+    }
+}
+
+/// Sets a future's result or exception unless it was cancelled meanwhile.
+#[pyfunction]
+fn settle_future(future: &Bound<'_, PyAny>, ok: bool, value: Bound<'_, PyAny>) -> PyResult<()> {
+    if future.call_method0("done")?.is_truthy()? {
+        return Ok(());
+    }
+    let method = if ok { "set_result" } else { "set_exception" };
+    future.call_method1(method, (value,))?;
+    Ok(())
+}
+
+fn settler(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static SETTLER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    SETTLER
+        .get_or_try_init(py, || {
+            Ok::<_, PyErr>(wrap_pyfunction!(settle_future, py)?.into_any().unbind())
+        })
+        .map(|f| f.bind(py))
+}

@@ -1,0 +1,166 @@
+//! `pulsedb.Watch`: a collective's changes as a Python iterator and async
+//! iterator.
+
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use futures_core::Stream;
+use pulsedb::wire::WatchEventJson;
+use pulsedb::{CollectiveId, PulseHandle, WatchEvent, WatchStream};
+use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration};
+use pyo3::prelude::*;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+use crate::call::{run, runtime, Mode};
+use crate::convert::to_py;
+use crate::errors;
+
+/// How long a blocking `next` waits before looking for a pending signal
+/// (Ctrl-C) and waiting again.
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+
+/// Events of one collective from the moment `watch` was called; ends when
+/// the collective is deleted, the database closed, or `close` is called.
+#[pyclass(module = "pulsedb", frozen)]
+pub(crate) struct Watch {
+    state: Arc<Mutex<State>>,
+}
+
+enum State {
+    /// The subscription is made; its check that the collective exists is
+    /// still running.
+    Starting(JoinHandle<pulsedb::Result<WatchStream>>),
+    Open(WatchStream),
+    Ended,
+}
+
+impl Watch {
+    /// Subscribes now, so that every change committed after this call is
+    /// seen. Blocking handles wait for the collective check; asyncio ones
+    /// leave it running and report its failure at the first `anext`.
+    pub(crate) fn start(
+        py: Python<'_>,
+        mode: Mode,
+        db: PulseHandle,
+        c: CollectiveId,
+    ) -> PyResult<Py<PyAny>> {
+        let subscribe = async move { db.watch_experiences(c).await };
+        match mode {
+            Mode::Blocking => run(py, mode, subscribe, |py, stream| {
+                Watch::with(py, State::Open(stream))
+            }),
+            Mode::Async => {
+                let rt = runtime()?;
+                let _entered = rt.enter();
+                let mut subscribe = Box::pin(subscribe);
+                // The first poll subscribes (the engine does it before its
+                // first wait); the rest runs on the runtime.
+                let state = match subscribe
+                    .as_mut()
+                    .poll(&mut Context::from_waker(Waker::noop()))
+                {
+                    Poll::Ready(Ok(stream)) => State::Open(stream),
+                    Poll::Ready(Err(e)) => return Err(errors::to_py(py, e)),
+                    Poll::Pending => State::Starting(rt.spawn(subscribe)),
+                };
+                Watch::with(py, state)
+            }
+        }
+    }
+
+    fn with(py: Python<'_>, state: State) -> PyResult<Py<PyAny>> {
+        let watch = Watch {
+            state: Arc::new(Mutex::new(state)),
+        };
+        Ok(Py::new(py, watch)?.into_any())
+    }
+}
+
+/// The next event, or `None` once the stream has ended.
+async fn next(state: &Mutex<State>) -> pulsedb::Result<Option<WatchEvent>> {
+    let mut state = state.lock().await;
+    if let State::Starting(handle) = &mut *state {
+        let started = handle.await.unwrap_or(Err(pulsedb::Error::Closed));
+        *state = match started {
+            Ok(stream) => State::Open(stream),
+            Err(e) => {
+                *state = State::Ended;
+                return Err(e);
+            }
+        };
+    }
+    let State::Open(stream) = &mut *state else {
+        return Ok(None);
+    };
+    let event = poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx)).await;
+    if event.is_none() {
+        *state = State::Ended;
+    }
+    Ok(event)
+}
+
+fn event(py: Python<'_>, e: WatchEvent) -> PyResult<Py<PyAny>> {
+    to_py(py, &WatchEventJson::from(e))
+}
+
+#[pymethods]
+impl Watch {
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let rt = runtime()?;
+        loop {
+            let state = Arc::clone(&self.state);
+            let waited = py.detach(|| {
+                rt.block_on(async move { tokio::time::timeout(SIGNAL_CHECK, next(&state)).await })
+            });
+            match waited {
+                Ok(Ok(Some(e))) => return event(py, e),
+                Ok(Ok(None)) => return Err(PyStopIteration::new_err(())),
+                Ok(Err(e)) => return Err(errors::to_py(py, e)),
+                Err(_elapsed) => py.check_signals()?,
+            }
+        }
+    }
+
+    fn __aiter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __anext__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let state = Arc::clone(&self.state);
+        run(
+            py,
+            Mode::Async,
+            async move { next(&state).await },
+            |py, e| match e {
+                Some(e) => event(py, e),
+                None => Err(PyStopAsyncIteration::new_err(())),
+            },
+        )
+    }
+
+    /// Events dropped for this watcher because it fell behind (its buffer
+    /// was full); catch up with `changes`.
+    #[getter]
+    fn missed(&self) -> u64 {
+        match self.state.try_lock().as_deref() {
+            Ok(State::Open(stream)) => stream.missed(),
+            _ => 0,
+        }
+    }
+
+    /// Ends the iteration; a waiting `next` ends with it.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let rt = runtime()?;
+        let state = Arc::clone(&self.state);
+        py.detach(|| rt.block_on(async move { *state.lock().await = State::Ended }));
+        Ok(())
+    }
+}
