@@ -6,6 +6,8 @@
 #   make bench  criterion benches and the pulsedb-bench workload
 #   make model  fetch the built-in embedder's model (demo, test, bench do)
 #   make tools  the Python tools the tests run, in a venv (test does)
+#   make python build the Python package's wheel and install it in .venv
+#   make bench-python  the Python package's benchmark beside pulsedb-bench
 
 # FAISS is compiled from source. On a CPU with AVX2 and FMA its distance
 # kernels are compiled for them (the binaries then need such a CPU; PulseDB's
@@ -33,8 +35,11 @@ MODEL_DIR := $(or $(PULSEDB_MODEL_DIR),$(HOME)/.cache/pulsedb/models/all-MiniLM-
 export PULSEDB_NATS_SERVER ?= $(HOME)/.cache/pulsedb/bin/nats-server
 # The test suites' Python tools (openapi-spec-validator, schemathesis).
 export PULSEDB_TOOLS_VENV ?= $(HOME)/.cache/pulsedb/venv
+# The Python package's environment, and the cargo profile of its wheel.
+PYTHON_VENV ?= .venv
+PYTHON_PROFILE ?= release
 
-.PHONY: deps model tools demo demo-cluster test bench crash-soak
+.PHONY: deps model tools python demo demo-cluster test bench bench-python crash-soak
 
 # Installs the system packages the FAISS build needs, only when missing.
 deps:
@@ -55,6 +60,11 @@ model:
 tools:
 	@scripts/python-tools.sh "$(PULSEDB_TOOLS_VENV)"
 
+# Builds the wheel (python/) and installs it, with the pinned build and
+# test tools, into $(PYTHON_VENV).
+python: deps
+	@scripts/python-package.sh "$(PYTHON_VENV)" $(PYTHON_PROFILE)
+
 demo: deps model
 	$(CARGO) run --release --features embedder --example agent_swarm
 	$(CARGO) build --release --features server --bin pulsedb --example http_agent
@@ -69,13 +79,23 @@ demo-cluster: deps
 test: deps model tools
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --all-features -- -D warnings
+	$(CARGO) clippy -p pulsedb-python -- -D warnings
 	$(CARGO) test --all-features
+	@scripts/python-package.sh "$(PYTHON_VENV)" dev
+	$(PYTHON_VENV)/bin/python -m pytest -q python/tests
 	$(CARGO) bench --no-run --all-features
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --all-features
 
 bench: deps model
 	$(CARGO) bench --all-features
 	$(CARGO) run --release --features embedder --bin pulsedb-bench -- --embedder
+
+# The Python package's figures on WORKLOAD.md's data, then pulsedb-bench's
+# on the same data for comparison.
+bench-python: deps
+	@scripts/python-package.sh "$(PYTHON_VENV)" release
+	$(PYTHON_VENV)/bin/python python/bench/bench.py
+	$(CARGO) run --release --bin pulsedb-bench
 
 # SIGKILL crash soak: PULSEDB_CRASH_ITERATIONS kills (default 200) of a
 # child writing from many tasks; prints the number of kills survived.

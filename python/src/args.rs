@@ -7,7 +7,7 @@ use pulsedb::wire::{ExperienceUpdateJson, NewExperienceJson, RecallWeightsJson, 
 use pulsedb::{CollectiveId, PulseHandle, SearchFilter, ValidationError};
 use pyo3::conversion::FromPyObjectOwned;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyDict, PyList, PyString};
 
 use crate::convert::{experience_type, from_py, json_object, optional_vector, type_name};
 use crate::errors::{invalid, wrong_type};
@@ -109,18 +109,39 @@ pub(crate) fn update(fields: Option<&Bound<'_, PyDict>>) -> PyResult<ExperienceU
     Ok(u)
 }
 
-/// A search `filter` (SERVER.md's `SearchFilter` as a dict).
+/// A search `filter` (SERVER.md's `SearchFilter` as a dict). Unknown keys
+/// and values of the wrong type are `TypeError`s; an unknown experience
+/// type is a `ValidationError` naming `filter`.
 pub(crate) fn filter(value: Option<&Bound<'_, PyAny>>) -> PyResult<SearchFilter> {
-    match value.filter(|v| !v.is_none()) {
-        None => Ok(SearchFilter::default()),
-        Some(v) if v.cast::<PyDict>().is_ok() => {
-            Ok(from_py::<SearchFilterJson>(v, "filter")?.into())
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(SearchFilter::default());
+    };
+    let dict = value
+        .cast::<PyDict>()
+        .map_err(|_| wrong_type(format!("`filter` must be a dict, not {}", type_name(value))))?;
+    let mut f = SearchFilterJson::default();
+    for (key, value) in dict.iter() {
+        let key: String = key.extract()?;
+        if value.is_none() {
+            continue;
         }
-        Some(v) => Err(wrong_type(format!(
-            "`filter` must be a dict, not {}",
-            type_name(v)
-        ))),
+        let name = format!("filter `{key}`");
+        match key.as_str() {
+            "domains" => f.domains = Some(typed(&value, &name, "a list of str")?),
+            "tags_all" => f.tags_all = Some(typed(&value, &name, "a dict of str to str")?),
+            "experience_types" => {
+                let names: Vec<String> = typed(&value, &name, "a list of str")?;
+                let names = PyList::new(value.py(), names)?;
+                f.experience_types = Some(from_py(names.as_any(), "filter")?);
+            }
+            "min_importance" => f.min_importance = Some(typed(&value, &name, "a float")?),
+            "min_confidence" => f.min_confidence = Some(typed(&value, &name, "a float")?),
+            "since" => f.since = Some(typed(&value, &name, "an int (Unix milliseconds)")?),
+            "exclude_archived" => f.exclude_archived = typed(&value, &name, "a bool")?,
+            _ => return Err(wrong_type(format!("`filter` has an unknown key '{key}'"))),
+        }
     }
+    Ok(f.into())
 }
 
 /// Recall `weights`: `{"similarity": float, "energy": float}`.
