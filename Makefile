@@ -82,7 +82,7 @@ test: deps model tools
 	$(CARGO) clippy -p pulsedb-python -- -D warnings
 	$(CARGO) test --all-features
 	@scripts/python-package.sh "$(PYTHON_VENV)" dev
-	$(PYTHON_VENV)/bin/python -m pytest -q python/tests
+	PULSEDB_BIN=$(CARGO_TARGET_DIR)/debug/pulsedb $(PYTHON_VENV)/bin/python -m pytest -q python/tests
 	$(CARGO) bench --no-run --all-features
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --all-features
 
