@@ -109,6 +109,9 @@ class AsyncDatabase:
     async def record_many(self, collective: str, items: list) -> list:
         return await self._db.record_many(collective, items)
 
+    async def index_stats(self, collective: str) -> dict:
+        return await self._db.index_stats(collective)
+
     async def get(self, id: str, include_embedding: bool = False) -> Optional[dict]:
         return await self._db.get(id, include_embedding)
 

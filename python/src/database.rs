@@ -201,6 +201,16 @@ impl Database {
         )
     }
 
+    /// What the collective's vector indexes hold: `indexed`, `staged`
+    /// (still in the write buffer, searched exactly), `tombstones`, `hnsw`,
+    /// `insights`. A diagnostic, as in the Rust API.
+    fn index_stats(&self, py: Python<'_>, collective: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let (db, c) = (self.db.clone(), args::collective(collective)?);
+        self.run(py, async move { db.index_stats(c).await }, |py, s| {
+            to_py(py, &s)
+        })
+    }
+
     #[pyo3(signature = (id, include_embedding=false))]
     fn get(
         &self,
