@@ -2,7 +2,6 @@
 //! iterator.
 
 use std::future::{poll_fn, Future};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -12,7 +11,7 @@ use pulsedb::wire::WatchEventJson;
 use pulsedb::{CollectiveId, PulseHandle, WatchEvent, WatchStream};
 use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
 
 use crate::call::{run, runtime, Mode};
@@ -28,6 +27,8 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 #[pyclass(module = "pulsedb", frozen)]
 pub(crate) struct Watch {
     state: Arc<Mutex<State>>,
+    /// Wakes a `next` waiting for an event when `close` is called.
+    closing: Arc<Notify>,
 }
 
 enum State {
@@ -75,13 +76,19 @@ impl Watch {
     fn with(py: Python<'_>, state: State) -> PyResult<Py<PyAny>> {
         let watch = Watch {
             state: Arc::new(Mutex::new(state)),
+            closing: Arc::new(Notify::new()),
         };
         Ok(Py::new(py, watch)?.into_any())
     }
 }
 
-/// The next event, or `None` once the stream has ended.
-async fn next(state: &Mutex<State>) -> pulsedb::Result<Option<WatchEvent>> {
+/// The next event, or `None` once the stream has ended or `closing` was
+/// notified.
+async fn next(state: &Mutex<State>, closing: &Notify) -> pulsedb::Result<Option<WatchEvent>> {
+    let closed = closing.notified();
+    tokio::pin!(closed);
+    // Registered before the lock is taken: a `close` from now on wakes us.
+    closed.as_mut().enable();
     let mut state = state.lock().await;
     if let State::Starting(handle) = &mut *state {
         let started = handle.await.unwrap_or(Err(pulsedb::Error::Closed));
@@ -96,7 +103,10 @@ async fn next(state: &Mutex<State>) -> pulsedb::Result<Option<WatchEvent>> {
     let State::Open(stream) = &mut *state else {
         return Ok(None);
     };
-    let event = poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx)).await;
+    let event = tokio::select! {
+        event = poll_fn(|cx| std::pin::Pin::new(&mut *stream).poll_next(cx)) => event,
+        () = closed => None,
+    };
     if event.is_none() {
         *state = State::Ended;
     }
@@ -116,9 +126,11 @@ impl Watch {
     fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let rt = runtime()?;
         loop {
-            let state = Arc::clone(&self.state);
+            let (state, closing) = (Arc::clone(&self.state), Arc::clone(&self.closing));
             let waited = py.detach(|| {
-                rt.block_on(async move { tokio::time::timeout(SIGNAL_CHECK, next(&state)).await })
+                rt.block_on(async move {
+                    tokio::time::timeout(SIGNAL_CHECK, next(&state, &closing)).await
+                })
             });
             match waited {
                 Ok(Ok(Some(e))) => return event(py, e),
@@ -134,16 +146,12 @@ impl Watch {
     }
 
     fn __anext__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let state = Arc::clone(&self.state);
-        run(
-            py,
-            Mode::Async,
-            async move { next(&state).await },
-            |py, e| match e {
-                Some(e) => event(py, e),
-                None => Err(PyStopAsyncIteration::new_err(())),
-            },
-        )
+        let (state, closing) = (Arc::clone(&self.state), Arc::clone(&self.closing));
+        let work = async move { next(&state, &closing).await };
+        run(py, Mode::Async, work, |py, e| match e {
+            Some(e) => event(py, e),
+            None => Err(PyStopAsyncIteration::new_err(())),
+        })
     }
 
     /// Events dropped for this watcher because it fell behind (its buffer
@@ -159,8 +167,14 @@ impl Watch {
     /// Ends the iteration; a waiting `next` ends with it.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let rt = runtime()?;
-        let state = Arc::clone(&self.state);
-        py.detach(|| rt.block_on(async move { *state.lock().await = State::Ended }));
+        let (state, closing) = (Arc::clone(&self.state), Arc::clone(&self.closing));
+        py.detach(|| {
+            rt.block_on(async move {
+                // Wakes the `next` holding the state, then ends it.
+                closing.notify_waiters();
+                *state.lock().await = State::Ended;
+            })
+        });
         Ok(())
     }
 }

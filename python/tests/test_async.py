@@ -84,3 +84,15 @@ async def test_async_context_manager(tmp_path):
         c = await adb.create_collective("c")
     with pytest.raises(pulsedb.ClosedError):
         await adb.get_collective(c)
+
+
+async def test_closing_a_watch_ends_a_waiting_iteration(adb):
+    c = await adb.create_collective("c")
+    events = adb.watch(c)
+    waiter = asyncio.ensure_future(events.__anext__())
+    await asyncio.sleep(0.05)  # the iteration is waiting for an event
+    await asyncio.to_thread(events.close)
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(waiter, timeout=60)
+    await adb.record(c, "after", embedding=[1, 0, 0, 0])
+    assert [e async for e in events] == []

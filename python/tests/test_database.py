@@ -226,3 +226,13 @@ def test_context_manager_closes(tmp_path):
     # Reopened, the data is there.
     with pulsedb.open(tmp_path / "cm.db", dimension=4) as db:
         assert db.get_collective(c)["name"] == "c"
+
+
+def test_closing_a_watch_ends_a_blocked_iteration(db, collective):
+    watch = db.watch(collective)
+    ended = []
+    waiter = threading.Thread(target=lambda: ended.append(list(watch)))
+    waiter.start()
+    watch.close()
+    waiter.join(timeout=60)
+    assert not waiter.is_alive() and ended == [[]]
