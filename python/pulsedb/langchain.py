@@ -87,9 +87,12 @@ class PulseDBVectorStore(VectorStore):
         texts = list(texts)
         ids, given = _ids(ids, len(texts))
         vectors = self._embedding.embed_documents(texts)
-        for stale in self._existing(given):
-            self._db.delete(stale)
+        # The new versions first (all or nothing), then the old ones go: a
+        # refused batch leaves the store as it was.
+        stale = self._existing(given)
         self._db.record_many(self._collective, _items(texts, vectors, metadatas, ids))
+        for experience in stale:
+            self._db.delete(experience)
         return ids
 
     async def aadd_texts(
@@ -102,9 +105,10 @@ class PulseDBVectorStore(VectorStore):
         texts = list(texts)
         ids, given = _ids(ids, len(texts))
         vectors = await self._embedding.aembed_documents(texts)
-        for stale in await self._aexisting(given):
-            await self._adb.delete(stale)
+        stale = await self._aexisting(given)
         await self._adb.record_many(self._collective, _items(texts, vectors, metadatas, ids))
+        for experience in stale:
+            await self._adb.delete(experience)
         return ids
 
     def add_documents(self, documents: List[Document], **kwargs: Any) -> List[str]:

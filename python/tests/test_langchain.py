@@ -107,3 +107,12 @@ async def test_async_variants(store):
     assert len(mmr) == 1
     await store.adelete(["a"])
     assert await store.aget_by_ids(["a"]) == []
+
+
+def test_a_refused_replacement_keeps_the_old_document(store):
+    store.add_texts(["x"], metadatas=[{"v": 1}], ids=["doc"])
+    with pytest.raises(pulsedb.ValidationError) as e:
+        store.add_texts(["y"], metadatas=[{"blob": "b" * 20_000}], ids=["doc"])
+    assert e.value.field == "metadata"
+    [doc] = store.get_by_ids(["doc"])
+    assert (doc.page_content, doc.metadata) == ("x", {"v": 1})
