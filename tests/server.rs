@@ -854,3 +854,63 @@ async fn metadata_passes_through_exactly() {
         "bad_request",
     );
 }
+
+/// `--snapshot-vectors` keeps the vectors in the index snapshot written at
+/// shutdown; without it the snapshot holds the graph alone. Both restart
+/// with the same answers.
+#[tokio::test]
+async fn snapshot_vectors_keeps_the_vectors_in_the_snapshot() {
+    const N: usize = 2_500; // past hnsw_threshold: a graph
+    let mut sizes = Vec::new();
+    for extra in [&[][..], &["--snapshot-vectors"][..]] {
+        let (_dir, db) = temp_db();
+        let args: Vec<&str> = ["--embedder", "none"]
+            .iter()
+            .chain(extra)
+            .copied()
+            .collect();
+        let s = Server::start(&db, &args);
+        let (_, c) = s.post("/v1/collectives", json!({"name": "snap"})).await;
+        let cid = c["id"].as_str().unwrap().to_string();
+        for chunk in (0..N).collect::<Vec<_>>().chunks(500) {
+            let batch: Vec<Value> = chunk
+                .iter()
+                .map(|&i| json!({"content": format!("v{i}"), "embedding": spread(i)}))
+                .collect();
+            let (st, _) = s
+                .post(
+                    &format!("/v1/collectives/{cid}/experiences/batch"),
+                    json!({"experiences": batch}),
+                )
+                .await;
+            assert_eq!(st, StatusCode::CREATED);
+        }
+        let query = json!({"vector": spread(7), "k": 3});
+        let (_, before) = s
+            .post(&format!("/v1/collectives/{cid}/search"), query.clone())
+            .await;
+        assert!(s.terminate().success());
+        let snapshots = db.with_file_name("server.db.idx");
+        let bytes: u64 = std::fs::read_dir(&snapshots)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        sizes.push(bytes);
+        let s = Server::start(&db, &args);
+        let (_, after) = s
+            .post(&format!("/v1/collectives/{cid}/search"), query)
+            .await;
+        assert_eq!(after, before);
+        assert!(s.terminate().success());
+    }
+    let vectors = (N * 384 * 4) as u64;
+    assert!(sizes[1] >= sizes[0] + vectors, "{sizes:?}");
+    assert!(sizes[0] < vectors, "{sizes:?}");
+}
+
+/// A 384-d vector of its own for every `i` (no two alike).
+fn spread(i: usize) -> Vec<f32> {
+    (0..384)
+        .map(|j| ((i * 384 + j) as f32 * 0.618).sin())
+        .collect()
+}

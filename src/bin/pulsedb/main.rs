@@ -36,6 +36,11 @@ enum Command {
         /// Embed text with the built-in model, or not (tools that read text then say so).
         #[arg(long, value_enum, default_value = "builtin")]
         embedder: EmbedderChoice,
+        /// Keep every vector in the index snapshots too: each session
+        /// starts faster, the snapshots take 4 bytes a component more per
+        /// experience.
+        #[arg(long)]
+        snapshot_vectors: bool,
     },
     /// Print the database's metadata and a table of its collectives.
     Info {
@@ -153,9 +158,20 @@ pub(crate) async fn open_with(
     }
 }
 
-async fn mcp(db: &std::path::Path, embedder: EmbedderChoice) -> pulsedb::Result<()> {
+async fn mcp(
+    db: &std::path::Path,
+    embedder: EmbedderChoice,
+    snapshot_vectors: bool,
+) -> pulsedb::Result<()> {
     use rmcp::ServiceExt;
-    let (handle, _) = open(db, embedder, false).await?;
+    let config = Config {
+        index: pulsedb::IndexConfig {
+            snapshot_vectors,
+            ..pulsedb::IndexConfig::default()
+        },
+        ..Config::default()
+    };
+    let (handle, _) = open_with(db, embedder, config).await?;
     let tools = pulsedb::server::mcp::PulseTools::new(handle.clone());
     let served = async {
         let running = tools
@@ -215,7 +231,11 @@ async fn main() -> ExitCode {
 
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).await,
-        Command::Mcp { db, embedder } => mcp(&db, embedder).await,
+        Command::Mcp {
+            db,
+            embedder,
+            snapshot_vectors,
+        } => mcp(&db, embedder, snapshot_vectors).await,
         Command::Info { db } => info(&db).await,
         Command::Import {
             db,

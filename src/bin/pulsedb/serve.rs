@@ -25,6 +25,11 @@ pub(crate) struct ServeArgs {
     /// Serve reads only; writes answer 403.
     #[arg(long)]
     read_only: bool,
+    /// Keep every vector in the index snapshots too (+4 bytes a component
+    /// per experience): a restart reads the graph and its vectors from one
+    /// file instead of reading every vector back from the records.
+    #[arg(long)]
+    snapshot_vectors: bool,
     /// Request body limit in bytes.
     #[arg(long, default_value_t = server::DEFAULT_BODY_LIMIT)]
     body_limit: usize,
@@ -95,6 +100,10 @@ pub(crate) async fn run(args: ServeArgs) -> pulsedb::Result<()> {
     let config = pulsedb::Config {
         read_only: args.read_only,
         max_in_flight,
+        index: pulsedb::IndexConfig {
+            snapshot_vectors: args.snapshot_vectors,
+            ..pulsedb::IndexConfig::default()
+        },
         replication: pulsedb::ReplicationConfig {
             peers: args
                 .peers
