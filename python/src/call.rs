@@ -2,7 +2,8 @@
 //! as an asyncio future settled from PulseDB's runtime.
 
 use std::future::Future;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -19,18 +20,50 @@ pub(crate) enum Mode {
 }
 
 /// The runtime every handle of the process shares, started on first use.
+///
+/// A forked child (`multiprocessing`, pre-forking servers) inherits the
+/// parent's runtime without its threads: it gets a runtime of its own. The
+/// parent's is left alone (its memory is the child's copy; nothing runs it).
 pub(crate) fn runtime() -> PyResult<&'static Runtime> {
-    static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
-    let built = RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .thread_name("pulsedb")
-            .build()
-            .map_err(|e| format!("cannot start the PulseDB runtime: {e}"))
-    });
-    built
-        .as_ref()
-        .map_err(|e| errors::PulseDBError::new_err(e.clone()))
+    /// The runtime and the process that started it, leaked: never freed.
+    static CURRENT: AtomicPtr<(u32, Runtime)> = AtomicPtr::new(std::ptr::null_mut());
+    static STARTING: Mutex<()> = Mutex::new(());
+    let pid = std::process::id();
+    let ours = || {
+        // SAFETY: only pointers from `Box::leak` below are stored.
+        unsafe { CURRENT.load(Ordering::Acquire).as_ref() }
+            .filter(|(owner, _)| *owner == pid)
+            .map(|(_, runtime)| runtime)
+    };
+    if let Some(runtime) = ours() {
+        return Ok(runtime);
+    }
+    let _starting = STARTING.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(runtime) = ours() {
+        return Ok(runtime);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("pulsedb")
+        .build()
+        .map_err(|e| {
+            errors::PulseDBError::new_err(format!("cannot start the PulseDB runtime: {e}"))
+        })?;
+    let started: &'static (u32, Runtime) = Box::leak(Box::new((pid, runtime)));
+    CURRENT.store(std::ptr::from_ref(started).cast_mut(), Ordering::Release);
+    Ok(&started.1)
+}
+
+/// Refuses a handle (or watch) used in another process than the one that
+/// opened it: after a fork, its threads are gone from the child.
+pub(crate) fn same_process(opened_in: u32) -> PyResult<()> {
+    if std::process::id() == opened_in {
+        Ok(())
+    } else {
+        Err(errors::PulseDBError::new_err(
+            "this handle was opened in the parent process; a forked child must open the database itself",
+        ))
+    }
 }
 
 /// Runs `work` and turns its answer into a Python object with `convert`.

@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 
 use crate::args::{self, collective, Query};
-use crate::call::{run, Mode};
+use crate::call::{run, same_process, Mode};
 use crate::convert::{self, experience, from_py, id, json_object, optional_vector, to_py};
 use crate::embedder;
 use crate::watch::Watch;
@@ -28,6 +28,8 @@ use crate::watch::Watch;
 pub(crate) struct Database {
     db: PulseHandle,
     mode: Mode,
+    /// The process that opened it (see [`same_process`]).
+    pid: u32,
 }
 
 /// Opens (or creates) the database file at `path`.
@@ -82,7 +84,8 @@ fn start(
         }
     };
     run(py, mode, opening, move |py, db| {
-        Ok(Py::new(py, Database { db, mode })?.into_any())
+        let pid = std::process::id();
+        Ok(Py::new(py, Database { db, mode, pid })?.into_any())
     })
 }
 
@@ -527,6 +530,7 @@ impl Database {
     /// The collective's changes from now on: an iterator (an async
     /// iterator on an asyncio handle) of event dicts.
     fn watch(&self, py: Python<'_>, collective: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        same_process(self.pid)?;
         let c = args::collective(collective)?;
         Watch::start(py, self.mode, self.db.clone(), c)
     }
@@ -553,6 +557,7 @@ impl Database {
         Database {
             db: self.db.clone(),
             mode: Mode::Async,
+            pid: self.pid,
         }
     }
 
@@ -584,6 +589,7 @@ impl Database {
         F: std::future::Future<Output = pulsedb::Result<T>> + Send + 'static,
         C: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
     {
+        same_process(self.pid)?;
         run(py, self.mode, work, convert)
     }
 }

@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
 
-use crate::call::{run, runtime, Mode};
+use crate::call::{run, runtime, same_process, Mode};
 use crate::convert::to_py;
 use crate::errors;
 
@@ -29,6 +29,8 @@ pub(crate) struct Watch {
     state: Arc<Mutex<State>>,
     /// Wakes a `next` waiting for an event when `close` is called.
     closing: Arc<Notify>,
+    /// The process that opened it (see [`same_process`]).
+    pid: u32,
 }
 
 enum State {
@@ -77,6 +79,7 @@ impl Watch {
         let watch = Watch {
             state: Arc::new(Mutex::new(state)),
             closing: Arc::new(Notify::new()),
+            pid: std::process::id(),
         };
         Ok(Py::new(py, watch)?.into_any())
     }
@@ -124,6 +127,7 @@ impl Watch {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        same_process(self.pid)?;
         let rt = runtime()?;
         loop {
             let (state, closing) = (Arc::clone(&self.state), Arc::clone(&self.closing));
@@ -146,6 +150,7 @@ impl Watch {
     }
 
     fn __anext__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        same_process(self.pid)?;
         let (state, closing) = (Arc::clone(&self.state), Arc::clone(&self.closing));
         let work = async move { next(&state, &closing).await };
         run(py, Mode::Async, work, |py, e| match e {
@@ -166,6 +171,7 @@ impl Watch {
 
     /// Ends the iteration; a waiting `next` ends with it.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
+        same_process(self.pid)?;
         let rt = runtime()?;
         let (state, closing) = (Arc::clone(&self.state), Arc::clone(&self.closing));
         py.detach(|| {
