@@ -188,6 +188,14 @@ impl Query {
         }
     }
 
+    /// The argument the query came in: `vector` or `text`.
+    pub(crate) fn field(&self) -> &'static str {
+        match self {
+            Query::Vector(_) => "vector",
+            Query::Text(_) => "text",
+        }
+    }
+
     /// The query vector: as given, or the text embedded by the handle's
     /// embedder.
     pub(crate) async fn vector(self, db: &PulseHandle) -> pulsedb::Result<Vec<f32>> {
@@ -204,19 +212,35 @@ impl Query {
     }
 }
 
-/// A query vector of the wrong dimension is reported against `vector`
-/// (the engine names `embedding`, the argument of `record`).
-pub(crate) fn as_query_error(e: pulsedb::Error) -> pulsedb::Error {
+/// The engine names a bad query after its own parameters (`query`,
+/// `query_embedding`, `embedding`, `texts[0]`, `content`): reported against
+/// the argument given, `vector` or `text`.
+pub(crate) fn as_query_error(e: pulsedb::Error, field: &'static str) -> pulsedb::Error {
+    const QUERY_FIELDS: &[&str] = &[
+        "query",
+        "query_embedding",
+        "embedding",
+        "texts[0]",
+        "content",
+    ];
     match e {
-        pulsedb::Error::Validation(v @ ValidationError::DimensionMismatch { .. }) => {
+        pulsedb::Error::Validation(v) if QUERY_FIELDS.contains(&v.field()) => {
             ValidationError::InvalidField {
-                field: "vector".into(),
+                field: field.into(),
                 reason: v.to_string(),
             }
             .into()
         }
         other => other,
     }
+}
+
+/// `work` with its query errors named after `field` ([`as_query_error`]).
+pub(crate) async fn naming_query<T>(
+    field: &'static str,
+    work: impl std::future::Future<Output = pulsedb::Result<T>>,
+) -> pulsedb::Result<T> {
+    work.await.map_err(|e| as_query_error(e, field))
 }
 
 /// The collective id argument.

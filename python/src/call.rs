@@ -87,8 +87,14 @@ where
         }
         Mode::Async => {
             let (pending, future) = Pending::new(py)?;
+            let task = rt.spawn(work);
             rt.spawn(async move {
-                let answer = work.await;
+                // A call that panicked still answers, with an error.
+                let answer = task.await.unwrap_or_else(|e| {
+                    Err(pulsedb::Error::Io(std::io::Error::other(format!(
+                        "the call stopped before answering: {e}"
+                    ))))
+                });
                 // An interpreter shutting down has nobody left to answer.
                 let settle = move || {
                     Python::try_attach(|py| {

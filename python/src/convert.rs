@@ -4,7 +4,9 @@ use std::str::FromStr;
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -37,12 +39,66 @@ pub(crate) fn json_object(value: Option<&Bound<'_, PyAny>>, field: &str) -> PyRe
     match value {
         None => Ok(JsonObject::new()),
         Some(v) if v.is_none() => Ok(JsonObject::new()),
-        Some(v) if v.cast::<PyDict>().is_ok() => from_py(v, field),
+        Some(v) if v.cast::<PyDict>().is_ok() => {
+            check_json(v, field, 0)?;
+            from_py(v, field)
+        }
         Some(v) => Err(wrong_type(format!(
             "`{field}` must be a dict, not {}",
             type_name(v)
         ))),
     }
+}
+
+/// How deep JSON nests before it is refused (serde_json's own limit).
+const MAX_JSON_DEPTH: usize = 128;
+
+/// Refuses what JSON cannot hold exactly instead of letting it change on
+/// the way: non-finite floats (they would become `null`), keys that are not
+/// strings, sets and other objects, nesting past [`MAX_JSON_DEPTH`].
+fn check_json(value: &Bound<'_, PyAny>, field: &str, depth: usize) -> PyResult<()> {
+    let py = value.py();
+    let refuse = |why: String| {
+        Err(invalid(
+            py,
+            field,
+            format!("field `{field}` is invalid: {why}"),
+        ))
+    };
+    if depth > MAX_JSON_DEPTH {
+        return refuse(format!("nested deeper than {MAX_JSON_DEPTH} levels"));
+    }
+    if value.is_none()
+        || value.is_instance_of::<PyString>()
+        || value.is_instance_of::<PyBool>()
+        || value.is_instance_of::<PyInt>()
+    {
+        return Ok(());
+    }
+    if let Ok(f) = value.cast::<PyFloat>() {
+        let f = f.value();
+        return if f.is_finite() {
+            Ok(())
+        } else {
+            refuse(format!("{f} is not a JSON number"))
+        };
+    }
+    if let Ok(dict) = value.cast::<PyDict>() {
+        for (k, v) in dict.iter() {
+            if !k.is_instance_of::<PyString>() {
+                return refuse(format!("key {k} is not a str"));
+            }
+            check_json(&v, field, depth + 1)?;
+        }
+        return Ok(());
+    }
+    if value.cast::<PyList>().is_ok() || value.cast::<PyTuple>().is_ok() {
+        for item in value.try_iter()? {
+            check_json(&item?, field, depth + 1)?;
+        }
+        return Ok(());
+    }
+    refuse(format!("a {} is not JSON", type_name(value)))
 }
 
 /// An id: a `str` (or `uuid.UUID`) in UUID form.

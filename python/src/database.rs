@@ -320,13 +320,11 @@ impl Database {
             filter: args::filter(filter)?,
             weights: args::weights(weights)?,
         };
-        let db = self.db.clone();
-        let work = async move {
+        let (db, field) = (self.db.clone(), query.field());
+        let work = args::naming_query(field, async move {
             let v = query.vector(&db).await?;
-            db.search(c, &v, options)
-                .await
-                .map_err(args::as_query_error)
-        };
+            db.search(c, &v, options).await
+        });
         self.run(py, work, move |py, hits| {
             let items = hits
                 .into_iter()
@@ -352,8 +350,8 @@ impl Database {
         let c = args::collective(collective)?;
         let query = Query::new(py, vector, text)?;
         let filter = args::filter(filter)?;
-        let db = self.db.clone();
-        let work = async move {
+        let (db, field) = (self.db.clone(), query.field());
+        let work = args::naming_query(field, async move {
             let request = ContextRequest {
                 collective_id: c,
                 query_embedding: query.vector(&db).await?,
@@ -362,10 +360,8 @@ impl Database {
                 filter,
                 ..ContextRequest::default()
             };
-            db.get_context_candidates(request)
-                .await
-                .map_err(args::as_query_error)
-        };
+            db.get_context_candidates(request).await
+        });
         self.run(py, work, |py, found| {
             to_py(py, &ContextJson::new(found, false))
         })
@@ -437,6 +433,11 @@ impl Database {
         confidence: f32,
     ) -> PyResult<Py<PyAny>> {
         let c = args::collective(collective)?;
+        if sources.is_instance_of::<PyString>() {
+            return Err(crate::errors::wrong_type(
+                "`sources` must be a list of ids, not a str",
+            ));
+        }
         let sources = sources
             .try_iter()?
             .map(|s| id(&s?, "sources"))

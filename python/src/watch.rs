@@ -11,6 +11,7 @@ use pulsedb::wire::WatchEventJson;
 use pulsedb::{CollectiveId, PulseHandle, WatchEvent, WatchStream};
 use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
 
@@ -27,8 +28,8 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 #[pyclass(module = "pulsedb", frozen)]
 pub(crate) struct Watch {
     state: Arc<Mutex<State>>,
-    /// Wakes a `next` waiting for an event when `close` is called.
-    closing: Arc<Notify>,
+    /// Set by `close`; wakes a `next` waiting for an event.
+    closing: Arc<Closing>,
     /// The process that opened it (see [`same_process`]).
     pid: u32,
 }
@@ -78,21 +79,41 @@ impl Watch {
     fn with(py: Python<'_>, state: State) -> PyResult<Py<PyAny>> {
         let watch = Watch {
             state: Arc::new(Mutex::new(state)),
-            closing: Arc::new(Notify::new()),
+            closing: Arc::new(Closing::default()),
             pid: std::process::id(),
         };
         Ok(Py::new(py, watch)?.into_any())
     }
 }
 
-/// The next event, or `None` once the stream has ended or `closing` was
-/// notified.
-async fn next(state: &Mutex<State>, closing: &Notify) -> pulsedb::Result<Option<WatchEvent>> {
-    let closed = closing.notified();
+/// `close`'s mark: a flag for iterations to come, a wake-up for the one
+/// waiting.
+#[derive(Default)]
+struct Closing {
+    closed: AtomicBool,
+    notify: Notify,
+}
+
+impl Closing {
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+}
+
+/// The next event, or `None` once the stream has ended or the watch was
+/// closed.
+async fn next(state: &Mutex<State>, closing: &Closing) -> pulsedb::Result<Option<WatchEvent>> {
+    let closed = closing.notify.notified();
     tokio::pin!(closed);
-    // Registered before the lock is taken: a `close` from now on wakes us.
+    // Registered before the flag is read: a `close` either is seen here or
+    // wakes the wait below.
     closed.as_mut().enable();
     let mut state = state.lock().await;
+    if closing.closed.load(Ordering::SeqCst) {
+        *state = State::Ended;
+        return Ok(None);
+    }
     if let State::Starting(handle) = &mut *state {
         let started = handle.await.unwrap_or(Err(pulsedb::Error::Closed));
         *state = match started {
@@ -177,7 +198,7 @@ impl Watch {
         py.detach(|| {
             rt.block_on(async move {
                 // Wakes the `next` holding the state, then ends it.
-                closing.notify_waiters();
+                closing.close();
                 *state.lock().await = State::Ended;
             })
         });

@@ -22,6 +22,10 @@ def count(db, collective):
     ({"confidence": -0.1}, "confidence"),
     ({"metadata": {"blob": "x" * 16_400}}, "metadata"),
     ({"metadata": {"when": object()}}, "metadata"),
+    ({"metadata": {"x": float("nan")}}, "metadata"),
+    ({"metadata": {"x": [1, float("inf")]}}, "metadata"),
+    ({"metadata": {"s": {1, 2}}}, "metadata"),
+    ({"metadata": {"nested": {1: "an int key"}}}, "metadata"),
     ({"tags": {f"k{i}": "v" for i in range(51)}}, "tags"),
     ({"domain": ["d"] * 51}, "domain"),
     ({"source_agent": ""}, "source_agent"),
@@ -51,6 +55,13 @@ def test_query_errors_name_the_query(db, collective):
     with pytest.raises(pulsedb.ValidationError) as e:
         db.search(collective, vector=[1, 0, 0, 0], text="both")
     assert e.value.field == "vector"
+    for bad in ([float("nan"), 0, 0, 0], [0, 0, 0, 0]):
+        with pytest.raises(pulsedb.ValidationError) as e:
+            db.search(collective, vector=bad)
+        assert e.value.field == "vector", str(e.value)
+        with pytest.raises(pulsedb.ValidationError) as e:
+            db.context(collective, vector=bad)
+        assert e.value.field == "vector", str(e.value)
     with pytest.raises(pulsedb.ValidationError) as e:
         db.search(collective, vector=[1, 0, 0, 0], filter={"experience_types": ["no_such"]})
     assert e.value.field == "filter"
@@ -99,6 +110,8 @@ def test_wrong_python_types_and_unknown_keywords_are_type_errors(db, collective)
         db.update(x, importance="high")
     with pytest.raises(TypeError):
         db.get(12345)
+    with pytest.raises(TypeError):
+        db.add_insight(collective, "one source as a str", x)
     assert count(db, collective) == 1
 
 
