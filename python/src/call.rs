@@ -7,6 +7,7 @@ use std::sync::{Mutex, PoisonError};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
+use pyo3::types::PyCFunction;
 use tokio::runtime::Runtime;
 
 use crate::errors;
@@ -136,11 +137,44 @@ impl Pending {
     /// Hands `value` to the future on its loop. A loop already closed has
     /// nobody waiting, so its refusal is ignored.
     pub(crate) fn settle(self, py: Python<'_>, value: PyResult<Py<PyAny>>) {
+        if let Ok(setter) = settler(py) {
+            self.settle_with(py, setter, value);
+        }
+    }
+
+    /// As [`Pending::settle`]; when the future was cancelled before the
+    /// value reached it, `unwanted` takes the value back (a watch keeps
+    /// the event for the next iteration).
+    pub(crate) fn settle_or_return<F>(self, py: Python<'_>, value: PyResult<Py<PyAny>>, unwanted: F)
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let unwanted = Mutex::new(Some(unwanted));
+        let setter = PyCFunction::new_closure(py, None, None, move |args, _| -> PyResult<()> {
+            let (future, ok, value) =
+                args.extract::<(Bound<'_, PyAny>, bool, Bound<'_, PyAny>)>()?;
+            if future.call_method0("done")?.is_truthy()? {
+                let give_back = unwanted
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                if let Some(give_back) = give_back {
+                    give_back();
+                }
+                return Ok(());
+            }
+            settle_future(&future, ok, value)
+        });
+        if let Ok(setter) = setter {
+            self.settle_with(py, setter.as_any(), value);
+        }
+    }
+
+    fn settle_with(self, py: Python<'_>, setter: &Bound<'_, PyAny>, value: PyResult<Py<PyAny>>) {
         let (ok, value) = match value {
             Ok(v) => (true, v),
             Err(e) => (false, e.into_value(py).into_any()),
         };
-        let Ok(setter) = settler(py) else { return };
         let _ = self.event_loop.call_method1(
             py,
             "call_soon_threadsafe",

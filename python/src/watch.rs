@@ -11,11 +11,14 @@ use pulsedb::wire::WatchEventJson;
 use pulsedb::{CollectiveId, PulseHandle, WatchEvent, WatchStream};
 use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
+use pyo3::types::PyCFunction;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex as StdMutex, PoisonError};
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
 
-use crate::call::{run, runtime, same_process, Mode};
+use crate::call::{run, runtime, same_process, Mode, Pending};
 use crate::convert::to_py;
 use crate::errors;
 
@@ -30,6 +33,9 @@ pub(crate) struct Watch {
     state: Arc<Mutex<State>>,
     /// Set by `close`; wakes a `next` waiting for an event.
     closing: Arc<Closing>,
+    /// Events taken for an `anext` whose future was cancelled meanwhile:
+    /// the next iterations answer them first.
+    returned: Arc<StdMutex<VecDeque<WatchEvent>>>,
     /// The process that opened it (see [`same_process`]).
     pid: u32,
 }
@@ -80,6 +86,7 @@ impl Watch {
         let watch = Watch {
             state: Arc::new(Mutex::new(state)),
             closing: Arc::new(Closing::default()),
+            returned: Arc::default(),
             pid: std::process::id(),
         };
         Ok(Py::new(py, watch)?.into_any())
@@ -103,7 +110,11 @@ impl Closing {
 
 /// The next event, or `None` once the stream has ended or the watch was
 /// closed.
-async fn next(state: &Mutex<State>, closing: &Closing) -> pulsedb::Result<Option<WatchEvent>> {
+async fn next(
+    state: &Mutex<State>,
+    closing: &Closing,
+    returned: &StdMutex<VecDeque<WatchEvent>>,
+) -> pulsedb::Result<Option<WatchEvent>> {
     let closed = closing.notify.notified();
     tokio::pin!(closed);
     // Registered before the flag is read: a `close` either is seen here or
@@ -113,6 +124,13 @@ async fn next(state: &Mutex<State>, closing: &Closing) -> pulsedb::Result<Option
     if closing.closed.load(Ordering::SeqCst) {
         *state = State::Ended;
         return Ok(None);
+    }
+    let kept = returned
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .pop_front();
+    if let Some(event) = kept {
+        return Ok(Some(event));
     }
     if let State::Starting(handle) = &mut *state {
         let started = handle.await.unwrap_or(Err(pulsedb::Error::Closed));
@@ -152,9 +170,10 @@ impl Watch {
         let rt = runtime()?;
         loop {
             let (state, closing) = (Arc::clone(&self.state), Arc::clone(&self.closing));
+            let returned = Arc::clone(&self.returned);
             let waited = py.detach(|| {
                 rt.block_on(async move {
-                    tokio::time::timeout(SIGNAL_CHECK, next(&state, &closing)).await
+                    tokio::time::timeout(SIGNAL_CHECK, next(&state, &closing, &returned)).await
                 })
             });
             match waited {
@@ -172,12 +191,46 @@ impl Watch {
 
     fn __anext__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         same_process(self.pid)?;
+        let rt = runtime()?;
+        let (pending, future) = Pending::new(py)?;
         let (state, closing) = (Arc::clone(&self.state), Arc::clone(&self.closing));
-        let work = async move { next(&state, &closing).await };
-        run(py, Mode::Async, work, |py, e| match e {
-            Some(e) => event(py, e),
-            None => Err(PyStopAsyncIteration::new_err(())),
-        })
+        let returned = Arc::clone(&self.returned);
+        let task = rt.spawn(async move {
+            let answer = next(&state, &closing, &returned).await;
+            let settle = move || {
+                Python::try_attach(|py| match answer {
+                    Ok(Some(e)) => {
+                        let value = event(py, e.clone());
+                        let give_back = move || {
+                            returned
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .push_front(e);
+                        };
+                        pending.settle_or_return(py, value, give_back);
+                    }
+                    Ok(None) => pending.settle(py, Err(PyStopAsyncIteration::new_err(()))),
+                    Err(e) => pending.settle(py, Err(errors::to_py(py, e))),
+                })
+            };
+            // As `call::run`: the Python objects are made off the async workers.
+            drop(tokio::task::spawn_blocking(settle));
+        });
+        // A cancelled `anext` (a `wait_for` that timed out) stops waiting
+        // here too: nothing piles up behind a consumer polling with
+        // timeouts. An event it already took is given back (above).
+        let abort = task.abort_handle();
+        let on_done = PyCFunction::new_closure(py, None, None, move |args, _| -> PyResult<()> {
+            let (done,) = args.extract::<(Bound<'_, PyAny>,)>()?;
+            if done.call_method0("cancelled")?.is_truthy()? {
+                abort.abort();
+            }
+            Ok(())
+        })?;
+        future
+            .bind(py)
+            .call_method1("add_done_callback", (on_done,))?;
+        Ok(future)
     }
 
     /// Events dropped for this watcher because it fell behind (its buffer

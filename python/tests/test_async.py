@@ -96,3 +96,15 @@ async def test_closing_a_watch_ends_a_waiting_iteration(adb):
         await asyncio.wait_for(waiter, timeout=60)
     await adb.record(c, "after", embedding=[1, 0, 0, 0])
     assert [e async for e in events] == []
+
+
+async def test_a_cancelled_anext_loses_no_event(adb):
+    c = await adb.create_collective("c")
+    events = adb.watch(c)
+    for _ in range(3):  # a consumer polling with a timeout
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(events.__anext__(), timeout=0.05)
+    x = await adb.record(c, "after the timeouts", embedding=[1, 0, 0, 0])
+    y = await adb.record(c, "and one more", embedding=[0, 1, 0, 0])
+    got = [await asyncio.wait_for(events.__anext__(), timeout=60) for _ in range(2)]
+    assert [e["experience_id"] for e in got] == [x, y]
