@@ -26,7 +26,8 @@ use crate::watch::Watch;
 /// future instead of its value.
 #[pyclass(module = "pulsedb", frozen)]
 pub(crate) struct Database {
-    db: PulseHandle,
+    /// Taken only by `Drop`.
+    db: Option<PulseHandle>,
     mode: Mode,
     /// The process that opened it (see [`same_process`]).
     pid: u32,
@@ -85,6 +86,7 @@ fn start(
     };
     run(py, mode, opening, move |py, db| {
         let pid = std::process::id();
+        let db = Some(db);
         Ok(Py::new(py, Database { db, mode, pid })?.into_any())
     })
 }
@@ -98,7 +100,7 @@ impl Database {
         name: String,
         owner_id: Option<String>,
     ) -> PyResult<Py<PyAny>> {
-        let db = self.db.clone();
+        let db = self.handle()?;
         let work = async move {
             match owner_id {
                 Some(owner) => db.create_collective_with_owner(&name, &owner).await,
@@ -109,7 +111,7 @@ impl Database {
     }
 
     fn get_collective(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let (db, c) = (self.db.clone(), collective(id)?);
+        let (db, c) = (self.handle()?, collective(id)?);
         let work = async move {
             db.get_collective(c)
                 .await?
@@ -119,7 +121,7 @@ impl Database {
     }
 
     fn list_collectives(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let db = self.db.clone();
+        let db = self.handle()?;
         self.run(py, async move { db.list_collectives().await }, |py, xs| {
             to_py(
                 py,
@@ -129,12 +131,12 @@ impl Database {
     }
 
     fn delete_collective(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let (db, c) = (self.db.clone(), collective(id)?);
+        let (db, c) = (self.handle()?, collective(id)?);
         self.run(py, async move { db.delete_collective(c).await }, nothing)
     }
 
     fn collective_stats(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let (db, c) = (self.db.clone(), collective(id)?);
+        let (db, c) = (self.handle()?, collective(id)?);
         self.run(
             py,
             async move { db.get_collective_stats(c).await },
@@ -176,7 +178,7 @@ impl Database {
             source_task,
             metadata: json_object(metadata, "metadata")?,
         };
-        let db = self.db.clone();
+        let db = self.handle()?;
         self.run(
             py,
             async move { db.record_experience(new.into_new(c)).await },
@@ -196,7 +198,7 @@ impl Database {
             .try_iter()?
             .map(|item| Ok(args::record_item(&item?)?.into_new(c)))
             .collect::<PyResult<Vec<_>>>()?;
-        let db = self.db.clone();
+        let db = self.handle()?;
         self.run(
             py,
             async move { db.record_experiences(items).await },
@@ -208,7 +210,7 @@ impl Database {
     /// (still in the write buffer, searched exactly), `tombstones`, `hnsw`,
     /// `insights`. A diagnostic, as in the Rust API.
     fn index_stats(&self, py: Python<'_>, collective: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let (db, c) = (self.db.clone(), args::collective(collective)?);
+        let (db, c) = (self.handle()?, args::collective(collective)?);
         self.run(py, async move { db.index_stats(c).await }, |py, s| {
             to_py(py, &s)
         })
@@ -221,7 +223,7 @@ impl Database {
         id: &Bound<'_, PyAny>,
         include_embedding: bool,
     ) -> PyResult<Py<PyAny>> {
-        let (db, x) = (self.db.clone(), experience_id(id)?);
+        let (db, x) = (self.handle()?, experience_id(id)?);
         self.run(
             py,
             async move { db.get_experience(x).await },
@@ -239,7 +241,7 @@ impl Database {
         id: &Bound<'_, PyAny>,
         fields: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
-        let (db, x, u) = (self.db.clone(), experience_id(id)?, args::update(fields)?);
+        let (db, x, u) = (self.handle()?, experience_id(id)?, args::update(fields)?);
         self.run(
             py,
             async move { db.update_experience(x, u.into()).await },
@@ -248,23 +250,23 @@ impl Database {
     }
 
     fn archive(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let (db, x) = (self.db.clone(), experience_id(id)?);
+        let (db, x) = (self.handle()?, experience_id(id)?);
         self.run(py, async move { db.archive_experience(x).await }, nothing)
     }
 
     fn unarchive(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let (db, x) = (self.db.clone(), experience_id(id)?);
+        let (db, x) = (self.handle()?, experience_id(id)?);
         self.run(py, async move { db.unarchive_experience(x).await }, nothing)
     }
 
     fn delete(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let (db, x) = (self.db.clone(), experience_id(id)?);
+        let (db, x) = (self.handle()?, experience_id(id)?);
         self.run(py, async move { db.delete_experience(x).await }, nothing)
     }
 
     /// Adds one application; returns the total.
     fn reinforce(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let (db, x) = (self.db.clone(), experience_id(id)?);
+        let (db, x) = (self.handle()?, experience_id(id)?);
         self.run(
             py,
             async move { db.reinforce_experience(x).await },
@@ -283,7 +285,7 @@ impl Database {
         filter: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let (db, c, f) = (
-            self.db.clone(),
+            self.handle()?,
             args::collective(collective)?,
             args::filter(filter)?,
         );
@@ -320,7 +322,7 @@ impl Database {
             filter: args::filter(filter)?,
             weights: args::weights(weights)?,
         };
-        let (db, field) = (self.db.clone(), query.field());
+        let (db, field) = (self.handle()?, query.field());
         let work = args::naming_query(field, async move {
             let v = query.vector(&db).await?;
             db.search(c, &v, options).await
@@ -350,7 +352,7 @@ impl Database {
         let c = args::collective(collective)?;
         let query = Query::new(py, vector, text)?;
         let filter = args::filter(filter)?;
-        let (db, field) = (self.db.clone(), query.field());
+        let (db, field) = (self.handle()?, query.field());
         let work = args::naming_query(field, async move {
             let request = ContextRequest {
                 collective_id: c,
@@ -384,7 +386,7 @@ impl Database {
             strength,
             metadata,
         };
-        let db = self.db.clone();
+        let db = self.handle()?;
         self.run(py, async move { db.store_relation(relation).await }, text)
     }
 
@@ -403,7 +405,7 @@ impl Database {
             .filter(|t| !t.is_none())
             .map(|t| from_py::<RelationTypeJson>(t, "relation_type").map(Into::into))
             .transpose()?;
-        let db = self.db.clone();
+        let db = self.handle()?;
         let work = async move {
             db.get_related_experiences_filtered(x, direction, relation_type)
                 .await
@@ -453,7 +455,7 @@ impl Database {
             confidence,
             domain: Vec::new(),
         };
-        let db = self.db.clone();
+        let db = self.handle()?;
         self.run(
             py,
             async move { db.store_insight(insight.into_new(c)).await },
@@ -475,7 +477,7 @@ impl Database {
             current_task,
             context_summary: None,
         };
-        let db = self.db.clone();
+        let db = self.handle()?;
         self.run(
             py,
             async move { db.register_activity(activity).await },
@@ -489,7 +491,7 @@ impl Database {
         collective: &Bound<'_, PyAny>,
         agent_id: String,
     ) -> PyResult<Py<PyAny>> {
-        let (db, c) = (self.db.clone(), args::collective(collective)?);
+        let (db, c) = (self.handle()?, args::collective(collective)?);
         self.run(
             py,
             async move { db.end_activity(&agent_id, c).await },
@@ -498,7 +500,7 @@ impl Database {
     }
 
     fn active_agents(&self, py: Python<'_>, collective: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let (db, c) = (self.db.clone(), args::collective(collective)?);
+        let (db, c) = (self.handle()?, args::collective(collective)?);
         self.run(
             py,
             async move { db.get_active_agents(c).await },
@@ -514,7 +516,7 @@ impl Database {
     /// The change log after `since`: `(events, next position)`.
     #[pyo3(signature = (since=0, limit=1000))]
     fn changes(&self, py: Python<'_>, since: u64, limit: usize) -> PyResult<Py<PyAny>> {
-        let db = self.db.clone();
+        let db = self.handle()?;
         self.run(
             py,
             async move { db.poll_changes_batch(since, limit).await },
@@ -533,12 +535,12 @@ impl Database {
     fn watch(&self, py: Python<'_>, collective: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         same_process(self.pid)?;
         let c = args::collective(collective)?;
-        Watch::start(py, self.mode, self.db.clone(), c)
+        Watch::start(py, self.mode, self.handle()?, c)
     }
 
     /// The handle's embedder applied to `texts`: float32 numpy arrays.
     fn embed(&self, py: Python<'_>, texts: Vec<String>) -> PyResult<Py<PyAny>> {
-        let db = self.db.clone();
+        let db = self.handle()?;
         let work = async move {
             let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
             db.embed(&texts).await
@@ -565,7 +567,7 @@ impl Database {
     /// Drains the queued writes, saves the indexes and closes; later calls
     /// raise `ClosedError`. Closing twice is fine.
     fn close(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let db = self.db.clone();
+        let db = self.handle()?;
         self.run(py, async move { db.close().await }, nothing)
     }
 
@@ -584,6 +586,12 @@ impl Database {
 }
 
 impl Database {
+    fn handle(&self) -> PyResult<PulseHandle> {
+        self.db
+            .clone()
+            .ok_or_else(|| crate::errors::ClosedError::new_err("the database handle is closed"))
+    }
+
     fn run<T, F, C>(&self, py: Python<'_>, work: F, convert: C) -> PyResult<Py<PyAny>>
     where
         T: Send + 'static,
@@ -592,6 +600,16 @@ impl Database {
     {
         same_process(self.pid)?;
         run(py, self.mode, work, convert)
+    }
+}
+
+/// A handle dropped without `close`: the engine's last reference may flush
+/// the file on its way out, which must not hold the GIL.
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Some(db) = self.db.take() {
+            Python::try_attach(|py| py.detach(move || drop(db)));
+        }
     }
 }
 

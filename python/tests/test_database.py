@@ -236,3 +236,15 @@ def test_closing_a_watch_ends_a_blocked_iteration(db, collective):
     watch.close()
     waiter.join(timeout=60)
     assert not waiter.is_alive() and ended == [[]]
+
+
+def test_a_handle_dropped_without_close_releases_the_file(tmp_path):
+    import gc
+
+    db = pulsedb.open(tmp_path / "dropped.db", dimension=4)
+    c = db.create_collective("c")
+    x = db.record(c, "kept", embedding=[1, 0, 0, 0])
+    del db
+    gc.collect()
+    with pulsedb.open(tmp_path / "dropped.db", dimension=4) as again:
+        assert again.get(x)["content"] == "kept"
