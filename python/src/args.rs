@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use pulsedb::wire::{ExperienceUpdateJson, NewExperienceJson, RecallWeightsJson, SearchFilterJson};
-use pulsedb::{CollectiveId, PulseHandle, SearchFilter, ValidationError};
+use pulsedb::wire::{
+    ExperienceTypeTagJson, ExperienceUpdateJson, NewExperienceJson, RecallWeightsJson,
+};
+use pulsedb::{CollectiveId, PulseHandle, SearchFilter, Timestamp, ValidationError};
 use pyo3::conversion::FromPyObjectOwned;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
@@ -119,7 +121,7 @@ pub(crate) fn filter(value: Option<&Bound<'_, PyAny>>) -> PyResult<SearchFilter>
     let dict = value
         .cast::<PyDict>()
         .map_err(|_| wrong_type(format!("`filter` must be a dict, not {}", type_name(value))))?;
-    let mut f = SearchFilterJson::default();
+    let mut f = SearchFilter::default();
     for (key, value) in dict.iter() {
         let key: String = key.extract()?;
         if value.is_none() {
@@ -132,16 +134,23 @@ pub(crate) fn filter(value: Option<&Bound<'_, PyAny>>) -> PyResult<SearchFilter>
             "experience_types" => {
                 let names: Vec<String> = typed(&value, &name, "a list of str")?;
                 let names = PyList::new(value.py(), names)?;
-                f.experience_types = Some(from_py(names.as_any(), "filter")?);
+                let tags: Vec<ExperienceTypeTagJson> = from_py(names.as_any(), "filter")?;
+                f.experience_types = Some(tags.into_iter().map(Into::into).collect());
             }
             "min_importance" => f.min_importance = Some(typed(&value, &name, "a float")?),
             "min_confidence" => f.min_confidence = Some(typed(&value, &name, "a float")?),
-            "since" => f.since = Some(typed(&value, &name, "an int (Unix milliseconds)")?),
+            "since" => {
+                f.since = Some(Timestamp(typed(
+                    &value,
+                    &name,
+                    "an int (Unix milliseconds)",
+                )?))
+            }
             "exclude_archived" => f.exclude_archived = typed(&value, &name, "a bool")?,
             _ => return Err(wrong_type(format!("`filter` has an unknown key '{key}'"))),
         }
     }
-    Ok(f.into())
+    Ok(f)
 }
 
 /// Recall `weights`: `{"similarity": float, "energy": float}`.

@@ -1,8 +1,10 @@
 //! `pulsedb.Watch`: a collective's changes as a Python iterator and async
 //! iterator.
 
+use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -12,9 +14,6 @@ use pulsedb::{CollectiveId, PulseHandle, WatchEvent, WatchStream};
 use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
 use pyo3::types::PyCFunction;
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex as StdMutex, PoisonError};
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 import pulsedb
@@ -42,7 +43,6 @@ def test_validation_errors_name_the_field(db, collective, kwargs, field):
 
 
 def test_a_numpy_matrix_is_not_a_vector(db, collective):
-    np = pytest.importorskip("numpy")
     with pytest.raises(pulsedb.ValidationError) as e:
         db.record(collective, "m", embedding=np.ones((2, 2)))
     assert e.value.field == "embedding" and "1-d" in str(e.value)

@@ -28,21 +28,6 @@ pub struct SearchFilterJson {
     pub exclude_archived: bool,
 }
 
-/// Filters nothing but archived records, as a missing filter does.
-impl Default for SearchFilterJson {
-    fn default() -> Self {
-        SearchFilterJson {
-            domains: None,
-            tags_all: None,
-            experience_types: None,
-            min_importance: None,
-            min_confidence: None,
-            since: None,
-            exclude_archived: true,
-        }
-    }
-}
-
 pub(crate) fn yes() -> bool {
     true
 }
