@@ -8,7 +8,7 @@
 //! the bitmap for its whole life and frees both FAISS objects on drop.
 
 use std::cell::{Cell, RefCell};
-use std::ffi::{c_int, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::io::Read;
 use std::marker::PhantomData;
 use std::ptr;
@@ -177,11 +177,14 @@ impl RawIndex {
     }
 
     /// Searches one query; `selection` restricts the labels considered.
+    /// `ef_search`, for an id map over HNSW only, sets this search's beam
+    /// width (the index's own `efSearch` otherwise).
     /// Returns `(similarity, label)` pairs, FAISS's `-1` padding removed.
     pub(crate) fn search(
         &self,
         query: &[f32],
         k: usize,
+        ef_search: Option<usize>,
         selection: Option<&Selection<'_>>,
     ) -> Result<Vec<(f32, i64)>, IndexError> {
         if query.len() != self.dimension() {
@@ -190,31 +193,77 @@ impl RawIndex {
         let kk = i64::try_from(k).map_err(|e| IndexError::Faiss(e.to_string()))?;
         let mut distances = vec![0f32; k];
         let mut labels = vec![-1i64; k];
-        let params = selection.map_or(ptr::null(), |s| s.params.cast_const());
         let _single = OmpSingleThread::enter();
-        // SAFETY: `query` holds `d` floats and the outputs `k` entries each
-        // (one query). `params` is null or a `SearchParameters` owned by
-        // `selection`, whose selector points into bytes `selection` borrows,
-        // so both outlive the call. The params object is used by this call
-        // only (IndexIDMap temporarily swaps its `sel` field during search,
-        // so params must never be shared between concurrent searches).
-        // Search is a const operation on the index (see `FaissIndex`'s Sync).
-        check(unsafe {
-            sys::faiss_Index_search_with_params(
-                self.ptr,
-                1,
-                query.as_ptr(),
-                kk,
-                params,
-                distances.as_mut_ptr(),
-                labels.as_mut_ptr(),
-            )
-        })?;
+        match ef_search {
+            Some(ef) => {
+                let ef = i32::try_from(ef).unwrap_or(i32::MAX);
+                let selector = selection.map_or(ptr::null(), |s| s.selector.cast_const());
+                let mut error = [0 as c_char; 256];
+                // SAFETY: as below; `selector` is null or a bitmap selector
+                // owned by `selection` (alive for the call), and the shim
+                // writes at most `error.len()` bytes, NUL-terminated.
+                let code = unsafe {
+                    pulsedb_hnsw_search(
+                        self.ptr.cast_const().cast(),
+                        query.as_ptr(),
+                        kk,
+                        ef,
+                        selector.cast(),
+                        distances.as_mut_ptr(),
+                        labels.as_mut_ptr(),
+                        error.as_mut_ptr(),
+                        error.len(),
+                    )
+                };
+                if code != 0 {
+                    // SAFETY: the shim NUL-terminated the message in `error`.
+                    let message = unsafe { CStr::from_ptr(error.as_ptr()) };
+                    return Err(IndexError::Faiss(message.to_string_lossy().into_owned()));
+                }
+            }
+            None => {
+                let params = selection.map_or(ptr::null(), |s| s.params.cast_const());
+                // SAFETY: `query` holds `d` floats and the outputs `k` entries
+                // each (one query). `params` is null or a `SearchParameters`
+                // owned by `selection`, whose selector points into bytes
+                // `selection` borrows, so both outlive the call. The params
+                // object is used by this call only (IndexIDMap temporarily
+                // swaps its `sel` field during search, so params must never
+                // be shared between concurrent searches). Search is a const
+                // operation on the index (see `FaissIndex`'s Sync).
+                check(unsafe {
+                    sys::faiss_Index_search_with_params(
+                        self.ptr,
+                        1,
+                        query.as_ptr(),
+                        kk,
+                        params,
+                        distances.as_mut_ptr(),
+                        labels.as_mut_ptr(),
+                    )
+                })?;
+            }
+        }
         Ok(distances
             .into_iter()
             .zip(labels)
             .filter(|(_, label)| *label >= 0)
             .collect())
+    }
+
+    /// The stored vectors, row after row (`ntotal × d` floats), read in
+    /// place: `None` unless this is an id map over a flat or HNSW-flat index.
+    pub(crate) fn flat_rows(&self) -> Option<&[f32]> {
+        // SAFETY: `self.ptr` is a live index; the shim only inspects it.
+        let rows = unsafe { pulsedb_flat_rows(self.ptr.cast_const().cast()) };
+        let len = self.ntotal().checked_mul(self.dimension())?;
+        if rows.is_null() {
+            return None;
+        }
+        // SAFETY: a flat storage holds `ntotal × d` floats contiguously at
+        // `rows`; they change only when the index is modified, which takes
+        // `&mut self` and so cannot happen while this borrow lives.
+        Some(unsafe { std::slice::from_raw_parts(rows, len) })
     }
 
     /// Serialises the index with `faiss::write_index` into a buffer
@@ -410,6 +459,19 @@ impl Drop for Selection<'_> {
 extern "C" {
     fn omp_get_max_threads() -> c_int;
     fn omp_set_num_threads(n: c_int);
+    // `src/index/faiss_shim.cpp`.
+    fn pulsedb_hnsw_search(
+        index: *const c_void,
+        query: *const f32,
+        k: i64,
+        ef_search: i32,
+        selector: *const c_void,
+        distances: *mut f32,
+        labels: *mut i64,
+        error: *mut c_char,
+        error_len: usize,
+    ) -> c_int;
+    fn pulsedb_flat_rows(index: *const c_void) -> *const f32;
 }
 
 /// Runs FAISS single-threaded on this thread until dropped.

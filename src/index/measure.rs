@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use super::faiss::filtered_ef_search;
 use super::tests::{centres, clustered, DIM};
 use super::*;
 
@@ -227,16 +228,25 @@ fn measure_filtered_plan() {
                 (elapsed, recall)
             };
             let (scan_us, _) = timed(&|q| hnsw.exact_scan(q, 10, Some(&filter)).unwrap());
-            let (graph_us, recall) = timed(&|q| hnsw.search_graph(q, 10, Some(&filter)).unwrap());
             let eligible = filter.len();
+            let widened = filtered_ef_search(ef, 10, eligible as f64 / n as f64);
             println!(
                 "n={n:>6} {pct:>4}% eligible {eligible:>6}: scan {scan_us:>7.1} us \
-                 ({:.3} ns/component) | graph {graph_us:>6.1} us recall {recall:.3} \
-                 ({:.4} ns/ef-component/sqrt(n)) | plan {:?}",
+                 ({:.3} ns/component) | plan {:?}, widened efSearch {widened}",
                 scan_us * 1000.0 / (eligible * DIM) as f64,
-                graph_us * 1000.0 / (ef * DIM) as f64 / (n as f64).sqrt(),
                 hnsw.filtered_plan(eligible),
             );
+            for beam in [ef, 128, 192, 256, 384, 512, widened] {
+                let (graph_us, recall) = timed(&|q| {
+                    hnsw.search_graph_with(q, 10, Some(&filter), Some(beam))
+                        .unwrap()
+                });
+                println!(
+                    "    graph efSearch {beam:>4}: {graph_us:>7.1} us recall {recall:.3} \
+                     ({:.3} ns/ef-component/log2(n))",
+                    graph_us * 1000.0 / (beam * DIM) as f64 / (n as f64).log2(),
+                );
+            }
         }
     }
 }
