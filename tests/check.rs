@@ -211,3 +211,45 @@ async fn damaged_lookup_tables_are_found() {
     );
     db.close().await.unwrap();
 }
+
+/// A change-log entry that refers to its row but that the row's key in
+/// `experience_logged_at` no longer leads to (the row's next write would
+/// leave the entry reading the newer record), and a key of no experience.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_change_log_references_are_found() {
+    let t = TempDb::new();
+    let db = t.open().await;
+    let every = store_every_kind(&db).await;
+    assert!(db.check().await.unwrap().is_ok());
+    db.close().await.unwrap();
+
+    {
+        let file = redb::Database::open(&t.path).unwrap();
+        let txn = file.begin_write().unwrap();
+        {
+            let def: redb::TableDefinition<&[u8], u64> =
+                redb::TableDefinition::new("experience_logged_at");
+            let mut logged_at = txn.open_table(def).unwrap();
+            let first = every.first.as_bytes().as_slice();
+            assert!(logged_at.remove(first).unwrap().is_some());
+            logged_at
+                .insert(ExperienceId::new().as_bytes().as_slice(), 1)
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+
+    let db = t.reopen_when_released(config()).await;
+    let all = db.check().await.unwrap().problems.join("\n");
+    assert!(
+        all.contains(
+            "change-log entries referring to a row that experience_logged_at does not lead to: 1"
+        ),
+        "{all}"
+    );
+    assert!(
+        all.contains("experience_logged_at entries of no stored experience: 1"),
+        "{all}"
+    );
+    db.close().await.unwrap();
+}

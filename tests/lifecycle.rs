@@ -576,7 +576,7 @@ async fn a_read_only_session_changes_no_byte_and_creates_no_file() {
     assert_eq!(ro.index_stats(c).await.unwrap().indexed, 2);
     let _stream = ro.watch_experiences(c).await.unwrap();
     // The file's own schema version (a file of this build: the current one).
-    assert_eq!(ro.metadata().schema_version, 4);
+    assert_eq!(ro.metadata().schema_version, 5);
     ro.close().await.unwrap();
     assert_eq!(
         dir_contents(t.dir.path()),

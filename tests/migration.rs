@@ -67,7 +67,7 @@ async fn a_schema_1_file_is_migrated_and_keeps_everything() {
         .iter()
         .all(|r| table_names(&t.path).iter().any(|n| n == r)));
     let db = t.open_with(lasting_activities()).await;
-    assert_eq!(db.metadata().schema_version, 4);
+    assert_eq!(db.metadata().schema_version, 5);
 
     let collectives = db.list_collectives().await.unwrap();
     assert_eq!(collectives.len(), 1);
@@ -125,11 +125,11 @@ async fn a_schema_1_file_is_migrated_and_keeps_everything() {
     assert_eq!(events.last().unwrap().experience_id, id);
     db.close().await.unwrap();
 
-    // The tables nothing read are gone; a second open finds version 4.
+    // The tables nothing read are gone; a second open finds version 5.
     let names = table_names(&t.path);
     assert!(RETIRED.iter().all(|r| !names.iter().any(|n| n == r)));
     let db = t.open().await;
-    assert_eq!(db.metadata().schema_version, 4);
+    assert_eq!(db.metadata().schema_version, 5);
     assert_eq!(all_experiences(&db, c.id).await.len(), 30);
     db.close().await.unwrap();
 }
@@ -221,4 +221,124 @@ async fn a_migrated_file_has_a_version_on_every_row_and_replicates_whole() {
     copied.sort_by_key(|e| e.id);
     original.sort_by_key(|e| e.id);
     assert_eq!(copied, original);
+}
+
+/// `fixtures/schema_v4.db` was written by the schema-4 engine: collective
+/// "fixture" (owner "owner", dimension 16) with 30 experiences `fixture {i}`
+/// (embedding `vector(i)`, type Fact / Difficulty / Generic by `i % 3`, tag
+/// `topic = t{i % 3}`, domain `domain{i % 2}`, metadata `{"i": i, "even":
+/// true}` for even `i`); experience 10's importance set to 0.9, 3–5
+/// archived, 6–9 reinforced once, 25–29 deleted; a relation 0 → 1, an
+/// insight over 0 and 1, an activity. Every experience entry of its change
+/// log holds a copy of the record.
+const FIXTURE_V4: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/schema_v4.db");
+
+/// An event's type and the record it carries: index, importance, archived,
+/// applications.
+type EventSummary = (WatchEventType, Option<(u64, f32, bool, u32)>);
+
+fn content_index(e: &Experience) -> u64 {
+    e.content["fixture ".len()..].parse().unwrap()
+}
+
+/// Schema 5: the change log of a schema-4 file reads as it did (each
+/// entry the record after its write), and writes after the migration keep
+/// it so, also for records whose last entry is an old copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_4_file_is_migrated_and_its_log_reads_as_before() {
+    let t = TempDb::new();
+    std::fs::copy(FIXTURE_V4, &t.path).expect("copy fixture");
+    {
+        let mut read_only = lasting_activities();
+        read_only.read_only = true;
+        let ro = t.open_with(read_only).await;
+        assert_eq!(ro.metadata().schema_version, 4);
+        assert!(!ro.poll_changes(0).await.unwrap().0.is_empty());
+        ro.close().await.unwrap();
+    }
+    let db = t.open_with(lasting_activities()).await;
+    assert_eq!(db.metadata().schema_version, 5);
+    let c = db.list_collectives().await.unwrap()[0].id;
+    let exps = all_experiences(&db, c).await;
+    assert_eq!(exps.len(), 25);
+    for e in &exps {
+        let i = content_index(e);
+        assert_eq!(e.embedding, vector(i, DIM));
+        assert_eq!(e.archived, (3..=5).contains(&i));
+        assert_eq!(e.applications, u32::from((6..=9).contains(&i)));
+        assert_eq!(e.importance, if i == 10 { 0.9 } else { 0.5 });
+        assert_eq!(
+            e.metadata.get("i").and_then(|v| v.as_u64()),
+            i.is_multiple_of(2).then_some(i)
+        );
+    }
+
+    // The migrated log: each event carries the record after its write.
+    let (events, position) = db.poll_changes(0).await.unwrap();
+    let summary = |events: &[WatchEvent]| -> Vec<EventSummary> {
+        events
+            .iter()
+            .map(|ev| {
+                let e = ev.experience.as_ref();
+                let state = e.map(|e| (content_index(e), e.importance, e.archived, e.applications));
+                (ev.event_type, state)
+            })
+            .collect()
+    };
+    let mut want: Vec<_> = (0..30)
+        .map(|i| (WatchEventType::Created, Some((i, 0.5, false, 0))))
+        .collect();
+    want.push((WatchEventType::Updated, Some((10, 0.9, false, 0))));
+    want.extend((3..=5).map(|i| (WatchEventType::Archived, Some((i, 0.5, true, 0)))));
+    want.extend((6..=9).map(|i| (WatchEventType::Updated, Some((i, 0.5, false, 1)))));
+    want.extend((25..30).map(|_| (WatchEventType::Deleted, None)));
+    assert_eq!(summary(&events), want);
+
+    // Writes after the migration: a record whose last entry is an old
+    // copy, one reinforced again, a new one, a delete.
+    let ten = exps.iter().find(|e| content_index(e) == 10).unwrap().id;
+    let six = exps.iter().find(|e| content_index(e) == 6).unwrap().id;
+    let zero = exps.iter().find(|e| content_index(e) == 0).unwrap().id;
+    let update = ExperienceUpdate {
+        importance: Some(0.3),
+        ..Default::default()
+    };
+    db.update_experience(ten, update).await.unwrap();
+    db.reinforce_experience(six).await.unwrap();
+    let fresh = db
+        .record_experience(exp_with(c, "fixture 99", vector(99, DIM)))
+        .await
+        .unwrap();
+    db.update_experience(
+        fresh,
+        ExperienceUpdate {
+            importance: Some(0.8),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    db.delete_experience(zero).await.unwrap();
+    let (after, _) = db.poll_changes(position).await.unwrap();
+    assert_eq!(
+        summary(&after),
+        vec![
+            (WatchEventType::Updated, Some((10, 0.3, false, 0))),
+            (WatchEventType::Updated, Some((6, 0.5, false, 2))),
+            (WatchEventType::Created, Some((99, 0.5, false, 0))),
+            (WatchEventType::Updated, Some((99, 0.8, false, 0))),
+            (WatchEventType::Deleted, None),
+        ]
+    );
+    // The old entries did not change.
+    let (again, _) = db.poll_changes(0).await.unwrap();
+    assert_eq!(summary(&again[..events.len()]), want);
+    db.close().await.unwrap();
+
+    let db = t.open().await;
+    assert_eq!(db.metadata().schema_version, 5);
+    assert_eq!(all_experiences(&db, c).await.len(), 25);
+    let (reopened, _) = db.poll_changes(position).await.unwrap();
+    assert_eq!(summary(&reopened), summary(&after));
+    db.close().await.unwrap();
 }

@@ -14,7 +14,7 @@ use pulsedb::storage::{
 use pulsedb::{
     Error, ExperienceUpdate, InstanceId, RelationType, Timestamp, ValidationError, WatchEventType,
 };
-use redb::ReadableDatabase;
+use redb::{ReadableDatabase, ReadableTable};
 use storage_common::*;
 
 fn kinds(s: &RedbStorage, since: u64) -> Vec<ChangeKind> {
@@ -561,4 +561,122 @@ fn peers_silent_past_their_retention_stop_holding_compaction_back() {
     assert_eq!(s.forget_silent_peers(far).unwrap(), vec![peer]);
     assert!(s.list_sync_cursors().unwrap().is_empty());
     assert_eq!(s.compact_expired_changes(far, 100).unwrap(), 4);
+}
+
+/// A logged record's content, importance and applications.
+type LoggedState = (String, f32, u32);
+
+/// Size of each change-log entry as stored, read from the closed file.
+fn entry_sizes(path: &std::path::Path) -> Vec<(u64, usize)> {
+    let db = redb::ReadOnlyDatabase::open(path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let wal = txn.open_table(schema::WAL).unwrap();
+    let sizes = wal
+        .iter()
+        .unwrap()
+        .map(|item| {
+            let (k, v) = item.unwrap();
+            (k.value(), v.value().len())
+        })
+        .collect();
+    sizes
+}
+
+/// An experience's entry refers to its row while the row is as that write
+/// left it, and holds a copy from the row's next write on: the record is
+/// stored once, and every entry still reads as the record after its own
+/// write (updates, reinforcements, deletes, and a collective's delete).
+#[test]
+fn an_entry_refers_to_its_row_until_the_row_is_written_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.redb");
+    let long = "x".repeat(2_000);
+    let (c, a, b, kept) = {
+        let s = file(&path);
+        let c = new_collective(&s, "c"); // 1
+        let a = record(&s, experience(c, &long)).id; // 2
+        let b = record(&s, experience(c, "b")).id; // 3
+        let kept = record(&s, experience(c, "kept")).id; // 4
+        (c, a, b, kept)
+    };
+    // Written once: the entries of a record are a few dozen bytes.
+    let sizes = entry_sizes(&path);
+    assert!(sizes[1].1 < 100, "entry of a 2 000-byte record: {sizes:?}");
+
+    let s = file(&path);
+    let importance = |i| WriteOp::UpdateExperience {
+        id: a,
+        update: ExperienceUpdate {
+            importance: Some(i),
+            ..Default::default()
+        },
+    };
+    ok(&s, importance(0.9)); // 5
+    ok(&s, importance(0.7)); // 6
+    ok(
+        &s,
+        WriteOp::ReinforceExperience {
+            id: b,
+            at: Timestamp::now(),
+        },
+    ); // 7
+    ok(&s, WriteOp::DeleteExperience(b)); // 8
+    let records = |s: &RedbStorage| -> Vec<(u64, Option<LoggedState>)> {
+        s.changes_since(0, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|(q, ch)| {
+                let e = ch
+                    .experience
+                    .map(|e| (e.content, e.importance, e.applications));
+                (q, e)
+            })
+            .collect()
+    };
+    let before_delete = records(&s);
+    let want = vec![
+        (1, None),
+        (2, Some((long.clone(), 0.5, 0))),
+        (3, Some(("b".to_string(), 0.5, 0))),
+        (4, Some(("kept".to_string(), 0.5, 0))),
+        (5, Some((long.clone(), 0.9, 0))),
+        (6, Some((long.clone(), 0.7, 0))),
+        (7, Some(("b".to_string(), 0.5, 1))),
+        (8, None),
+    ];
+    assert_eq!(before_delete, want);
+    // Watch events read the same records, embeddings included where the
+    // row still exists.
+    let (events, _) = s.poll_events(0, 100).unwrap();
+    let polled: Vec<_> = events
+        .iter()
+        .map(|e| {
+            e.experience
+                .as_ref()
+                .map(|x| (x.importance, x.embedding.is_empty()))
+        })
+        .collect();
+    assert_eq!(
+        polled,
+        vec![
+            Some((0.5, false)),
+            Some((0.5, true)),
+            Some((0.5, false)),
+            Some((0.9, false)),
+            Some((0.7, false)),
+            Some((0.5, true)),
+            None,
+        ]
+    );
+    // A collective's delete gives its records' entries their copies.
+    ok(&s, WriteOp::DeleteCollective(c)); // 9
+    let mut after = records(&s);
+    assert_eq!(after.pop(), Some((9, None)));
+    assert_eq!(after, want);
+    assert!(s.get_experience(kept).unwrap().is_none());
+    drop(s);
+    // Copies now sit where references were: entry 2 holds the 2 000 bytes.
+    let sizes = entry_sizes(&path);
+    assert!(sizes[1].1 > 2_000, "{sizes:?}");
+    assert!(sizes[4].1 > 2_000, "{sizes:?}");
 }

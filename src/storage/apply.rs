@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use ::redb::{ReadableTable, Table, WriteTransaction};
 
-use super::codec;
+use super::codec::{self, Logged};
 use super::schema::{self, key, meta_keys};
 use super::versions::{self, entity_key, Entity};
 use super::{Applied, ChangeKind, Committed, RedbStorage, StorageError, WriteOp};
@@ -77,6 +77,8 @@ struct Writer<'t> {
     insights_by_collective: Index<'t>,
     activities: Bytes<'t>,
     wal: Table<'t, u64, &'static [u8]>,
+    /// Experience id → the change-log entry that refers to its row.
+    logged_at: Table<'t, &'static [u8], u64>,
     versions: Bytes<'t>,
     tombstones: Bytes<'t>,
     held: Bytes<'t>,
@@ -114,6 +116,7 @@ impl<'t> Writer<'t> {
             insights_by_collective: txn.open_table(schema::INSIGHTS_BY_COLLECTIVE).map_err(s)?,
             activities: txn.open_table(schema::ACTIVITIES).map_err(s)?,
             wal: txn.open_table(schema::WAL).map_err(s)?,
+            logged_at: txn.open_table(schema::LOGGED_AT).map_err(s)?,
             versions: txn.open_table(schema::VERSIONS).map_err(s)?,
             tombstones: txn.open_table(schema::TOMBSTONES).map_err(s)?,
             held: txn.open_table(schema::HELD).map_err(s)?,
@@ -162,6 +165,12 @@ impl<'t> Writer<'t> {
     }
 
     // --- change log ----------------------------------------------------------
+    //
+    // An experience's change-log entry refers to its row instead of copying
+    // it for as long as the row is as that write left it: every write of
+    // the row first gives the entry that refers to it a copy of the row
+    // (`freeze_logged`), so each entry still reads as the record after its
+    // own write, and a record written once is stored once.
 
     /// Appends one change-log entry of this instance's own write and
     /// returns its sequence and timestamp.
@@ -170,10 +179,9 @@ impl<'t> Writer<'t> {
         kind: ChangeKind,
         collective_id: CollectiveId,
         entity_id: [u8; 16],
-        experience: Option<&Experience>,
     ) -> Result<(u64, Timestamp)> {
         let origin = self.instance;
-        self.log_from(origin, kind, collective_id, entity_id, experience)
+        self.log_from(origin, kind, collective_id, entity_id)
     }
 
     /// Appends one change-log entry of `origin`'s write.
@@ -183,7 +191,17 @@ impl<'t> Writer<'t> {
         kind: ChangeKind,
         collective_id: CollectiveId,
         entity_id: [u8; 16],
-        experience: Option<&Experience>,
+    ) -> Result<(u64, Timestamp)> {
+        self.append_log(origin, kind, collective_id, entity_id, Logged::Nothing)
+    }
+
+    fn append_log(
+        &mut self,
+        origin: InstanceId,
+        kind: ChangeKind,
+        collective_id: CollectiveId,
+        entity_id: [u8; 16],
+        experience: Logged<'_>,
     ) -> Result<(u64, Timestamp)> {
         self.sequence += 1;
         let timestamp = Timestamp::now();
@@ -203,7 +221,8 @@ impl<'t> Writer<'t> {
 
     /// Logs an experience change and returns its watch event, without the
     /// experience: the storage actor puts that in only when someone watches
-    /// (`Applied::complete_events`).
+    /// (`Applied::complete_events`). The entry of a write that leaves a row
+    /// refers to the row; the row's next write gives it a copy.
     fn log_experience(
         &mut self,
         kind: ChangeKind,
@@ -222,11 +241,19 @@ impl<'t> Writer<'t> {
         exp: &Experience,
         deleted: bool,
     ) -> Result<Vec<WatchEvent>> {
-        let logged = (!deleted).then_some(exp);
+        let id = exp.id.as_bytes();
+        let logged = if deleted {
+            Logged::Nothing
+        } else {
+            Logged::CurrentRow
+        };
         // The event carries the logged timestamp, so it equals what
         // `poll_events` later reads back.
         let (sequence, timestamp) =
-            self.log_from(origin, kind, exp.collective_id, *exp.id.as_bytes(), logged)?;
+            self.append_log(origin, kind, exp.collective_id, *id, logged)?;
+        if !deleted {
+            self.logged_at.insert(id.as_slice(), sequence).map_err(s)?;
+        }
         let Some(event_type) = kind.watch_type() else {
             return Ok(Vec::new());
         };
@@ -238,6 +265,55 @@ impl<'t> Writer<'t> {
             timestamp,
             experience: None,
         }])
+    }
+
+    /// Before experience `id`'s row is rewritten or removed: the change-log
+    /// entry that refers to the row as it is gets a copy of it. Nothing to
+    /// do when no entry refers to it (a record of an older schema, whose
+    /// entries all hold copies, or an entry compacted away).
+    fn freeze_logged(&mut self, id: &[u8; 16]) -> Result<()> {
+        let Some(sequence) = self
+            .logged_at
+            .remove(id.as_slice())
+            .map_err(s)?
+            .map(|v| v.value())
+        else {
+            return Ok(());
+        };
+        let Some(entry) = self
+            .wal
+            .get(sequence)
+            .map_err(s)?
+            .map(|v| v.value().to_vec())
+        else {
+            return Ok(());
+        };
+        let (change, refers) = codec::decode_change_entry(&entry)?;
+        if !refers {
+            return Ok(());
+        }
+        let Some(row) = self
+            .experiences
+            .get(id.as_slice())
+            .map_err(s)?
+            .map(|v| v.value().to_vec())
+        else {
+            return Err(StorageError::Corrupt(format!(
+                "change-log entry {sequence} refers to a missing experience row"
+            ))
+            .into());
+        };
+        let current = codec::decode_experience_row(&row, false)?;
+        let frozen = codec::encode_change_parts(
+            change.kind,
+            change.collective_id,
+            change.entity_id,
+            change.timestamp,
+            change.origin.unwrap_or(self.instance),
+            Logged::Copy(&current),
+        )?;
+        self.wal.insert(sequence, frozen.as_slice()).map_err(s)?;
+        Ok(())
     }
 
     // --- versions ------------------------------------------------------------
@@ -343,7 +419,7 @@ impl<'t> Writer<'t> {
             .insert(k, codec::encode_collective(&c)?.as_slice())
             .map_err(s)?;
         self.stamp(c.id, Entity::Collective, c.id.as_bytes())?;
-        self.log(ChangeKind::CollectiveCreated, c.id, *c.id.as_bytes(), None)?;
+        self.log(ChangeKind::CollectiveCreated, c.id, *c.id.as_bytes())?;
         Ok(Committed {
             applied: Applied::CollectiveCreated(c),
             events: Vec::new(),
@@ -354,7 +430,7 @@ impl<'t> Writer<'t> {
         self.require_collective(id)?;
         self.drop_collective_rows(id)?;
         self.bury(id, Entity::Collective, id.as_bytes(), None)?;
-        self.log(ChangeKind::CollectiveDeleted, id, *id.as_bytes(), None)?;
+        self.log(ChangeKind::CollectiveDeleted, id, *id.as_bytes())?;
         Ok(Committed {
             applied: Applied::CollectiveDeleted(id),
             events: Vec::new(),
@@ -439,6 +515,7 @@ impl<'t> Writer<'t> {
 
     fn remove_experience_rows(&mut self, e: &Experience) -> Result<()> {
         let id = e.id.as_bytes();
+        self.freeze_logged(id)?;
         self.experiences.remove(id.as_slice()).map_err(s)?;
         self.versions
             .remove(entity_key(e.collective_id, Entity::Experience, id).as_slice())
@@ -465,6 +542,7 @@ impl<'t> Writer<'t> {
     }
 
     fn rewrite_experience(&mut self, new: &Experience) -> Result<()> {
+        self.freeze_logged(new.id.as_bytes())?;
         self.experiences
             .insert(
                 new.id.as_bytes().as_slice(),
@@ -581,7 +659,7 @@ impl<'t> Writer<'t> {
         let c = source.collective_id;
         self.insert_relation_rows(c, &r)?;
         self.stamp(c, Entity::Relation, id)?;
-        self.log(ChangeKind::RelationCreated, c, *id, None)?;
+        self.log(ChangeKind::RelationCreated, c, *id)?;
         Ok(Committed {
             applied: Applied::RelationStored(r),
             events: Vec::new(),
@@ -666,12 +744,7 @@ impl<'t> Writer<'t> {
             .remove_relation_rows(id)?
             .ok_or_else(|| StorageError::Corrupt(format!("relation {id} has no source")))?;
         self.bury(collective, Entity::Relation, id.as_bytes(), None)?;
-        self.log(
-            ChangeKind::RelationDeleted,
-            collective,
-            *id.as_bytes(),
-            None,
-        )?;
+        self.log(ChangeKind::RelationDeleted, collective, *id.as_bytes())?;
         // A duplicate it shadowed shows now.
         let deleted = Applied::RelationDeleted(id);
         self.with_released(collective, &[*id.as_bytes()], deleted, Vec::new())
@@ -709,7 +782,7 @@ impl<'t> Writer<'t> {
             .insert(key(&[i.collective_id.as_bytes(), id]).as_slice(), ())
             .map_err(s)?;
         self.stamp(i.collective_id, Entity::Insight, id)?;
-        self.log(ChangeKind::InsightCreated, i.collective_id, *id, None)?;
+        self.log(ChangeKind::InsightCreated, i.collective_id, *id)?;
         Ok(Committed {
             applied: Applied::InsightStored(i),
             events: Vec::new(),
@@ -726,12 +799,7 @@ impl<'t> Writer<'t> {
             .remove(key(&[i.collective_id.as_bytes(), id.as_bytes()]).as_slice())
             .map_err(s)?;
         self.bury(i.collective_id, Entity::Insight, id.as_bytes(), None)?;
-        self.log(
-            ChangeKind::InsightDeleted,
-            i.collective_id,
-            *id.as_bytes(),
-            None,
-        )?;
+        self.log(ChangeKind::InsightDeleted, i.collective_id, *id.as_bytes())?;
         Ok(Committed {
             applied: Applied::InsightDeleted {
                 collective_id: i.collective_id,

@@ -153,10 +153,10 @@ fn metadata_text(m: &serde_json::Map<String, serde_json::Value>) -> String {
 }
 
 /// Serialises an [`Experience`] as [`StoredExperience`] with an empty
-/// embedding, and without copying it: records are written
-/// once per write and the log keeps a second copy, so cloning each
-/// experience (1.5 KB of embedding at 384-d) to blank a field was a large
-/// share of the write path's allocations. The field order must be
+/// embedding, and without copying it: records are written on every write
+/// (and into the log when a row is rewritten), so cloning each experience
+/// (1.5 KB of embedding at 384-d) to blank a field would be a large share of
+/// the write path's allocations. The field order must be
 /// `StoredExperience`'s; the round-trip tests below decode what this writes.
 struct WithoutEmbedding<'a>(&'a Experience);
 
@@ -216,6 +216,8 @@ pub enum ChangeEnvelope {
     V2(ChangeRecordV2),
     /// Format 3: format 2 with the change's origin.
     V3(ChangeRecordV3),
+    /// Format 4: format 3 whose experience may be a reference to its row.
+    V4(ChangeRecordV4),
 }
 
 /// Encodes like [`ChangeEnvelope`] (the newest format), from borrowed parts.
@@ -225,7 +227,9 @@ enum ChangeEnvelopeRef<'a> {
     V1(()),
     #[allow(dead_code)]
     V2(()),
-    V3(ChangeRecordRef<'a>),
+    #[allow(dead_code)]
+    V3(()),
+    V4(ChangeRecordRef<'a>),
 }
 
 /// A change-log entry of format 1 (frozen).
@@ -259,7 +263,50 @@ pub struct ChangeRecordV3 {
     experience: Option<StoredExperience>,
 }
 
-/// [`ChangeRecordV3`]'s fields in its order, the experience borrowed.
+/// A change-log entry of format 4.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChangeRecordV4 {
+    kind: super::ChangeKind,
+    collective_id: crate::collective::CollectiveId,
+    entity_id: [u8; 16],
+    timestamp: crate::id::Timestamp,
+    origin: crate::id::InstanceId,
+    experience: LoggedV4,
+}
+
+/// What an entry of format 4 holds of its experience.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum LoggedV4 {
+    /// Nothing: not an experience change, or a delete.
+    Nothing,
+    /// The record after the write.
+    Copy(Box<StoredExperience>),
+    /// The record after the write is the experience's row as it is now.
+    CurrentRow,
+}
+
+/// What a change-log entry being written holds of its experience.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Logged<'a> {
+    /// Nothing: not an experience change, or a delete.
+    Nothing,
+    /// A copy of the record after the write (stored without its embedding).
+    Copy(&'a Experience),
+    /// A reference to the experience's row, which the write left as the
+    /// record after it: whoever rewrites or removes the row first turns the
+    /// reference into a copy.
+    CurrentRow,
+}
+
+/// [`LoggedV4`], the copy borrowed.
+#[derive(Serialize)]
+enum LoggedRef<'a> {
+    Nothing,
+    Copy(WithoutEmbedding<'a>),
+    CurrentRow,
+}
+
+/// [`ChangeRecordV4`]'s fields in its order, the experience borrowed.
 #[derive(Serialize)]
 struct ChangeRecordRef<'a> {
     kind: super::ChangeKind,
@@ -267,7 +314,7 @@ struct ChangeRecordRef<'a> {
     entity_id: [u8; 16],
     timestamp: crate::id::Timestamp,
     origin: crate::id::InstanceId,
-    experience: Option<WithoutEmbedding<'a>>,
+    experience: LoggedRef<'a>,
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
@@ -337,8 +384,8 @@ pub(crate) fn decode_activity(bytes: &[u8]) -> Result<Activity, StorageError> {
     }
 }
 
-/// Encodes a change-log entry; an experience in it is stored without its
-/// embedding.
+/// Encodes a change-log entry; an experience in it is stored as a copy,
+/// without its embedding.
 #[cfg(test)]
 pub(crate) fn encode_change(c: &ChangeRecord) -> Result<Vec<u8>, StorageError> {
     encode_change_parts(
@@ -348,7 +395,7 @@ pub(crate) fn encode_change(c: &ChangeRecord) -> Result<Vec<u8>, StorageError> {
         c.timestamp,
         c.origin
             .unwrap_or_else(|| crate::id::InstanceId::from_bytes([0; 16])),
-        c.experience.as_ref(),
+        c.experience.as_ref().map_or(Logged::Nothing, Logged::Copy),
     )
 }
 
@@ -359,45 +406,78 @@ pub(crate) fn encode_change_parts(
     entity_id: [u8; 16],
     timestamp: crate::id::Timestamp,
     origin: crate::id::InstanceId,
-    experience: Option<&Experience>,
+    experience: Logged<'_>,
 ) -> Result<Vec<u8>, StorageError> {
-    encode(&ChangeEnvelopeRef::V3(ChangeRecordRef {
+    let experience = match experience {
+        Logged::Nothing => LoggedRef::Nothing,
+        Logged::Copy(e) => LoggedRef::Copy(WithoutEmbedding(e)),
+        Logged::CurrentRow => LoggedRef::CurrentRow,
+    };
+    encode(&ChangeEnvelopeRef::V4(ChangeRecordRef {
         kind,
         collective_id,
         entity_id,
         timestamp,
         origin,
-        experience: experience.map(WithoutEmbedding),
+        experience,
     }))
 }
 
+/// Decodes a change-log entry. An entry that refers to its experience's
+/// row (see [`Logged::CurrentRow`]) decodes with no experience: readers
+/// that return the record use [`decode_change_entry`].
 pub(crate) fn decode_change(bytes: &[u8]) -> Result<ChangeRecord, StorageError> {
-    match decode(bytes)? {
-        ChangeEnvelope::V1(c) => Ok(ChangeRecord {
+    decode_change_entry(bytes).map(|(change, _)| change)
+}
+
+/// Decodes a change-log entry, and whether its record is the experience's
+/// row as it is now (the entry then holds no copy).
+pub(crate) fn decode_change_entry(bytes: &[u8]) -> Result<(ChangeRecord, bool), StorageError> {
+    let decoded = match decode(bytes)? {
+        ChangeEnvelope::V1(c) => ChangeRecord {
             kind: c.kind,
             collective_id: c.collective_id,
             entity_id: c.entity_id,
             timestamp: c.timestamp,
             origin: None,
             experience: c.experience.map(Into::into),
-        }),
-        ChangeEnvelope::V2(c) => Ok(ChangeRecord {
+        },
+        ChangeEnvelope::V2(c) => ChangeRecord {
             kind: c.kind,
             collective_id: c.collective_id,
             entity_id: c.entity_id,
             timestamp: c.timestamp,
             origin: None,
             experience: c.experience.map(TryInto::try_into).transpose()?,
-        }),
-        ChangeEnvelope::V3(c) => Ok(ChangeRecord {
+        },
+        ChangeEnvelope::V3(c) => ChangeRecord {
             kind: c.kind,
             collective_id: c.collective_id,
             entity_id: c.entity_id,
             timestamp: c.timestamp,
             origin: Some(c.origin),
             experience: c.experience.map(TryInto::try_into).transpose()?,
-        }),
-    }
+        },
+        ChangeEnvelope::V4(c) => {
+            let (experience, refers) = match c.experience {
+                LoggedV4::Nothing => (None, false),
+                LoggedV4::Copy(e) => (Some((*e).try_into()?), false),
+                LoggedV4::CurrentRow => (None, true),
+            };
+            return Ok((
+                ChangeRecord {
+                    kind: c.kind,
+                    collective_id: c.collective_id,
+                    entity_id: c.entity_id,
+                    timestamp: c.timestamp,
+                    origin: Some(c.origin),
+                    experience,
+                },
+                refers,
+            ));
+        }
+    };
+    Ok((decoded, false))
 }
 
 /// An experience row of the `experiences` table: the record's length (`u32`

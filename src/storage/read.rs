@@ -114,29 +114,51 @@ impl RedbStorage {
         Ok(())
     }
 
+    /// The record change-log entry `sequence` reads as: its copy (with the
+    /// row's embedding when asked and the row still exists: embeddings
+    /// never change), or, for an entry that refers to the row, the row.
+    fn logged_record(
+        exps: &BytesTable,
+        sequence: u64,
+        change: &mut ChangeRecord,
+        refers: bool,
+        with_embedding: bool,
+    ) -> Result<Option<Experience>> {
+        let row = |id: &[u8; 16]| exps.get(id.as_slice()).map_err(StorageError::from);
+        if refers {
+            let Some(raw) = row(&change.entity_id)? else {
+                return Err(StorageError::Corrupt(format!(
+                    "change-log entry {sequence} refers to a missing experience row"
+                ))
+                .into());
+            };
+            return Ok(Some(codec::decode_experience_row(
+                raw.value(),
+                with_embedding,
+            )?));
+        }
+        let Some(mut exp) = change.experience.take() else {
+            return Ok(None);
+        };
+        if with_embedding {
+            if let Some(raw) = row(exp.id.as_bytes())? {
+                exp.embedding = codec::row_embedding(raw.value())?;
+            }
+        }
+        Ok(Some(exp))
+    }
+
     fn to_watch_event(
         &self,
         exps: &BytesTable,
         sequence: u64,
-        change: ChangeRecord,
+        mut change: ChangeRecord,
+        refers: bool,
     ) -> Result<Option<WatchEvent>> {
         let Some(event_type) = change.kind.watch_type() else {
             return Ok(None);
         };
-        let experience = match change.experience {
-            Some(mut exp) => {
-                // Embeddings never change; a record deleted since the event
-                // was logged no longer has one, and is returned without it.
-                if let Some(raw) = exps
-                    .get(exp.id.as_bytes().as_slice())
-                    .map_err(StorageError::from)?
-                {
-                    exp.embedding = codec::row_embedding(raw.value())?;
-                }
-                Some(exp)
-            }
-            None => None,
-        };
+        let experience = Self::logged_record(exps, sequence, &mut change, refers, true)?;
         Ok(Some(WatchEvent {
             sequence,
             experience_id: ExperienceId::from_bytes(change.entity_id),
@@ -464,11 +486,15 @@ impl StorageRead for RedbStorage {
     fn changes_since(&self, since: u64, limit: usize) -> Result<Vec<(u64, ChangeRecord)>> {
         let txn = self.read_txn()?;
         let t = txn.open_table(schema::WAL).map_err(StorageError::from)?;
+        let exps = Self::bytes_table(&txn, schema::EXPERIENCES)?;
         let mut out = Vec::new();
         let start = since.saturating_add(1);
         for item in t.range(start..).map_err(StorageError::from)?.take(limit) {
             let (k, v) = item.map_err(StorageError::from)?;
-            out.push((k.value(), codec::decode_change(v.value())?));
+            let sequence = k.value();
+            let (mut change, refers) = codec::decode_change_entry(v.value())?;
+            change.experience = Self::logged_record(&exps, sequence, &mut change, refers, false)?;
+            out.push((sequence, change));
         }
         Ok(out)
     }
@@ -496,12 +522,12 @@ impl StorageRead for RedbStorage {
         for item in wal.range(start..).map_err(StorageError::from)? {
             let (k, v) = item.map_err(StorageError::from)?;
             let seq = k.value();
-            let change = codec::decode_change(v.value())?;
+            let (change, refers) = codec::decode_change_entry(v.value())?;
             if change.kind.watch_type().is_some() {
                 if events.len() >= limit {
                     break;
                 }
-                if let Some(event) = self.to_watch_event(&exps, seq, change)? {
+                if let Some(event) = self.to_watch_event(&exps, seq, change, refers)? {
                     events.push(event);
                 }
             }

@@ -333,6 +333,8 @@ fn migrate(txn: &::redb::WriteTransaction, from: u32, instance: InstanceId) -> R
     if from < 4 {
         super::versions::version_existing_rows(txn, instance)?;
     }
+    // Schema 5 adds `LOGGED_AT`, created empty with every table at open:
+    // the entries of older writes hold their copies.
     if from < SCHEMA_VERSION {
         tracing::info!(from, to = SCHEMA_VERSION, "database schema migrated");
     }
@@ -447,6 +449,7 @@ fn create_tables(txn: &::redb::WriteTransaction) -> Result<()> {
         schema::INSIGHTS_BY_COLLECTIVE,
         schema::ACTIVITIES,
         schema::WAL,
+        schema::LOGGED_AT,
         schema::SYNC_CURSORS,
         schema::PEER_SEEN,
         schema::PULL_CURSORS,

@@ -16,7 +16,8 @@ use redb::TableDefinition;
 /// | 2 | the type, tag and archived experience indexes, which nothing read, are gone ([`RETIRED_IN_V2`]) |
 /// | 3 | experiences carry `metadata`: records of format 2 (experiences and change-log entries); format-1 records stay and read as empty metadata, so nothing is rewritten, but a schema-2 engine cannot read the new records |
 /// | 4 | replication: every collective, experience, relation and insight has a version ([`VERSIONS`]; migrated rows get their creation or update time and this instance), deletes leave [`TOMBSTONES`], change-log entries of format 3 carry their origin |
-pub const SCHEMA_VERSION: u32 = 4;
+/// | 5 | change-log entries of format 4: an experience's entry refers to its row until the row is next written, and holds a copy only from then on ([`LOGGED_AT`] finds the entry); older entries keep their copies |
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// `name → bytes`: schema version (u32 BE), dimension (u32 BE), instance id
 /// (16 bytes), created-at (i64 BE), last-opened-at (i64 BE), embedder model
@@ -98,6 +99,13 @@ pub const ACTIVITIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("acti
 
 /// `sequence (u64) → ChangeRecord`: the change log.
 pub const WAL: TableDefinition<u64, &[u8]> = TableDefinition::new("change_log");
+
+/// `experience id (16) → sequence (u64)`: the change-log entry that refers
+/// to the experience's row instead of holding a copy of it (the last write
+/// of a live experience, unless compacted). Whatever rewrites or removes the
+/// row first gives that entry a copy and drops the key. A migration that
+/// rewrites experience rows must do the same.
+pub const LOGGED_AT: TableDefinition<&[u8], u64> = TableDefinition::new("experience_logged_at");
 
 /// `peer instance id (16) → last sequence the peer has taken (u64)`.
 pub const SYNC_CURSORS: TableDefinition<&[u8], u64> = TableDefinition::new("sync_cursors");

@@ -123,6 +123,7 @@ impl RedbStorage {
         let homes = verify_experiences(&txn, &mut problems)?;
         let relations = verify_relations(&txn, &homes, &mut problems)?;
         verify_insights(&txn, &mut problems)?;
+        verify_logged_rows(&txn, &homes, &mut problems)?;
         Ok((problems, relations))
     }
 }
@@ -276,5 +277,50 @@ fn verify_insights(txn: &ReadTransaction, problems: &mut Vec<String>) -> Result<
         problems,
         |k| pair(k).is_some_and(|(c, id)| insights.get(&id) == Some(&c)),
     )?;
+    Ok(())
+}
+
+/// Change-log entries that refer to their experience's row instead of
+/// holding a copy: each must be found by its experience's key in
+/// `experience_logged_at` (or the row's next write would leave it reading
+/// the newer record), and each key must name a stored experience. Entries
+/// that do not decode are the change-log check's to report.
+fn verify_logged_rows(
+    txn: &ReadTransaction,
+    homes: &HashMap<[u8; 16], [u8; 16]>,
+    problems: &mut Vec<String>,
+) -> Result<()> {
+    let logged_at = match txn.open_table(schema::LOGGED_AT) {
+        Ok(t) => t,
+        // A file of an older schema opened read-only: every entry holds
+        // its copy.
+        Err(::redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(StorageError::from(e).into()),
+    };
+    let mut found_by: HashMap<[u8; 16], u64> = HashMap::new();
+    let mut stray = Tally::new("experience_logged_at entries of no stored experience");
+    for item in logged_at.iter().map_err(StorageError::from)? {
+        let (k, v) = item.map_err(StorageError::from)?;
+        match id_at(k.value(), 0).filter(|id| homes.contains_key(id)) {
+            Some(id) => {
+                found_by.insert(id, v.value());
+            }
+            None => stray.note(k.value()),
+        }
+    }
+    stray.report(problems);
+    let mut lost = Tally::new(
+        "change-log entries referring to a row that experience_logged_at does not lead to",
+    );
+    let wal = txn.open_table(schema::WAL).map_err(StorageError::from)?;
+    for item in wal.iter().map_err(StorageError::from)? {
+        let (k, v) = item.map_err(StorageError::from)?;
+        if let Ok((change, true)) = codec::decode_change_entry(v.value()) {
+            if found_by.get(&change.entity_id) != Some(&k.value()) {
+                lost.note(&change.entity_id);
+            }
+        }
+    }
+    lost.report(problems);
     Ok(())
 }

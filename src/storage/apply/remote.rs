@@ -250,7 +250,6 @@ impl Writer<'_> {
                     ChangeKind::CollectiveCreated,
                     id,
                     *id.as_bytes(),
-                    None,
                 )?;
                 if current.is_none() {
                     out.applied.push(Applied::CollectiveCreated(collective));
@@ -288,7 +287,7 @@ impl Writer<'_> {
                 }
                 self.unhold(c, Entity::Insight, rid)?;
                 self.bury(c, Entity::Insight, rid, Some(version))?;
-                self.log_from(version.origin, ChangeKind::InsightDeleted, c, *rid, None)?;
+                self.log_from(version.origin, ChangeKind::InsightDeleted, c, *rid)?;
                 Ok(())
             }
             RemoteChange::CollectiveDeleted { .. } => Ok(()),
@@ -315,13 +314,7 @@ impl Writer<'_> {
             self.forget_versions(id)?;
         }
         self.bury(id, Entity::Collective, bytes, Some(version))?;
-        self.log_from(
-            version.origin,
-            ChangeKind::CollectiveDeleted,
-            id,
-            *bytes,
-            None,
-        )?;
+        self.log_from(version.origin, ChangeKind::CollectiveDeleted, id, *bytes)?;
         Ok(())
     }
 
@@ -472,13 +465,7 @@ impl Writer<'_> {
                 });
             }
             None => {
-                self.log_from(
-                    version.origin,
-                    ChangeKind::ExperienceDeleted,
-                    c,
-                    *bytes,
-                    None,
-                )?;
+                self.log_from(version.origin, ChangeKind::ExperienceDeleted, c, *bytes)?;
             }
         }
         // What waited for it, or for a relation that went with it (a
@@ -567,7 +554,7 @@ impl Writer<'_> {
         self.unhold(c, Entity::Relation, &id)?;
         self.insert_relation_rows(c, &r)?;
         self.set_version(c, Entity::Relation, &id, &version)?;
-        self.log_from(version.origin, ChangeKind::RelationCreated, c, id, None)?;
+        self.log_from(version.origin, ChangeKind::RelationCreated, c, id)?;
         out.applied.push(Applied::RelationStored(r));
         Ok(())
     }
@@ -591,7 +578,7 @@ impl Writer<'_> {
         }
         self.unhold(c, Entity::Relation, bytes)?;
         self.bury(c, Entity::Relation, bytes, Some(version))?;
-        self.log_from(version.origin, ChangeKind::RelationDeleted, c, *bytes, None)?;
+        self.log_from(version.origin, ChangeKind::RelationDeleted, c, *bytes)?;
         self.release(c, bytes, out)
     }
 
@@ -648,7 +635,7 @@ impl Writer<'_> {
             .insert(key(&[c.as_bytes(), &id]).as_slice(), ())
             .map_err(s)?;
         self.set_version(c, Entity::Insight, &id, &version)?;
-        self.log_from(version.origin, ChangeKind::InsightCreated, c, id, None)?;
+        self.log_from(version.origin, ChangeKind::InsightCreated, c, id)?;
         out.applied.push(Applied::InsightStored(i));
         Ok(())
     }
@@ -696,7 +683,7 @@ impl Writer<'_> {
                 Entity::Insight => ChangeKind::InsightCreated,
                 _ => ChangeKind::RelationCreated,
             };
-            self.log_from(change.version().origin, logged, c, *id, None)?;
+            self.log_from(change.version().origin, logged, c, *id)?;
         }
         Ok(())
     }
