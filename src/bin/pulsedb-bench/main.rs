@@ -6,6 +6,8 @@
 //! and `PULSEDB_BENCH_TOMBSTONE_RATIO` the rebuild threshold;
 //! `PULSEDB_BENCH_SNAPSHOT_VECTORS=1` keeps the vectors in the index
 //! snapshots (to compare settings; the JSON line reports the ones used).
+//! `PULSEDB_BENCH_FOOTPRINT=1` prints where `bytes_per_exp` goes, table by
+//! table, to stderr.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -30,7 +32,9 @@ mod stress;
 mod text;
 
 use data::{exact_top_k, item, recall, Data, Item, Rng, TOPICS};
-use measure::{dir_bytes, peak_rss_mb, percentile, progress, reset_peak_rss, rss_mb, us};
+use measure::{
+    dir_bytes, peak_rss_mb, percentile, print_footprint, progress, reset_peak_rss, rss_mb, us,
+};
 use stress::{delete_storm, search_under_write};
 
 pub(crate) struct Args {
@@ -469,6 +473,11 @@ async fn run(a: Args) -> pulsedb::Result<()> {
         "bytes_per_exp",
         format!("{:.0}", dir_bytes(&tmp) as f64 / a.n as f64),
     );
+    if std::env::var_os("PULSEDB_BENCH_FOOTPRINT").is_some() {
+        if let Err(e) = print_footprint(&path, &tmp, a.n) {
+            progress(&format!("footprint: {e}"));
+        }
+    }
 
     // Last, the phases that change the collective: the delete storm
     // removes 30 % of it, searches under writes add N/4.

@@ -66,3 +66,50 @@ pub(crate) fn progress(msg: &str) {
         peak_rss_mb()
     );
 }
+
+/// Where the bytes of a closed database go, per experience, printed to
+/// stderr (`PULSEDB_BENCH_FOOTPRINT=1`): for each redb table the bytes of
+/// its keys and values, its branch and page metadata and its fragmented
+/// (free) page space; then redb's own bookkeeping, the free space of the
+/// file, and every file beside the database (the index snapshots).
+pub(crate) fn print_footprint(db_path: &Path, dir: &Path, n: usize) -> Result<(), redb::Error> {
+    use redb::{ReadableDatabase, ReadableTableMetadata, TableHandle};
+    let per = |bytes: u64| bytes as f64 / n.max(1) as f64;
+    let db = redb::ReadOnlyDatabase::open(db_path)?;
+    let txn = db.begin_read()?;
+    let mut rows = Vec::new();
+    let mut tables = 0;
+    for handle in txn.list_tables()? {
+        let name = handle.name().to_string();
+        let s = txn.open_untyped_table(handle)?.stats()?;
+        tables += s.stored_bytes() + s.metadata_bytes() + s.fragmented_bytes();
+        rows.push((
+            name,
+            s.stored_bytes(),
+            s.metadata_bytes(),
+            s.fragmented_bytes(),
+        ));
+    }
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1 + r.2 + r.3));
+    progress("footprint per experience (stored / metadata / fragmented bytes):");
+    for (name, stored, meta, frag) in rows {
+        progress(&format!(
+            "  {name:<28} {:>7.1} {:>7.1} {:>7.1}",
+            per(stored),
+            per(meta),
+            per(frag)
+        ));
+    }
+    let file = std::fs::metadata(db_path).map(|m| m.len()).unwrap_or(0);
+    progress(&format!(
+        "  {:<28} {:>7.1}",
+        "rest of the database file",
+        per(file.saturating_sub(tables))
+    ));
+    progress(&format!(
+        "  {:<28} {:>7.1}",
+        "other files (snapshots)",
+        per(dir_bytes(dir).saturating_sub(file))
+    ));
+    Ok(())
+}
