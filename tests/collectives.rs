@@ -329,3 +329,35 @@ async fn unknown_collective_is_not_found_everywhere() {
     assert_eq!(db.get_current_sequence().await.unwrap(), 2);
     db.close().await.unwrap();
 }
+
+/// Writes racing a collective's delete either land before it or find the
+/// collective gone: `NotFound`, never an actor that "stopped before
+/// answering" (which the server would have to answer with a 500).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_racing_a_collective_delete_find_it_gone() {
+    let db = memory_db().await;
+    let (mut landed, mut gone) = (0, 0);
+    for round in 0..20u64 {
+        let c = db
+            .create_collective(&format!("doomed {round}"))
+            .await
+            .unwrap();
+        db.record_experience(exp(c, round)).await.unwrap();
+        let writers: Vec<_> = (0..64u64)
+            .map(|i| {
+                let db = db.clone();
+                tokio::spawn(async move { db.record_experience(exp(c, 1_000 + i)).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        db.delete_collective(c).await.unwrap();
+        for w in writers {
+            match w.await.unwrap() {
+                Ok(_) => landed += 1,
+                Err(Error::NotFound(_)) => gone += 1,
+                Err(e) => panic!("round {round}: a write racing the delete got {e:?}"),
+            }
+        }
+    }
+    eprintln!("{landed} writes landed before the deletes, {gone} found the collective gone");
+}

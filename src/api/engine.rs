@@ -35,7 +35,7 @@ use crate::id::InstanceId;
 use crate::index::collective::CollectiveIndex;
 use crate::index::load::LoadCounts;
 use crate::metadata::DatabaseMetadata;
-use crate::storage::{Committed, RedbStorage, WriteOp};
+use crate::storage::{Committed, RedbStorage, StorageRead, WriteOp};
 use crate::watch::WatchHub;
 
 /// Whether a call waits for an in-flight slot or gives up at once.
@@ -324,8 +324,10 @@ impl Engine {
     /// Sends a request to a collective actor and waits for the answer.
     ///
     /// A message that could not be delivered (the actor had stopped) is
-    /// re-sent once to the actor the router resolves now; a request whose
-    /// actor stopped while handling it fails with `ActorUnavailable`.
+    /// re-sent once to the actor the router resolves now. A request whose
+    /// actor stopped before answering fails with `NotFound` when the
+    /// collective was deleted meanwhile (its actor stops with the delete,
+    /// dropping what waited in its mailbox), `ActorUnavailable` otherwise.
     pub(crate) async fn ask<T: Send + 'static>(
         &self,
         id: CollectiveId,
@@ -336,14 +338,10 @@ impl Engine {
         for _ in 0..2 {
             let actor = self.collective(id).await?.actor;
             match actor.send_message(msg) {
-                Ok(()) => {
-                    return rx.await.map_err(|_| {
-                        self.forget_collective(id);
-                        Error::ActorUnavailable {
-                            actor: "collective",
-                        }
-                    })
-                }
+                Ok(()) => match rx.await {
+                    Ok(answer) => return Ok(answer),
+                    Err(_) => break,
+                },
                 Err(MessagingErr::SendErr(back)) => {
                     self.forget_collective(id);
                     msg = back;
@@ -352,9 +350,19 @@ impl Engine {
             }
         }
         self.forget_collective(id);
-        Err(Error::ActorUnavailable {
-            actor: "collective",
-        })
+        Err(self.stopped_before_answering(id))
+    }
+
+    /// The error for a request whose collective actor stopped before
+    /// answering: `NotFound` if the collective no longer exists.
+    fn stopped_before_answering(&self, id: CollectiveId) -> Error {
+        // A point read, as `get_collective` makes on the calling task.
+        match self.read_point(|s| s.get_collective(id)) {
+            Ok(None) => Error::NotFound(NotFoundError::Collective(id)),
+            Ok(Some(_)) | Err(_) => Error::ActorUnavailable {
+                actor: "collective",
+            },
+        }
     }
 
     /// A write that a collective actor must apply to its index. The write
