@@ -45,11 +45,11 @@ use super::{check_vector, normalized, Hit, IndexConfig, IndexError, Slot, SlotSe
 /// The caller's [`SlotSet`] is handed to FAISS as an `IDSelectorBitmap`, so
 /// the filter applies during the traversal. The plan is chosen by cost
 /// (`filtered_plan`): an exact scan of the eligible vectors when it costs
-/// at most [`SCAN_PREMIUM`] times the graph traversal, always when at most
+/// at most `SCAN_PREMIUM` times the graph traversal, always when at most
 /// [`IndexConfig::exact_scan_selectivity`] of the vectors are eligible, and
 /// when the graph returns fewer than `min(k, eligible)` hits. A filtered
 /// graph search widens its own beam with the filter's selectivity
-/// ([`filtered_ef_search`], through `src/index/faiss_shim.cpp`, as the FAISS
+/// (`filtered_ef_search`, through `src/index/faiss_shim.cpp`, as the FAISS
 /// C API has no HNSW search parameters); other searches use the index's
 /// efSearch.
 ///
