@@ -21,7 +21,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::watch;
 
 use super::storage::{PendingWrite, StorageMsg};
-use super::{blocking, upgrade, Reply, StorageRef};
+use super::{blocking, in_background, upgrade, Reply, StorageRef};
 use crate::collective::CollectiveId;
 use crate::error::{Error, Result};
 use crate::index::collective::{CollectiveIndex, IDLE_DRAIN_DELAY};
@@ -458,7 +458,7 @@ fn plan_rebuild(myself: &ActorRef<CollectiveMsg>, state: &mut CollectiveState) {
     state.rebuilding = true;
     let me = myself.clone();
     tokio::spawn(async move {
-        let result = blocking(move || index.rebuild()).await;
+        let result = in_background("rebuild", move || index.rebuild()).await;
         let _ = me.send_message(CollectiveMsg::Rebuilt(result));
     });
 }
