@@ -14,7 +14,7 @@ use pulsedb::storage::{
 use pulsedb::{
     Error, ExperienceUpdate, InstanceId, RelationType, Timestamp, ValidationError, WatchEventType,
 };
-use redb::{ReadableDatabase, ReadableTable};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use storage_common::*;
 
 fn kinds(s: &RedbStorage, since: u64) -> Vec<ChangeKind> {
@@ -679,4 +679,60 @@ fn an_entry_refers_to_its_row_until_the_row_is_written_again() {
     let sizes = entry_sizes(&path);
     assert!(sizes[1].1 > 2_000, "{sizes:?}");
     assert!(sizes[4].1 > 2_000, "{sizes:?}");
+}
+
+/// Compaction takes the keys that led to the entries it removes with them;
+/// a record whose entry is gone is rewritten and deleted as any other.
+#[test]
+fn compaction_drops_the_keys_of_the_entries_it_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.redb");
+    let logged_keys = |path: &std::path::Path| {
+        let db = redb::ReadOnlyDatabase::open(path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let t = txn.open_table(schema::LOGGED_AT).unwrap();
+        t.len().unwrap()
+    };
+    let (a, b) = {
+        let s = file(&path);
+        let c = new_collective(&s, "c"); // 1
+        let a = record_new(&s, c, "a"); // 2
+        let b = record_new(&s, c, "b"); // 3
+        (a, b)
+    };
+    assert_eq!(logged_keys(&path), 2);
+    {
+        let s = file(&path);
+        assert_eq!(s.compact_changes(2).unwrap(), 2);
+    }
+    // The key of the compacted entry went with it; b's entry stays.
+    assert_eq!(logged_keys(&path), 1);
+    let s = file(&path);
+    ok(
+        &s,
+        WriteOp::UpdateExperience {
+            id: a,
+            update: ExperienceUpdate {
+                importance: Some(0.9),
+                ..Default::default()
+            },
+        },
+    ); // 4
+    ok(&s, WriteOp::DeleteExperience(b)); // 5
+    let read: Vec<_> = s
+        .changes_since(2, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(q, ch)| (q, ch.experience.map(|e| (e.content, e.importance))))
+        .collect();
+    assert_eq!(
+        read,
+        vec![
+            (3, Some(("b".to_string(), 0.5))),
+            (4, Some(("a".to_string(), 0.9))),
+            (5, None),
+        ]
+    );
+    drop(s);
+    assert_eq!(logged_keys(&path), 1);
 }

@@ -645,16 +645,38 @@ pub(super) fn compacted_through(
     }
 }
 
-/// Removes the change-log entries up to `upto` and raises the compaction
-/// watermark. Returns how many were removed.
+/// Removes the change-log entries up to `upto`, and the keys that lead to
+/// those of them that refer to their experience's row, and raises the
+/// compaction watermark. Returns how many entries were removed.
 fn remove_log_through(txn: &::redb::WriteTransaction, upto: u64) -> Result<u64> {
-    let removed = {
+    let (removed, referring) = {
         let mut t = txn.open_table(schema::WAL).map_err(StorageError::from)?;
+        let mut referring = Vec::new();
+        for item in t.range(..=upto).map_err(StorageError::from)? {
+            let (k, v) = item.map_err(StorageError::from)?;
+            if let (change, true) = codec::decode_change_entry(v.value())? {
+                referring.push((change.entity_id, k.value()));
+            }
+        }
         let before = t.len().map_err(StorageError::from)?;
         t.retain_in(..=upto, |_, _| false)
             .map_err(StorageError::from)?;
-        before - t.len().map_err(StorageError::from)?
+        (before - t.len().map_err(StorageError::from)?, referring)
     };
+    let mut logged_at = txn
+        .open_table(schema::LOGGED_AT)
+        .map_err(StorageError::from)?;
+    for (id, sequence) in referring {
+        let leads_here = logged_at
+            .get(id.as_slice())
+            .map_err(StorageError::from)?
+            .is_some_and(|v| v.value() == sequence);
+        if leads_here {
+            logged_at
+                .remove(id.as_slice())
+                .map_err(StorageError::from)?;
+        }
+    }
     raise_compacted_through(txn, upto)?;
     Ok(removed)
 }
