@@ -604,15 +604,8 @@ fn an_entry_refers_to_its_row_until_the_row_is_written_again() {
     assert!(sizes[1].1 < 100, "entry of a 2 000-byte record: {sizes:?}");
 
     let s = file(&path);
-    let importance = |i| WriteOp::UpdateExperience {
-        id: a,
-        update: ExperienceUpdate {
-            importance: Some(i),
-            ..Default::default()
-        },
-    };
-    ok(&s, importance(0.9)); // 5
-    ok(&s, importance(0.7)); // 6
+    ok(&s, set_importance(a, 0.9)); // 5
+    ok(&s, set_importance(a, 0.7)); // 6
     ok(
         &s,
         WriteOp::ReinforceExperience {
@@ -708,16 +701,7 @@ fn compaction_drops_the_keys_of_the_entries_it_removes() {
     // The key of the compacted entry went with it; b's entry stays.
     assert_eq!(logged_keys(&path), 1);
     let s = file(&path);
-    ok(
-        &s,
-        WriteOp::UpdateExperience {
-            id: a,
-            update: ExperienceUpdate {
-                importance: Some(0.9),
-                ..Default::default()
-            },
-        },
-    ); // 4
+    ok(&s, set_importance(a, 0.9)); // 4
     ok(&s, WriteOp::DeleteExperience(b)); // 5
     let read: Vec<_> = s
         .changes_since(2, usize::MAX)

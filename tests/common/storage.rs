@@ -8,8 +8,8 @@ use std::path::Path;
 use pulsedb::storage::{Committed, Location, OpenOptions, RedbStorage, StorageWrite, WriteOp};
 use pulsedb::{
     Activity, Collective, CollectiveId, DerivedInsight, Durability, Experience, ExperienceId,
-    ExperienceRelation, ExperienceType, InsightId, InsightType, RelationId, RelationType,
-    Timestamp,
+    ExperienceRelation, ExperienceType, ExperienceUpdate, InsightId, InsightType, RelationId,
+    RelationType, Timestamp,
 };
 
 /// Embedding dimension the storage tests use.
@@ -139,6 +139,17 @@ pub fn new_collective(s: &impl StorageWrite, name: &str) -> CollectiveId {
 pub fn record(s: &impl StorageWrite, e: Experience) -> Experience {
     ok(s, WriteOp::RecordExperiences(vec![e.clone()]));
     e
+}
+
+/// The update that sets experience `id`'s importance.
+pub fn set_importance(id: ExperienceId, importance: f32) -> WriteOp {
+    WriteOp::UpdateExperience {
+        id,
+        update: ExperienceUpdate {
+            importance: Some(importance),
+            ..Default::default()
+        },
+    }
 }
 
 /// Records a plain experience in `c` and returns its id.
