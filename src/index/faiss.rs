@@ -338,29 +338,9 @@ impl FaissIndex {
     }
 
     /// The graph's (or flat index's) `k` best for a normalised query, best
-    /// first, restricted to `eligible` by a bitmap selector. A graph search
-    /// restricted to a fraction of the vectors widens its beam
-    /// ([`filtered_ef_search`]).
+    /// first, restricted to `eligible` by a bitmap selector; `ef_search`
+    /// sets an HNSW graph's beam for this search (`None`: the index's own).
     pub(super) fn search_graph(
-        &self,
-        query: &[f32],
-        k: usize,
-        eligible: Option<&SlotSet>,
-    ) -> Result<Vec<Hit>, IndexError> {
-        let ef_search = match eligible {
-            Some(e) if self.hnsw => {
-                let live = self.live.len().max(1) as f64;
-                let fraction = e.intersection_len(&self.live) as f64 / live;
-                Some(filtered_ef_search(self.config.ef_search, k, fraction))
-            }
-            _ => None,
-        };
-        self.search_graph_with(query, k, eligible, ef_search)
-    }
-
-    /// [`FaissIndex::search_graph`] with the beam width given (`None`: the
-    /// index's own).
-    pub(super) fn search_graph_with(
         &self,
         query: &[f32],
         k: usize,
@@ -655,7 +635,13 @@ impl VectorIndex for FaissIndex {
         if self.hnsw && eligible.is_some() && self.filtered_plan(available) == FilteredPlan::Scan {
             return self.exact_scan(&query, k, eligible);
         }
-        let hits = self.search_graph(&query, k, eligible)?;
+        // A filtered graph search widens its beam with the filter's
+        // selectivity.
+        let ef_search = eligible.map(|_| {
+            let fraction = available as f64 / self.live.len().max(1) as f64;
+            filtered_ef_search(self.config.ef_search, k, fraction)
+        });
+        let hits = self.search_graph(&query, k, eligible, ef_search)?;
         if hits.len() < wanted {
             return self.exact_scan(&query, k, eligible);
         }

@@ -237,10 +237,8 @@ fn measure_filtered_plan() {
                 hnsw.filtered_plan(eligible),
             );
             for beam in [ef, 128, 192, 256, 384, 512, widened] {
-                let (graph_us, recall) = timed(&|q| {
-                    hnsw.search_graph_with(q, 10, Some(&filter), Some(beam))
-                        .unwrap()
-                });
+                let (graph_us, recall) =
+                    timed(&|q| hnsw.search_graph(q, 10, Some(&filter), Some(beam)).unwrap());
                 println!(
                     "    graph efSearch {beam:>4}: {graph_us:>7.1} us recall {recall:.3} \
                      ({:.3} ns/ef-component/log2(n))",

@@ -250,14 +250,14 @@ fn the_beam_width_is_set_per_search() {
             .iter()
             .take(20)
             .map(|q| {
-                let hits = f.faiss.search_graph_with(q, 10, Some(&filter), ef).unwrap();
+                let hits = f.faiss.search_graph(q, 10, Some(&filter), ef).unwrap();
                 assert!(hits.iter().all(|h| filter.contains(h.slot)));
                 recall(&hits, &f.exact.search(q, 10, Some(&filter)).unwrap())
             })
             .sum();
         total / 20.0
     };
-    let unfiltered = |q: &[f32]| f.faiss.search_graph_with(q, 10, None, None).unwrap();
+    let unfiltered = |q: &[f32]| f.faiss.search_graph(q, 10, None, None).unwrap();
     let before: Vec<Vec<Hit>> = f.queries.iter().take(5).map(|q| unfiltered(q)).collect();
     let narrow = recall_with(Some(10));
     let own = recall_with(None);
