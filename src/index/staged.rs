@@ -10,10 +10,14 @@
 //! lists, re-ranked, is the answer; the buffer is bounded by its owner.
 
 use std::collections::VecDeque;
+use std::mem::ManuallyDrop;
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
+
+use parking_lot::RwLock as FairLock;
 
 use super::exact::rank;
 use super::ffi::OmpSingleThread;
@@ -23,12 +27,13 @@ use super::{ExactIndex, FaissIndex, Hit, IndexConfig, IndexError, Slot, SlotSet,
 /// between threads: every method takes `&self`.
 ///
 /// The graph and the buffer have separate locks, so buffering a write never
-/// waits for a graph insertion in progress; searches read both. Lock order:
+/// waits for a graph insertion in progress; searches read both. The graph's
+/// write lock is handed over on release ([`GraphWrite`]). Lock order:
 /// a thread holding both takes the graph first (so a search waiting for the
 /// graph holds nothing a writer needs); a drain never holds both.
 #[derive(Debug)]
 pub struct StagedIndex {
-    main: RwLock<FaissIndex>,
+    main: FairLock<FaissIndex>,
     buffer: RwLock<Buffer>,
     /// One drain at a time: two would insert the same vectors.
     draining: Mutex<()>,
@@ -126,6 +131,37 @@ const COPY_CHUNK: usize = 1024;
 /// the replay then wait for the last round).
 const MAX_CATCH_UP_ROUNDS: usize = 16;
 
+/// The graph's write lock, released fairly: the threads that queued for
+/// the lock while it was held get it, in order, before this thread can take
+/// it again. Drains and deletes take it once per chunk or slot in a loop;
+/// with a plain release, a search woken on busy cores is runnable but not
+/// yet running when the loop takes the lock again, and would wait for many
+/// chunks instead of one (at 100 000 vectors, a search p99 of 100 ms while
+/// 64 writers ran, against 7 ms with the handover).
+struct GraphWrite<'a>(ManuallyDrop<parking_lot::RwLockWriteGuard<'a, FaissIndex>>);
+
+impl Deref for GraphWrite<'_> {
+    type Target = FaissIndex;
+
+    fn deref(&self) -> &FaissIndex {
+        &self.0
+    }
+}
+
+impl DerefMut for GraphWrite<'_> {
+    fn deref_mut(&mut self) -> &mut FaissIndex {
+        &mut self.0
+    }
+}
+
+impl Drop for GraphWrite<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the guard is taken once, here, and not used after.
+        let guard = unsafe { ManuallyDrop::take(&mut self.0) };
+        parking_lot::RwLockWriteGuard::unlock_fair(guard);
+    }
+}
+
 #[derive(Debug)]
 struct Buffer {
     exact: ExactIndex,
@@ -151,7 +187,7 @@ impl StagedIndex {
         let dimension = main.dimension();
         let wants_rebuild = AtomicBool::new(main.needs_rebuild());
         StagedIndex {
-            main: RwLock::new(main),
+            main: FairLock::new(main),
             buffer: RwLock::new(Buffer {
                 exact: ExactIndex::new(dimension),
                 order: VecDeque::new(),
@@ -165,12 +201,12 @@ impl StagedIndex {
         }
     }
 
-    fn main(&self) -> Result<RwLockReadGuard<'_, FaissIndex>, IndexError> {
-        self.main.read().map_err(|_| poisoned())
+    fn main(&self) -> parking_lot::RwLockReadGuard<'_, FaissIndex> {
+        self.main.read()
     }
 
-    fn main_mut(&self) -> Result<RwLockWriteGuard<'_, FaissIndex>, IndexError> {
-        self.main.write().map_err(|_| poisoned())
+    fn main_mut(&self) -> GraphWrite<'_> {
+        GraphWrite(ManuallyDrop::new(self.main.write()))
     }
 
     fn buffer(&self) -> Result<RwLockReadGuard<'_, Buffer>, IndexError> {
@@ -206,7 +242,7 @@ impl StagedIndex {
     /// # Errors
     /// As [`VectorIndex::add`].
     pub fn add_direct(&self, items: &[(Slot, &[f32])]) -> Result<(), IndexError> {
-        let mut main = self.main_mut()?;
+        let mut main = self.main_mut();
         main.add(items)?;
         self.note_graph(&main);
         self.journal_changes(items.iter().map(|(s, _)| Change::Added(*s)))
@@ -246,7 +282,7 @@ impl StagedIndex {
                 return Ok(true);
             }
         }
-        let mut main = self.main_mut()?;
+        let mut main = self.main_mut();
         let removed = main.remove(slot);
         self.note_graph(&main);
         if removed {
@@ -304,7 +340,7 @@ impl StagedIndex {
         let items: Vec<(Slot, &[f32])> = batch.iter().map(|(s, v)| (*s, v.as_slice())).collect();
         // The buffer holds normalised vectors: stored as they are.
         {
-            let mut main = self.main_mut()?;
+            let mut main = self.main_mut();
             main.add_normalized(&items)?;
             self.note_graph(&main);
             self.journal_changes(items.iter().map(|(s, _)| Change::Added(*s)))?;
@@ -328,7 +364,7 @@ impl StagedIndex {
             self.buffered.store(buffer.exact.len(), Ordering::Relaxed);
         }
         if !removed_meanwhile.is_empty() {
-            let mut main = self.main_mut()?;
+            let mut main = self.main_mut();
             for slot in removed_meanwhile {
                 if main.remove(slot) {
                     self.journal_changes(std::iter::once(Change::Removed(slot)))?;
@@ -364,7 +400,7 @@ impl StagedIndex {
             Err(std::sync::TryLockError::Poisoned(_)) => return Err(poisoned()),
         };
         let (dimension, config, listed) = {
-            let main = self.main()?;
+            let main = self.main();
             if !main.needs_rebuild() {
                 return Ok(None);
             }
@@ -381,7 +417,7 @@ impl StagedIndex {
         let mut vectors = Vec::with_capacity(listed.len() * dimension);
         let copied = listed
             .chunks(COPY_CHUNK)
-            .try_for_each(|chunk| self.main()?.copy_vectors(chunk, &mut slots, &mut vectors));
+            .try_for_each(|chunk| self.main().copy_vectors(chunk, &mut slots, &mut vectors));
         if let Err(e) = copied {
             // No rebuild after all: stop journaling.
             *self.journal.lock().map_err(|_| poisoned())? = None;
@@ -421,13 +457,13 @@ impl StagedIndex {
             }
             let short = pending.len() <= SWAP_AT_JOURNAL;
             for chunk in pending.chunks(COPY_CHUNK) {
-                replay(chunk, &mut fresh, &*self.main()?)?;
+                replay(chunk, &mut fresh, &self.main())?;
             }
             if short {
                 break;
             }
         }
-        let mut main = self.main_mut()?;
+        let mut main = self.main_mut();
         let rest = self.take_journal(true)?;
         replay(&rest, &mut fresh, &main)?;
         let old = std::mem::replace(&mut *main, fresh);
@@ -463,7 +499,7 @@ impl StagedIndex {
         // Hold the graph for the whole search: a drain inserts moved vectors
         // into the graph before removing them from the buffer, and cannot
         // insert meanwhile, so every vector is seen in one or both.
-        let main = self.main()?;
+        let main = self.main();
         let mut hits = main.search(query, k, eligible)?;
         let buffer = self.buffer()?;
         drop(main);
@@ -482,7 +518,7 @@ impl StagedIndex {
     /// # Errors
     /// A poisoned lock.
     pub fn len(&self) -> Result<usize, IndexError> {
-        let main = self.main()?;
+        let main = self.main();
         let buffer = self.buffer()?;
         // A vector being moved is in both for a moment: count it once.
         let only_buffered = buffer
@@ -536,7 +572,7 @@ impl StagedIndex {
     /// # Errors
     /// A poisoned lock.
     pub fn tombstones(&self) -> Result<usize, IndexError> {
-        Ok(self.main()?.tombstones())
+        Ok(self.main().tombstones())
     }
 
     /// Whether the graph is HNSW (otherwise flat).
@@ -544,7 +580,7 @@ impl StagedIndex {
     /// # Errors
     /// A poisoned lock.
     pub fn is_hnsw(&self) -> Result<bool, IndexError> {
-        Ok(self.main()?.is_hnsw())
+        Ok(self.main().is_hnsw())
     }
 
     /// Whether `slot` is live.
@@ -554,7 +590,7 @@ impl StagedIndex {
     pub fn contains(&self, slot: Slot) -> Result<bool, IndexError> {
         // One lock at a time (a thread holding both takes the graph first).
         let buffered = self.buffer()?.exact.contains(slot);
-        Ok(buffered || self.main()?.contains(slot))
+        Ok(buffered || self.main().contains(slot))
     }
 
     /// Saves the graph. Buffered vectors are not in the snapshot; the owner
@@ -569,7 +605,7 @@ impl StagedIndex {
         sequence: u64,
         extra: &[u8],
     ) -> Result<(), IndexError> {
-        self.main()?.save_snapshot(path, sequence, extra)
+        self.main().save_snapshot(path, sequence, extra)
     }
 }
 

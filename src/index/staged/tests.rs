@@ -235,3 +235,35 @@ fn a_rebuild_keeps_the_changes_made_while_it_ran() {
         }
     }
 }
+
+#[test]
+fn a_released_graph_goes_to_the_search_waiting_for_it() {
+    let dim = 16;
+    let staged = StagedIndex::new(dim, &config()).unwrap();
+    staged.add_direct(&numbered(&vectors(10, dim, 8))).unwrap();
+    let (about_to_read, asked) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let staged = &staged;
+    std::thread::scope(|s| {
+        let held = staged.main_mut();
+        let reader = s.spawn(move || {
+            about_to_read.send(()).unwrap();
+            let graph = staged.main();
+            released.recv().unwrap();
+            graph.len()
+        });
+        asked.recv().unwrap();
+        // Let the reader queue for the lock (a few microseconds' work).
+        std::thread::sleep(Duration::from_millis(100));
+        drop(held);
+        // A drain looping over chunks takes the lock again at once: the
+        // waiting reader must have it by then (a plain `std` release only
+        // wakes it).
+        assert!(
+            staged.main.try_write().is_none(),
+            "the lock went back to the releasing thread, not the waiting one"
+        );
+        release.send(()).unwrap();
+        assert_eq!(reader.join().unwrap(), 10);
+    });
+}
