@@ -116,15 +116,16 @@ impl<Id: Copy> IdIndex<Id> {
         Ok(())
     }
 
-    fn remove(&self, slot: Slot) -> Result<()> {
-        self.index.remove(slot)?;
-        if let Some(cell) = self
-            .ids
-            .write()
-            .map_err(|_| poisoned())?
-            .get_mut(slot as usize)
-        {
-            *cell = None;
+    fn remove(&self, slots: &[Slot]) -> Result<()> {
+        if slots.is_empty() {
+            return Ok(());
+        }
+        self.index.remove_many(slots)?;
+        let mut ids = self.ids.write().map_err(|_| poisoned())?;
+        for slot in slots {
+            if let Some(cell) = ids.get_mut(*slot as usize) {
+                *cell = None;
+            }
         }
         Ok(())
     }
@@ -160,9 +161,7 @@ impl<Id: Copy> IdIndex<Id> {
     /// running; then that drain is making room, and the writer looks again
     /// shortly.
     fn update(&self, added: &[(Slot, Id, Vec<f32>)], removed: &[Slot]) -> Result<()> {
-        for slot in removed {
-            self.remove(*slot)?;
-        }
+        self.remove(removed)?;
         if added.is_empty() {
             return Ok(());
         }

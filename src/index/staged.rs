@@ -275,20 +275,36 @@ impl StagedIndex {
     /// # Errors
     /// A poisoned lock.
     pub fn remove(&self, slot: Slot) -> Result<bool, IndexError> {
+        Ok(self.remove_many(&[slot])? == 1)
+    }
+
+    /// Removes slots, buffered or not, taking each lock once for all of
+    /// them. Returns how many were live.
+    ///
+    /// # Errors
+    /// A poisoned lock.
+    pub fn remove_many(&self, slots: &[Slot]) -> Result<usize, IndexError> {
+        let mut from_graph = Vec::new();
+        let mut removed = 0;
         {
             let mut buffer = self.buffer_mut()?;
-            if buffer.exact.remove(slot) {
-                self.buffered.store(buffer.exact.len(), Ordering::Relaxed);
-                return Ok(true);
+            for &slot in slots {
+                if buffer.exact.remove(slot) {
+                    removed += 1;
+                } else {
+                    from_graph.push(slot);
+                }
             }
+            self.buffered.store(buffer.exact.len(), Ordering::Relaxed);
+        }
+        if from_graph.is_empty() {
+            return Ok(removed);
         }
         let mut main = self.main_mut();
-        let removed = main.remove(slot);
+        from_graph.retain(|slot| main.remove(*slot));
         self.note_graph(&main);
-        if removed {
-            self.journal_changes(std::iter::once(Change::Removed(slot)))?;
-        }
-        Ok(removed)
+        self.journal_changes(from_graph.iter().map(|slot| Change::Removed(*slot)))?;
+        Ok(removed + from_graph.len())
     }
 
     /// Moves up to `max` buffered vectors into the graph, oldest first.

@@ -267,3 +267,32 @@ fn a_released_graph_goes_to_the_search_waiting_for_it() {
         assert_eq!(reader.join().unwrap(), 10);
     });
 }
+
+#[test]
+fn slots_are_removed_together_from_the_buffer_and_the_graph() {
+    let dim = 16;
+    let data = vectors(40, dim, 13);
+    let staged = StagedIndex::new(dim, &config()).unwrap();
+    let items = numbered(&data);
+    staged.add_direct(&items[..20]).unwrap();
+    staged.add(&items[20..]).unwrap();
+    // Graph and buffer slots, one twice, one never added.
+    let gone = [3, 25, 7, 25, 39, 99];
+    assert_eq!(staged.remove_many(&gone).unwrap(), 4, "each live slot once");
+    assert_eq!(staged.len().unwrap(), 36);
+    assert_eq!(staged.staged_len().unwrap(), 18);
+    assert_eq!(staged.tombstones().unwrap(), 2);
+    for slot in 0..40 {
+        assert_eq!(
+            staged.contains(slot).unwrap(),
+            !gone.contains(&slot),
+            "{slot}"
+        );
+    }
+    for slot in [3, 25] {
+        let hits = staged.search(&data[slot as usize], 40, None).unwrap();
+        assert_eq!(hits.len(), 36);
+        assert!(hits.iter().all(|h| !gone.contains(&h.slot)));
+    }
+    assert_eq!(staged.remove_many(&gone).unwrap(), 0);
+}
