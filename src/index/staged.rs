@@ -28,7 +28,7 @@ use super::{ExactIndex, FaissIndex, Hit, IndexConfig, IndexError, Slot, SlotSet,
 ///
 /// The graph and the buffer have separate locks, so buffering a write never
 /// waits for a graph insertion in progress; searches read both. The graph's
-/// write lock is handed over on release ([`GraphWrite`]). Lock order:
+/// write lock is handed over on release (`GraphWrite`). Lock order:
 /// a thread holding both takes the graph first (so a search waiting for the
 /// graph holds nothing a writer needs); a drain never holds both.
 #[derive(Debug)]
