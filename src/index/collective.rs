@@ -331,8 +331,8 @@ impl CollectiveIndex {
         Ok(IndexStats {
             indexed: exp.len()?,
             staged: exp.staged_len()?,
-            tombstones: exp.tombstones()?,
-            hnsw: exp.is_hnsw()?,
+            tombstones: exp.tombstones(),
+            hnsw: exp.is_hnsw(),
             insights: self.insights.index.len()?,
         })
     }

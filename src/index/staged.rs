@@ -133,7 +133,7 @@ const MAX_CATCH_UP_ROUNDS: usize = 16;
 
 /// The graph's write lock, released fairly: the threads that queued for
 /// the lock while it was held get it, in order, before this thread can take
-/// it again. Drains and deletes take it once per chunk or slot in a loop;
+/// it again. Drains and deletes take it once per chunk or batch, in a loop;
 /// with a plain release, a search woken on busy cores is runnable but not
 /// yet running when the loop takes the lock again, and would wait for many
 /// chunks instead of one (at 100 000 vectors, a search p99 of 100 ms while
@@ -297,14 +297,20 @@ impl StagedIndex {
             }
             self.buffered.store(buffer.exact.len(), Ordering::Relaxed);
         }
-        if from_graph.is_empty() {
-            return Ok(removed);
+        Ok(removed + self.remove_from_graph(from_graph)?)
+    }
+
+    /// Removes slots from the graph under one hold of its lock, journaling
+    /// those that were live. Returns how many were.
+    fn remove_from_graph(&self, mut slots: Vec<Slot>) -> Result<usize, IndexError> {
+        if slots.is_empty() {
+            return Ok(0);
         }
         let mut main = self.main_mut();
-        from_graph.retain(|slot| main.remove(*slot));
+        slots.retain(|slot| main.remove(*slot));
         self.note_graph(&main);
-        self.journal_changes(from_graph.iter().map(|slot| Change::Removed(*slot)))?;
-        Ok(removed + from_graph.len())
+        self.journal_changes(slots.iter().map(|slot| Change::Removed(*slot)))?;
+        Ok(slots.len())
     }
 
     /// Moves up to `max` buffered vectors into the graph, oldest first.
@@ -379,15 +385,7 @@ impl StagedIndex {
             }
             self.buffered.store(buffer.exact.len(), Ordering::Relaxed);
         }
-        if !removed_meanwhile.is_empty() {
-            let mut main = self.main_mut();
-            for slot in removed_meanwhile {
-                if main.remove(slot) {
-                    self.journal_changes(std::iter::once(Change::Removed(slot)))?;
-                }
-            }
-            self.note_graph(&main);
-        }
+        self.remove_from_graph(removed_meanwhile)?;
         Ok(batch.len())
     }
 
@@ -584,19 +582,13 @@ impl StagedIndex {
     }
 
     /// Removed vectors still taking space in the graph.
-    ///
-    /// # Errors
-    /// A poisoned lock.
-    pub fn tombstones(&self) -> Result<usize, IndexError> {
-        Ok(self.main().tombstones())
+    pub fn tombstones(&self) -> usize {
+        self.main().tombstones()
     }
 
     /// Whether the graph is HNSW (otherwise flat).
-    ///
-    /// # Errors
-    /// A poisoned lock.
-    pub fn is_hnsw(&self) -> Result<bool, IndexError> {
-        Ok(self.main().is_hnsw())
+    pub fn is_hnsw(&self) -> bool {
+        self.main().is_hnsw()
     }
 
     /// Whether `slot` is live.
